@@ -1,0 +1,166 @@
+//! Flows: reliable, ordered byte streams (TCP connections, host pipes).
+//!
+//! A flow is an owned value; its I/O takes `&mut self` and dropping it
+//! releases it (a TCP flow dropped without [`Flow::close`] is reset).
+//! End of stream is not an error: [`Flow::read`] returns `Ok(0)` for it.
+//!
+//! # For implementors
+//!
+//! - `read` into a non-empty buffer returns `Ok(n)` with `n > 0`, or `Ok(0)`
+//!   exactly when the peer will send nothing more; later reads keep
+//!   returning `Ok(0)`.
+//! - `write` of a non-empty buffer returns `Ok(n)` with `n > 0`; it waits
+//!   while the send path has no room.
+//! - After `close` (or `shutdown(Both)`), I/O fails with
+//!   [`ErrorKind::NotConnected`]; after `shutdown(Write)`, writes fail with
+//!   [`ErrorKind::BrokenPipe`].
+//!
+//! # For users
+//!
+//! ```
+//! use mirage_types::flow::Flow;
+//!
+//! /// Copies everything read from `flow` back to it until end of stream;
+//! /// returns the number of bytes echoed.
+//! async fn echo<F: Flow>(flow: &mut F) -> Result<u64, F::Error> {
+//!     let mut buf = [0u8; 4096];
+//!     let mut total = 0;
+//!     loop {
+//!         let n = flow.read(&mut buf).await?;
+//!         if n == 0 {
+//!             flow.close().await?;
+//!             return Ok(total);
+//!         }
+//!         flow.write_all(&buf[..n]).await?;
+//!         total += n as u64;
+//!     }
+//! }
+//! ```
+
+use alloc::string::String;
+
+error_family!("flow" {
+    /// The peer reset the connection; data in flight is lost.
+    ConnectionReset => "connection reset by peer",
+    /// The connection was aborted locally (a timeout, a resource limit, the stack shutting down).
+    ConnectionAborted => "connection aborted",
+    /// The flow is closed (or shut down in both directions).
+    NotConnected => "not connected",
+    /// Writing after the write side was shut down.
+    BrokenPipe => "write after shutdown",
+    /// The peer stopped acknowledging for longer than the user timeout.
+    TimedOut => "connection timed out",
+    /// The underlying device or host call failed.
+    Io => "I/O error",
+    /// Anything else.
+    Other => "flow failure",
+});
+
+/// The ready-made error of this family.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlowError {
+    /// The peer reset the connection.
+    #[error("connection reset by peer")]
+    ConnectionReset,
+    /// I/O on a closed flow.
+    #[error("{0} on a closed flow")]
+    NotConnected(&'static str),
+    /// A write after `shutdown(Write)`.
+    #[error("write after the write side was shut down")]
+    BrokenPipe,
+    /// Any other failure, with its kind.
+    #[error("{message}")]
+    Other {
+        /// The kind reported.
+        kind: ErrorKind,
+        /// What failed and where.
+        message: String,
+    },
+}
+
+impl FlowError {
+    /// A ready-made error with the kind and message of any flow error.
+    pub fn from_error<E: Error + ?Sized>(e: &E) -> FlowError {
+        FlowError::Other { kind: e.kind(), message: alloc::string::ToString::to_string(e) }
+    }
+}
+
+impl Error for FlowError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            FlowError::ConnectionReset => ErrorKind::ConnectionReset,
+            FlowError::NotConnected(_) => ErrorKind::NotConnected,
+            FlowError::BrokenPipe => ErrorKind::BrokenPipe,
+            FlowError::Other { kind, .. } => *kind,
+        }
+    }
+}
+
+/// Which direction(s) of a flow to shut down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Shutdown {
+    /// No more reads: data that arrives later is discarded.
+    Read,
+    /// No more writes: the peer sees end of stream after the data already written.
+    Write,
+    /// Both.
+    Both,
+}
+
+/// A reliable, ordered byte stream.
+pub trait Flow {
+    /// The error of this flow.
+    type Error: Error;
+
+    /// Reads into `buf`; `Ok(0)` for a non-empty `buf` means end of stream.
+    ///
+    /// Cancel-safe: if the future is dropped, no data was consumed.
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error>;
+
+    /// Writes some of `buf`, waiting while the send path is full, and
+    /// returns how much was accepted (at least one byte unless `buf` is
+    /// empty). `Ok` means accepted for sending, not received by the peer.
+    ///
+    /// Cancel-safe: if the future is dropped, nothing was accepted.
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error>;
+
+    /// Writes all of `buf`.
+    ///
+    /// Not cancel-safe: if dropped or on `Err`, an unknown prefix of `buf`
+    /// may have been accepted.
+    async fn write_all(&mut self, mut buf: &[u8]) -> Result<(), Self::Error> {
+        while !buf.is_empty() {
+            let n = self.write(buf).await?;
+            // A zero-length write of a non-empty buffer breaks the contract above.
+            assert!(n > 0, "Flow::write accepted no bytes of a non-empty buffer");
+            buf = &buf[n..];
+        }
+        Ok(())
+    }
+
+    /// Shuts down one or both directions. Shutting down the write side
+    /// sends end of stream after the data already written.
+    async fn shutdown(&mut self, how: Shutdown) -> Result<(), Self::Error>;
+
+    /// Closes the flow gracefully: written data is still delivered, then
+    /// the peer sees end of stream. Later I/O fails with
+    /// [`ErrorKind::NotConnected`]. Closing twice is not an error.
+    async fn close(&mut self) -> Result<(), Self::Error>;
+}
+
+forward_flow!(Flow {
+    type Error = T::Error;
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        (**self).read(buf).await
+    }
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        (**self).write(buf).await
+    }
+    async fn shutdown(&mut self, how: Shutdown) -> Result<(), Self::Error> {
+        (**self).shutdown(how).await
+    }
+    async fn close(&mut self) -> Result<(), Self::Error> {
+        (**self).close().await
+    }
+});
