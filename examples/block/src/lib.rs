@@ -1,0 +1,3 @@
+//! The block example application.
+
+#![no_std]

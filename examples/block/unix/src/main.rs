@@ -1,0 +1,3 @@
+//! The block example as a Linux process.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! The echo example application.
+
+#![no_std]

@@ -1,0 +1,3 @@
+//! The echo example as a Linux process.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! The hello example application.
+
+#![no_std]

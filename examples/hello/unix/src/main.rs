@@ -1,0 +1,3 @@
+//! The hello example as a Linux process.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! The www example application.
+
+#![no_std]

@@ -1,0 +1,3 @@
+//! The www example as a Linux process.
+
+fn main() {}

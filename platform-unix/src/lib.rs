@@ -1,0 +1,1 @@
+//! Run mirage-rs applications as Linux processes: under construction.

@@ -1,0 +1,3 @@
+//! `cargo xtask`: under construction.
+
+fn main() {}
