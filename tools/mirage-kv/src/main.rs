@@ -1,0 +1,3 @@
+//! `mirage-kv`: under construction.
+
+fn main() {}
