@@ -1,0 +1,1 @@
+//! Interoperation tests of `mirage-net-stack` against the Linux kernel: see `tests/`.
