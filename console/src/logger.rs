@@ -36,7 +36,10 @@ const TEXT_CAPACITY: usize = MAX_LINE_LEN - TRUNCATION_MARKER.len();
 ///
 /// The timestamp is the monotonic clock in seconds with microseconds; the
 /// level is padded to five columns; then come the record's target (by
-/// default its module path) and message. Lines longer than
+/// default its module path) and message. Control characters other than
+/// tab are escaped (`\n`, `\u{1b}`), so a record is always exactly one
+/// line and a message carrying text from the network cannot forge log
+/// lines or send escape sequences to a terminal. Lines longer than
 /// [`MAX_LINE_LEN`] are truncated (see there).
 ///
 /// `log` requires its backend to be `Send + Sync`, hence the bounds on the
@@ -159,10 +162,10 @@ impl LineBuffer {
     }
 }
 
-impl fmt::Write for LineBuffer {
-    /// Appends `s`, or as much of it as fits at a character boundary; then
-    /// fails so formatting stops early.
-    fn write_str(&mut self, s: &str) -> fmt::Result {
+impl LineBuffer {
+    /// Appends `s`, or as much of it as fits at a character boundary; on
+    /// running out of room, fails so formatting stops early.
+    fn push(&mut self, s: &str) -> fmt::Result {
         let room = TEXT_CAPACITY - self.len;
         if s.len() <= room {
             self.bytes[self.len..self.len + s.len()].copy_from_slice(s.as_bytes());
@@ -177,6 +180,28 @@ impl fmt::Write for LineBuffer {
         self.len += cut;
         self.truncated = true;
         Err(fmt::Error)
+    }
+}
+
+/// Whether `c` is written escaped: control characters would let a message
+/// break the one-record-one-line rule (`\n`, `\r`) or drive the terminal
+/// (ESC sequences), and messages often carry text from the network.
+fn needs_escape(c: char) -> bool {
+    c.is_control() && c != '\t'
+}
+
+impl fmt::Write for LineBuffer {
+    /// Appends `s` with control characters other than tab escaped as
+    /// `char::escape_default` does (`\n`, `\u{1b}`).
+    fn write_str(&mut self, mut s: &str) -> fmt::Result {
+        while let Some((at, c)) = s.char_indices().find(|&(_, c)| needs_escape(c)) {
+            self.push(&s[..at])?;
+            for e in c.escape_default() {
+                self.push(e.encode_utf8(&mut [0; 4]))?;
+            }
+            s = &s[at + c.len_utf8()..];
+        }
+        self.push(s)
     }
 }
 
@@ -286,6 +311,30 @@ mod tests {
             assert!(text.ends_with("€…[truncated]\n"), "{text}");
             assert!(out.len() <= MAX_LINE_LEN && out.len() > MAX_LINE_LEN - 3 - TRUNCATION_MARKER.len());
         }
+    }
+
+    #[test]
+    fn control_characters_are_escaped_so_a_record_is_one_line() {
+        let console = MemConsole::new();
+        let logger = logger(&console, 0, "info");
+        let from_peer = "GET /\r\n[     9.000000] ERROR forged: \x1b[31mred\u{9b}\u{7f}\ttab é";
+        log(&logger, Level::Info, "http", format_args!("{from_peer}"));
+        assert_eq!(
+            console.diagnostics_string(),
+            "[     0.000000] INFO  http: GET /\\r\\n[     9.000000] ERROR forged: \\u{1b}[31mred\\u{9b}\\u{7f}\ttab é\n"
+        );
+    }
+
+    #[test]
+    fn escapes_are_truncated_like_any_text() {
+        let console = MemConsole::new();
+        let logger = logger(&console, 0, "info");
+        let message = "\x1b".repeat(MAX_LINE_LEN);
+        log(&logger, Level::Info, "a", format_args!("{message}"));
+        let out = console.diagnostics_string();
+        assert!(out.len() <= MAX_LINE_LEN, "{}", out.len());
+        assert!(out.ends_with("…[truncated]\n"), "{out}");
+        assert_eq!(out.matches('\n').count(), 1);
     }
 
     #[test]

@@ -169,20 +169,14 @@ impl Console for MemConsole {
         }
         let mut state = self.state.lock();
         let chunk = state.read_chunk;
-        let Some(next) = state.input.front_mut() else {
-            return Ok(0);
-        };
-        match next {
-            Scripted::Error(_) => match state.input.pop_front() {
-                Some(Scripted::Error(e)) => Err(e),
-                _ => unreachable!("the front of the script was just seen to be an error"),
-            },
-            Scripted::Bytes(bytes, at) => {
-                let n = limit(buf.len().min(bytes.len() - *at), chunk);
-                buf[..n].copy_from_slice(&bytes[*at..*at + n]);
-                *at += n;
-                if *at == bytes.len() {
-                    state.input.pop_front();
+        match state.input.pop_front() {
+            None => Ok(0),
+            Some(Scripted::Error(e)) => Err(e),
+            Some(Scripted::Bytes(bytes, at)) => {
+                let n = limit(buf.len().min(bytes.len() - at), chunk);
+                buf[..n].copy_from_slice(&bytes[at..at + n]);
+                if at + n < bytes.len() {
+                    state.input.push_front(Scripted::Bytes(bytes, at + n));
                 }
                 Ok(n)
             }
