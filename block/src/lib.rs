@@ -1,4 +1,29 @@
-//! Block layers and key-value stores for mirage-rs: under construction in this session.
+//! Block layers for mirage-rs, each itself a
+//! [`BlockDevice`](mirage_types::block::BlockDevice) that validates every
+//! request with [`BlockInfo::check`](mirage_types::block::BlockInfo::check):
+//!
+//! | layer | what it is |
+//! |---|---|
+//! | [`MemBlock`] | a RAM disk |
+//! | [`CrashBlock`] | a RAM disk that loses power on cue (feature `test-utils`) |
+//!
+//! # Cargo features
+//!
+//! - `test-utils`: exports [`CrashBlock`] and its [`crash`] module, the
+//!   power-loss simulator other crates run their crash-consistency tests
+//!   on. Off by default.
+//!
+//! The crate is `#![no_std]` and needs only `alloc`.
 
 #![no_std]
 #![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod mem;
+pub use mem::MemBlock;
+
+#[cfg(any(test, feature = "test-utils"))]
+pub mod crash;
+#[cfg(any(test, feature = "test-utils"))]
+pub use crash::{CrashBlock, Persistence};
