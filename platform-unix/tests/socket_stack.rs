@@ -1,0 +1,391 @@
+//! `SocketStack` against the host kernel on loopback (and, for ping, in a
+//! network namespace this test creates when the host forbids ping sockets).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::Command;
+use std::time::Duration;
+
+use mirage_platform_unix::socket_stack::SocketStack;
+use mirage_types::flow::{self, Flow, Shutdown};
+use mirage_types::icmp::{self, Icmp};
+use mirage_types::stack::Stack;
+use mirage_types::tcp::{self, Keepalive, Tcp, TcpFlow, TcpListener};
+use mirage_types::udp::{self, Udp, UdpSocket};
+use tokio::task::LocalSet;
+use tokio::time::timeout;
+
+/// Every wait in these tests ends within this.
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn localhost(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+/// Runs `test` on a current-thread runtime with a `LocalSet`, as the
+/// platform does, bounded by [`LIMIT`].
+fn run<F: std::future::Future<Output = ()>>(test: F) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    LocalSet::new().block_on(&rt, async {
+        timeout(LIMIT, test).await.expect("test took longer than its time limit");
+    });
+}
+
+/// Deterministic test data, different for every connection.
+fn pattern(conn: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i.wrapping_mul(31) ^ (conn * 7 + 1)) as u8).collect()
+}
+
+async fn echo_until_eof<F: Flow>(mut flow: F) -> u64 {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut total = 0;
+    loop {
+        let n = flow.read(&mut buf).await.expect("server read");
+        if n == 0 {
+            flow.close().await.expect("server close");
+            return total;
+        }
+        flow.write_all(&buf[..n]).await.expect("server write");
+        total += n as u64;
+    }
+}
+
+#[test]
+fn tcp_echo_of_mebibytes_over_concurrent_connections() {
+    const CONNECTIONS: usize = 4;
+    const BYTES: usize = 3 * 1024 * 1024;
+    const CHUNK: usize = 64 * 1024;
+    run(async {
+        let stack = SocketStack::new();
+        let listener = stack.tcp().listen(localhost(0), 16).await.expect("listen");
+        let addr = listener.local_addr();
+        assert_ne!(addr.port(), 0);
+
+        let server = tokio::task::spawn_local(async move {
+            let mut echoes = Vec::new();
+            for _ in 0..CONNECTIONS {
+                let flow = listener.accept().await.expect("accept");
+                echoes.push(tokio::task::spawn_local(echo_until_eof(flow)));
+            }
+            let mut totals = Vec::new();
+            for echo in echoes {
+                totals.push(echo.await.expect("echo task"));
+            }
+            totals
+        });
+
+        let clients = (0..CONNECTIONS).map(|conn| async move {
+            let mut flow = SocketStack::new().tcp().connect(addr).await.expect("connect");
+            assert_eq!(flow.remote_addr(), addr);
+            flow.set_nodelay(true).expect("nodelay");
+            let data = pattern(conn, BYTES);
+            let mut back = vec![0u8; CHUNK];
+            // Alternate writing a chunk and reading its echo: the flow is
+            // one owned value, and this never lets either buffer fill.
+            for chunk in data.chunks(CHUNK) {
+                flow.write_all(chunk).await.expect("client write");
+                let mut got = 0;
+                while got < chunk.len() {
+                    let n = flow.read(&mut back[got..chunk.len()]).await.expect("client read");
+                    assert_ne!(n, 0, "server closed early");
+                    got += n;
+                }
+                assert_eq!(&back[..chunk.len()], chunk, "connection {conn} echoed wrong bytes");
+            }
+            flow.shutdown(Shutdown::Write).await.expect("client shutdown");
+            assert_eq!(flow.read(&mut back).await.expect("read EOF"), 0);
+            flow.close().await.expect("client close");
+        });
+        futures::future::join_all(clients).await;
+        let totals = server.await.expect("server task");
+        assert_eq!(totals, vec![BYTES as u64; CONNECTIONS]);
+    });
+}
+
+#[test]
+fn connect_to_a_closed_port_is_refused() {
+    run(async {
+        let stack = SocketStack::new();
+        // Bind and release a port so nothing listens on it.
+        let port = std::net::TcpListener::bind(localhost(0)).unwrap().local_addr().unwrap().port();
+        let e = stack.tcp().connect(localhost(port)).await.expect_err("nothing listens there");
+        assert_eq!(tcp::Error::kind(&e), tcp::ErrorKind::ConnectionRefused, "{e}");
+        assert!(e.to_string().contains(&localhost(port).to_string()), "{e}");
+    });
+}
+
+#[test]
+fn connect_to_port_zero_and_backlog_zero_are_invalid() {
+    run(async {
+        let stack = SocketStack::new();
+        let e = stack.tcp().connect(localhost(0)).await.expect_err("port 0");
+        assert_eq!(tcp::Error::kind(&e), tcp::ErrorKind::InvalidInput, "{e}");
+        let e = stack.tcp().listen(localhost(0), 0).await.expect_err("backlog 0");
+        assert_eq!(tcp::Error::kind(&e), tcp::ErrorKind::InvalidInput, "{e}");
+    });
+}
+
+#[test]
+fn binding_a_bound_port_is_address_in_use() {
+    run(async {
+        let stack = SocketStack::new();
+        let listener = stack.tcp().listen(localhost(0), 4).await.expect("listen");
+        let e = stack.tcp().listen(listener.local_addr(), 4).await.expect_err("second listen");
+        assert_eq!(tcp::Error::kind(&e), tcp::ErrorKind::AddressInUse, "{e}");
+        assert!(e.to_string().contains(&listener.local_addr().to_string()), "{e}");
+
+        let socket = stack.udp().bind(localhost(0)).await.expect("bind");
+        let e = stack.udp().bind(socket.local_addr()).await.expect_err("second bind");
+        assert_eq!(udp::Error::kind(&e), udp::ErrorKind::AddressInUse, "{e}");
+    });
+}
+
+#[test]
+fn binding_a_foreign_address_is_address_not_available() {
+    run(async {
+        // 192.0.2.1 (TEST-NET-1) is never configured on a host.
+        let foreign = SocketAddr::from(([192, 0, 2, 1], 0));
+        let e = SocketStack::new().tcp().listen(foreign, 4).await.expect_err("foreign address");
+        assert_eq!(tcp::Error::kind(&e), tcp::ErrorKind::AddressNotAvailable, "{e}");
+        let e = SocketStack::new().udp().bind(foreign).await.expect_err("foreign address");
+        assert_eq!(udp::Error::kind(&e), udp::ErrorKind::AddressNotAvailable, "{e}");
+    });
+}
+
+/// Accepts one connection from a fresh client; returns (client, server).
+async fn connected_pair() -> (impl TcpFlow<Error = flow::FlowError>, impl TcpFlow<Error = flow::FlowError>) {
+    let stack = SocketStack::new();
+    let listener = stack.tcp().listen(localhost(0), 4).await.expect("listen");
+    let (client, server) = futures::join!(stack.tcp().connect(listener.local_addr()), listener.accept());
+    let (client, server) = (client.expect("connect"), server.expect("accept"));
+    assert_eq!(client.local_addr(), server.remote_addr());
+    assert_eq!(client.remote_addr(), server.local_addr());
+    (client, server)
+}
+
+#[test]
+fn shutdown_write_delivers_eof_and_keeps_the_other_direction() {
+    run(async {
+        let (mut client, mut server) = connected_pair().await;
+        client.write_all(b"request").await.unwrap();
+        client.shutdown(Shutdown::Write).await.unwrap();
+
+        let e = client.write(b"more").await.expect_err("write after shutdown(Write)");
+        assert_eq!(flow::Error::kind(&e), flow::ErrorKind::BrokenPipe, "{e}");
+
+        let mut buf = [0u8; 64];
+        let mut got = Vec::new();
+        loop {
+            let n = server.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, b"request");
+        // End of stream stays end of stream.
+        assert_eq!(server.read(&mut buf).await.unwrap(), 0);
+
+        server.write_all(b"response").await.unwrap();
+        server.close().await.unwrap();
+        let mut got = Vec::new();
+        loop {
+            let n = client.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, b"response", "the read side must still work after shutdown(Write)");
+    });
+}
+
+#[test]
+fn read_after_peer_close_is_end_of_stream() {
+    run(async {
+        let (mut client, mut server) = connected_pair().await;
+        server.close().await.unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(client.read(&mut buf).await.unwrap(), 0);
+        assert_eq!(client.read(&mut buf).await.unwrap(), 0);
+    });
+}
+
+#[test]
+fn io_after_close_is_not_connected() {
+    run(async {
+        let (mut client, _server) = connected_pair().await;
+        client.close().await.unwrap();
+        client.close().await.expect("closing twice is not an error");
+        let mut buf = [0u8; 8];
+        let e = client.read(&mut buf).await.expect_err("read after close");
+        assert_eq!(flow::Error::kind(&e), flow::ErrorKind::NotConnected, "{e}");
+        let e = client.write(b"x").await.expect_err("write after close");
+        assert_eq!(flow::Error::kind(&e), flow::ErrorKind::NotConnected, "{e}");
+        let e = client.shutdown(Shutdown::Read).await.expect_err("shutdown after close");
+        assert_eq!(flow::Error::kind(&e), flow::ErrorKind::NotConnected, "{e}");
+
+        let (mut client, _server) = connected_pair().await;
+        client.shutdown(Shutdown::Both).await.unwrap();
+        let e = client.read(&mut buf).await.expect_err("read after shutdown(Both)");
+        assert_eq!(flow::Error::kind(&e), flow::ErrorKind::NotConnected, "{e}");
+    });
+}
+
+#[test]
+fn dropping_an_unclosed_flow_resets_the_peer() {
+    run(async {
+        let (client, mut server) = connected_pair().await;
+        drop(client);
+        let mut buf = [0u8; 8];
+        let e = server.read(&mut buf).await.expect_err("the peer must see a reset, not end of stream");
+        assert_eq!(flow::Error::kind(&e), flow::ErrorKind::ConnectionReset, "{e}");
+    });
+}
+
+#[test]
+fn keepalive_is_set_and_bad_values_are_refused() {
+    run(async {
+        let (mut client, _server) = connected_pair().await;
+        let good = Keepalive { idle: Duration::from_secs(30), interval: Duration::from_secs(5), probes: 4 };
+        client.set_keepalive(Some(good)).expect("keepalive");
+        client.set_keepalive(None).expect("keepalive off");
+        for bad in [
+            Keepalive { idle: Duration::from_millis(500), ..good },
+            Keepalive { interval: Duration::ZERO, ..good },
+            Keepalive { idle: Duration::from_secs(40_000), ..good },
+            Keepalive { probes: 0, ..good },
+            Keepalive { probes: 128, ..good },
+        ] {
+            let e = client.set_keepalive(Some(bad)).expect_err("out of Linux's range");
+            assert!(e.to_string().contains("keepalive"), "{e}");
+        }
+    });
+}
+
+#[test]
+fn udp_round_trip_on_ephemeral_ports() {
+    run(async {
+        let stack = SocketStack::new();
+        let a = stack.udp().bind(localhost(0)).await.expect("bind a");
+        let b = stack.udp().bind(localhost(0)).await.expect("bind b");
+        assert_ne!(a.local_addr().port(), 0);
+        assert_ne!(a.local_addr(), b.local_addr());
+
+        let big = pattern(3, 60_000);
+        for payload in [&b"ping"[..], &[][..], &big[..]] {
+            a.send_to(payload, b.local_addr()).await.expect("send a->b");
+            let d = b.recv_from().await.expect("recv at b");
+            assert_eq!(d.src, a.local_addr());
+            assert_eq!(d.dst, b.local_addr());
+            assert_eq!(&d.payload[..], payload);
+            b.send_to(&d.payload, d.src).await.expect("send b->a");
+            let back = a.recv_from().await.expect("recv at a");
+            assert_eq!(back.src, b.local_addr());
+            assert_eq!(&back.payload[..], payload);
+        }
+
+        let e = a.send_to(&vec![0u8; 65_508], b.local_addr()).await.expect_err("too large");
+        assert_eq!(udp::Error::kind(&e), udp::ErrorKind::TooLarge, "{e}");
+    });
+}
+
+#[test]
+fn udp_receive_is_cancel_safe() {
+    run(async {
+        let stack = SocketStack::new();
+        let a = stack.udp().bind(localhost(0)).await.unwrap();
+        let b = stack.udp().bind(localhost(0)).await.unwrap();
+        // A receive abandoned before anything arrived must not eat the
+        // datagram sent afterwards.
+        assert!(timeout(Duration::from_millis(20), b.recv_from()).await.is_err());
+        a.send_to(b"after", b.local_addr()).await.unwrap();
+        assert_eq!(&b.recv_from().await.unwrap().payload[..], b"after");
+    });
+}
+
+#[test]
+fn addresses_include_loopback() {
+    let addrs = SocketStack::new().addresses();
+    assert!(addrs.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)), "{addrs:?}");
+}
+
+/// Pings 127.0.0.1 and checks the reply.
+async fn ping_loopback() -> Result<(), icmp::IcmpError> {
+    let icmp = *SocketStack::new().icmp();
+    for seq in [1u16, 2, 0xfffe] {
+        let payload = pattern(seq as usize, 56);
+        let reply = icmp.ping(IpAddr::V4(Ipv4Addr::LOCALHOST), seq, &payload, Duration::from_secs(5)).await?;
+        assert_eq!(reply.seq, seq);
+        assert_eq!(reply.from, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(&reply.payload[..], &payload[..]);
+    }
+    Ok(())
+}
+
+/// A network namespace deleted when dropped, also when the test fails.
+struct Netns(String);
+
+impl Netns {
+    fn create(tag: &str) -> Result<Netns, String> {
+        let name = format!("mirage-{tag}-{}", std::process::id());
+        sh(&["ip", "netns", "add", &name])?;
+        Ok(Netns(name))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn sh(args: &[&str]) -> Result<(), String> {
+    let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// Runs `ping_loopback` on a thread moved into a fresh namespace where
+/// ping sockets are allowed, leaving the host's settings alone.
+fn ping_in_private_namespace() -> Result<Result<(), icmp::IcmpError>, String> {
+    use std::os::fd::AsRawFd;
+    let ns = Netns::create("ping")?;
+    sh(&["ip", "-n", &ns.0, "link", "set", "lo", "up"])?;
+    sh(&["ip", "netns", "exec", &ns.0, "sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 2147483647"])?;
+    let file = std::fs::File::open(format!("/run/netns/{}", ns.0)).map_err(|e| format!("open netns: {e}"))?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: setns(2) on an open namespace file; it moves only
+                // this (short-lived, test-owned) thread.
+                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(format!("setns: {}", std::io::Error::last_os_error()));
+                }
+                let mut result = None;
+                run(async { result = Some(ping_loopback().await) });
+                result.ok_or_else(|| String::from("ping did not run"))
+            })
+            .join()
+            .map_err(|_| String::from("ping thread panicked"))?
+    })
+}
+
+#[test]
+fn ping_loopback_gets_replies() {
+    let mut result = None;
+    run(async { result = Some(ping_loopback().await) });
+    match result.expect("ping ran") {
+        Ok(()) => {}
+        Err(e) if icmp::Error::kind(&e) == icmp::ErrorKind::PermissionDenied => {
+            assert!(e.to_string().contains("ping_group_range"), "{e}");
+            match ping_in_private_namespace() {
+                Ok(result) => result.expect("ping in a namespace with ping sockets allowed"),
+                Err(why) => println!("SKIP: ping sockets not permitted here ({e}) and no namespace to try in: {why}"),
+            }
+        }
+        Err(e) => panic!("ping 127.0.0.1: {e}"),
+    }
+}
