@@ -1,3 +1,49 @@
-//! The www example application.
+//! The www example: a static web server written once against the traits of
+//! `mirage-types`, so the same code serves from a Linux process on the
+//! host's sockets or from a unikernel with its own TCP/IP stack.
+//!
+//! [`start`] listens on a [`Stack`](mirage_types::stack::Stack) and serves
+//! the values of any read-only key-value store
+//! ([`KvRead`](mirage_types::kv::KvRead)) over HTTP/1.1: `GET` and `HEAD`,
+//! persistent connections, `Content-Type` from the extension, `index.html`
+//! for directories. [`CrunchKv`] is the store of the files that were in
+//! `examples/www/htdocs/` at build time.
+//!
+//! # Bounds
+//!
+//! Everything a client can make the server hold is bounded (see [`Config`]
+//! for the values and the flags that change them):
+//!
+//! - connections: at most [`Config::max_connections`] at once; a
+//!   connection accepted beyond that is closed at once;
+//! - memory per connection: a request head of at most
+//!   [`Config::head_limit`] bytes (a longer one is answered with 431 and
+//!   the connection closed), a response head with a body of at most
+//!   16 KiB, or one chunk of [`Config::chunk_size`] bytes of a larger value
+//!   in flight;
+//! - time: a connection that sends no complete request head, or accepts
+//!   no response bytes, for [`Config::idle_timeout`] is closed.
+//!
+//! # What it does not do
+//!
+//! No request bodies (a request that has one is answered and the
+//! connection closed), no ranges, no conditional requests, no compression,
+//! no TLS, no directory listings, no HTTP/2.
+//!
+//! # Cargo features
+//!
+//! None. The crate is `#![no_std]` and needs only `alloc`.
 
 #![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod config;
+mod crunch;
+mod http;
+mod server;
+
+pub use config::{Config, ConfigError};
+pub use crunch::CrunchKv;
+pub use server::{serve, start};
