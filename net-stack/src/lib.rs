@@ -1,4 +1,25 @@
-//! The mirage-rs TCP/IP stack: under construction in this session.
+//! The mirage-rs TCP/IP stack.
+//!
+//! `#![no_std]` + `alloc`, no unsafe code, so it links into the unikernel
+//! platforms unchanged. See the crate's README for what is implemented and,
+//! as plainly, what is not.
+//!
+//! # Modules
+//!
+//! - [`wire`]: zero-copy views of Ethernet II, ARP, IPv4, ICMPv4, UDP and
+//!   DHCP packets with `parse`/`emit` of their decoded headers, and the
+//!   Internet checksum. Parsing never panics on any input.
+//!
+//! # Cargo features
+//!
+//! - `test-utils`: exports the in-memory virtual switch and virtual time
+//!   (`switch`) that other crates' tests use. Off by default.
 
 #![no_std]
 #![forbid(unsafe_code)]
+
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+pub mod wire;
