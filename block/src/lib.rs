@@ -6,6 +6,9 @@
 //! |---|---|
 //! | [`MemBlock`] | a RAM disk |
 //! | [`CrashBlock`] | a RAM disk that loses power on cue (feature `test-utils`) |
+//! | [`Partition`] | a range of another device's sectors |
+//! | [`Cache`] | a bounded write-back sector cache |
+//! | [`ReadOnly`] | another device with writes refused |
 //!
 //! # Cargo features
 //!
@@ -20,8 +23,15 @@
 
 extern crate alloc;
 
+mod cache;
+mod exclusive;
 mod mem;
+mod partition;
+mod read_only;
+pub use cache::Cache;
 pub use mem::MemBlock;
+pub use partition::Partition;
+pub use read_only::ReadOnly;
 
 #[cfg(any(test, feature = "test-utils"))]
 pub mod crash;
