@@ -371,6 +371,37 @@ mod tests {
         assert!(err.to_string().contains("64"));
     }
 
+    proptest::proptest! {
+        /// Any text either parses or gives an error; it never panics, and
+        /// what parses prints back to an equal filter.
+        #[test]
+        fn any_text_parses_or_fails_cleanly(spec in "[a-zA-Z_:=, ]{0,40}|\\PC{0,40}") {
+            if let Ok(filter) = spec.parse::<LogFilter>() {
+                proptest::prop_assert_eq!(filter.to_string().parse::<LogFilter>(), Ok(filter));
+            }
+        }
+
+        /// Generated filters survive printing and parsing.
+        #[test]
+        fn generated_filters_round_trip(
+            default in 0usize..6,
+            modules in proptest::collection::vec(("[a-z_][a-z0-9_]{0,6}(::[a-z_][a-z0-9_]{0,6}){0,2}", 0usize..6), 0..10),
+        ) {
+            let levels = LevelFilter::iter().collect::<Vec<_>>();
+            let mut spec = level_name(levels[default]).to_string();
+            for (module, level) in &modules {
+                spec.push_str(&format!(",{module}={}", level_name(levels[*level])));
+            }
+            let filter = parse(&spec);
+            proptest::prop_assert_eq!(parse(&filter.to_string()), filter.clone());
+            for (module, _) in &modules {
+                // The last directive for a module is the one in force.
+                let (_, level) = modules.iter().rev().find(|(m, _)| m == module).unwrap();
+                proptest::prop_assert_eq!(filter.level_for(module), levels[*level]);
+            }
+        }
+    }
+
     #[test]
     fn new_keeps_everything_at_or_above_its_level() {
         let filter = LogFilter::new(LevelFilter::Info);

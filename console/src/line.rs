@@ -503,6 +503,71 @@ mod tests {
         assert_eq!(lines, vec![line("first line"), line("second"), Ok(None)]);
     }
 
+    /// What the reader must return for `input`, worked out on the whole
+    /// input at once: split at `\n`, drop one `\r` before each split and at
+    /// the very end, then judge each line on its own.
+    fn expected_lines(input: &[u8], max_len: usize) -> Vec<Outcome> {
+        let mut lines: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
+        // The piece after the last `\n` is a line only if it is not empty.
+        if lines.last().is_some_and(|last| last.is_empty()) {
+            lines.pop();
+        }
+        let mut outcomes: Vec<Outcome> = lines
+            .into_iter()
+            .zip(1..)
+            .map(|(mut text, number)| {
+                if let [rest @ .., b'\r'] = text {
+                    text = rest;
+                }
+                if text.len() > max_len {
+                    Err(LineError::TooLong { line: number, limit: max_len })
+                } else {
+                    String::from_utf8(text.to_vec()).map(Some).map_err(|_| LineError::InvalidUtf8 { line: number })
+                }
+            })
+            .collect();
+        outcomes.push(Ok(None));
+        outcomes
+    }
+
+    proptest::proptest! {
+        /// However the input is cut into reads, the reader returns what the
+        /// whole-input model says, and never holds more than its bound.
+        #[test]
+        fn reads_match_the_whole_input_model(
+            input in proptest::collection::vec(
+                proptest::sample::select(&b"ab\n\n\r\xc3\xa9\xe2\x82\xac\xff"[..]), 0..200),
+            cuts in proptest::collection::vec(0usize..200, 0..8),
+            chunk in 1usize..20,
+            max_len in 0usize..12,
+        ) {
+            let console = MemConsole::new().with_read_chunk(chunk);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(input.len())).collect();
+            cuts.push(0);
+            cuts.push(input.len());
+            cuts.sort_unstable();
+            for piece in cuts.windows(2) {
+                console.push_input(&input[piece[0]..piece[1]]);
+            }
+            let mut reader = LineReader::new(&console, max_len);
+            let mut outcomes = Vec::new();
+            block_on(async {
+                // Each call consumes at least one line, so input.len() + 2 calls suffice.
+                for _ in 0..input.len() + 2 {
+                    let outcome = reader.read_line().await;
+                    proptest::prop_assert!(reader.buf.len() <= max_len + 1 + READ_CHUNK);
+                    let done = outcome == Ok(None);
+                    outcomes.push(outcome);
+                    if done {
+                        break;
+                    }
+                }
+                Ok(())
+            })?;
+            proptest::prop_assert_eq!(outcomes, expected_lines(&input, max_len));
+        }
+    }
+
     #[test]
     fn errors_explain_themselves_and_report_kinds() {
         use flow::Error as _;
