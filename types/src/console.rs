@@ -13,6 +13,11 @@
 //! the event loop (it may spin on the hardware), used for log lines and
 //! panic messages, which must get out even when the event loop is stuck.
 //!
+//! The console a platform logs through must be `Send + Sync`, because the
+//! `log` crate requires that of its backend (`mirage-console`'s `Logger`):
+//! make it a stateless handle (a file descriptor, a UART port) or guard its
+//! state with a spin lock, even though the system is single-threaded.
+//!
 //! # For users
 //!
 //! ```

@@ -101,9 +101,45 @@ impl Sub<Instant> for Instant {
 }
 
 impl fmt::Display for Instant {
-    /// Seconds since the origin with microsecond precision, as in log lines.
+    /// Seconds since the origin with microsecond precision, as in log
+    /// lines. Width and alignment flags apply (`{:>13}`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:06}", self.0 / 1_000_000_000, (self.0 % 1_000_000_000) / 1_000)
+        // u64::MAX ns is "18446744073.709551": 18 bytes; format into a stack
+        // buffer first so `pad` can honour the caller's width.
+        let mut buf = StackText::<24>::default();
+        fmt::Write::write_fmt(
+            &mut buf,
+            format_args!("{}.{:06}", self.0 / 1_000_000_000, (self.0 % 1_000_000_000) / 1_000),
+        )?;
+        f.pad(buf.as_str())
+    }
+}
+
+/// A fixed-capacity text buffer for formatting without allocation.
+struct StackText<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> StackText<N> {
+    fn as_str(&self) -> &str {
+        // Only whole `&str`s are ever copied in, so this cannot fail.
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+    }
+}
+
+impl<const N: usize> Default for StackText<N> {
+    fn default() -> Self {
+        StackText { bytes: [0; N], len: 0 }
+    }
+}
+
+impl<const N: usize> fmt::Write for StackText<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len.checked_add(s.len()).filter(|&end| end <= N).ok_or(fmt::Error)?;
+        self.bytes[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -201,6 +237,8 @@ mod tests {
     fn instant_displays_as_seconds() {
         let t = Instant::from_nanos(3_000_123_456);
         assert_eq!(alloc::format!("{t}"), "3.000123");
+        assert_eq!(alloc::format!("[{t:>10}]"), "[  3.000123]");
+        assert_eq!(alloc::format!("{}", Instant::from_nanos(u64::MAX)), "18446744073.709551");
     }
 
     #[test]
