@@ -33,6 +33,9 @@ pub use mem::MemBlock;
 pub use partition::Partition;
 pub use read_only::ReadOnly;
 
+pub mod log_kv;
+pub use log_kv::{CheckReport, FormatOptions, LogKv};
+
 #[cfg(any(test, feature = "test-utils"))]
 pub mod crash;
 #[cfg(any(test, feature = "test-utils"))]
