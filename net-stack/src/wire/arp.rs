@@ -268,14 +268,15 @@ mod tests {
     use proptest::prelude::*;
     use std::vec;
 
-    // A captured request: "who has 10.0.0.1? tell 10.0.0.2 (52:54:00:12:34:56)".
+    // A request laid out by hand from RFC 826: "who has 10.0.0.1? tell
+    // 10.0.0.2 (52:54:00:12:34:56)", target hardware address zero.
     const REQUEST: [u8; 28] = [
         0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x0a, 0x00, 0x00, 0x02,
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x01,
     ];
 
     #[test]
-    fn parses_a_captured_request() {
+    fn parses_a_request() {
         let repr = ArpRepr::parse(&ArpPacket::new_checked(&REQUEST[..]).unwrap()).unwrap();
         assert_eq!(
             repr,

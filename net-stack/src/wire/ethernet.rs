@@ -166,13 +166,13 @@ mod tests {
     use proptest::prelude::*;
     use std::vec;
 
-    // An ARP request as captured on a LAN: broadcast destination, then the
+    // The header of an ARP request (RFC 826 over RFC 894): broadcast destination, then the
     // sender, then EtherType 0x0806.
     const ARP_FRAME_HEADER: [u8; 14] =
         [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x08, 0x06];
 
     #[test]
-    fn parses_a_captured_header() {
+    fn parses_a_known_header() {
         let mut frame = [0u8; 60];
         frame[..14].copy_from_slice(&ARP_FRAME_HEADER);
         let packet = EthernetPacket::new_checked(&frame[..]).unwrap();

@@ -429,7 +429,7 @@ impl Ipv4Repr {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::vec;
