@@ -164,7 +164,9 @@ impl FileBlock {
             }
             Err(source) => {
                 let hint = match source.kind() {
-                    io::ErrorKind::PermissionDenied if !options.read_only => "; open it read-only if writing is not needed",
+                    io::ErrorKind::PermissionDenied if !options.read_only => {
+                        "; open it read-only if writing is not needed"
+                    }
                     io::ErrorKind::NotFound => "; create it first (e.g. truncate -s 64M FILE)",
                     _ => "",
                 };
@@ -361,9 +363,10 @@ impl BlockDevice for FileBlock {
         let result = match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 let file = Arc::clone(&self.file);
-                runtime.spawn_blocking(move || file.sync_data()).await.unwrap_or_else(|e| {
-                    Err(io::Error::other(format!("the fdatasync thread did not finish: {e}")))
-                })
+                runtime
+                    .spawn_blocking(move || file.sync_data())
+                    .await
+                    .unwrap_or_else(|e| Err(io::Error::other(format!("the fdatasync thread did not finish: {e}"))))
             }
             Err(_) => self.file.sync_data(),
         };
@@ -452,7 +455,8 @@ mod ioctl {
         target_arch = "arm",
         target_arch = "riscv64"
     ))]
-    pub(super) const BLKGETSIZE64: libc::Ioctl = (2 << 30) | ((size_of::<usize>() as libc::Ioctl) << 16) | (0x12 << 8) | 114;
+    pub(super) const BLKGETSIZE64: libc::Ioctl =
+        (2 << 30) | ((size_of::<usize>() as libc::Ioctl) << 16) | (0x12 << 8) | 114;
 
     /// The device's size in bytes.
     #[cfg(not(any(

@@ -168,11 +168,10 @@ fn parse_block(spec: &str) -> Result<BlockSpec, String> {
             "direct" => options.direct = true,
             _ => match option.strip_prefix("sector=") {
                 Some(bytes) => {
-                    options.sector_size = bytes
-                        .parse::<u32>()
-                        .ok()
-                        .filter(|s| s.is_power_of_two() && *s >= 512)
-                        .ok_or_else(|| format!("sector={bytes}: a sector size is a power of two of at least 512"))?;
+                    options.sector_size =
+                        bytes.parse::<u32>().ok().filter(|s| s.is_power_of_two() && *s >= 512).ok_or_else(|| {
+                            format!("sector={bytes}: a sector size is a power of two of at least 512")
+                        })?;
                 }
                 None => break,
             },

@@ -65,9 +65,7 @@ mod platform;
 mod runner;
 
 pub use console::StdioConsole;
-pub use file_block::{
-    FileBlock, FileBlockOptions, OpenError, BOUNCE_BUFFER_LEN, MAX_SECTOR_SIZE, MIN_SECTOR_SIZE,
-};
+pub use file_block::{FileBlock, FileBlockOptions, OpenError, BOUNCE_BUFFER_LEN, MAX_SECTOR_SIZE, MIN_SECTOR_SIZE};
 pub use platform::{HostClock, UnixPlatform};
 pub use runner::{run, run_with_args, DeviceError, Devices};
 

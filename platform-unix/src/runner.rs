@@ -147,7 +147,8 @@ impl Devices {
     pub fn block(&self, name: &str) -> Result<FileBlock, DeviceError> {
         let spec =
             self.blocks.iter().find(|b| b.name == name).ok_or_else(|| DeviceError::MissingBlock(name.to_string()))?;
-        FileBlock::open(&spec.path, spec.options).map_err(|source| DeviceError::Block { name: name.to_string(), source })
+        FileBlock::open(&spec.path, spec.options)
+            .map_err(|source| DeviceError::Block { name: name.to_string(), source })
     }
 
     /// The names of the block devices the command line connected, in order.
@@ -216,21 +217,26 @@ mod tests {
         let image = dir.path().join("disk.img");
         std::fs::write(&image, vec![0u8; 4096]).expect("write image");
         let block_flag = format!("disk={}:ro", image.display());
-        let status = run_with_args("test-app", args(&["--block", &block_flag, "--", "x", "y"]), |platform, devices| {
-            async move {
+        let status = run_with_args(
+            "test-app",
+            args(&["--block", &block_flag, "--", "x", "y"]),
+            |platform, devices| async move {
                 assert_eq!(platform.args(), ["x", "y"]);
                 let disk = devices.block("disk")?;
                 assert_eq!(disk.info().sector_count, 8);
                 assert!(!disk.info().read_write);
                 assert_eq!(devices.block_names().collect::<Vec<_>>(), ["disk"]);
                 let missing = devices.block("other").expect_err("no such device");
-                assert_eq!(missing.to_string(), "this application needs a block device named other: pass --block other=PATH");
+                assert_eq!(
+                    missing.to_string(),
+                    "this application needs a block device named other: pass --block other=PATH"
+                );
                 assert!(matches!(devices.tap("net0"), Err(DeviceError::MissingTap(_))));
                 assert!(devices.socket_stack().is_ok(), "sockets are the default");
                 assert_eq!(devices.ipv4(), None);
                 Ok(())
-            }
-        });
+            },
+        );
         assert_eq!(status, ExitCode::SUCCESS);
     }
 

@@ -100,8 +100,8 @@ async fn many_small_buffers_exceed_one_system_call() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_partial_last_sector_is_not_part_of_the_device() {
     let dir = disk_dir();
-    let dev = FileBlock::open(image(dir.path(), 3 * 4096 + 100), FileBlockOptions { sector_size: 4096, ..RW })
-        .expect("open");
+    let dev =
+        FileBlock::open(image(dir.path(), 3 * 4096 + 100), FileBlockOptions { sector_size: 4096, ..RW }).expect("open");
     assert_eq!(dev.info().sector_count, 3);
     assert_eq!(dev.info().sector_size, 4096);
     let mut buf = vec![0u8; 4096];

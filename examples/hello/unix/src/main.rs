@@ -1,3 +1,10 @@
-//! The hello example as a Linux process.
+//! The hello example as a Linux process: `hello-unix [-l LEVEL]`.
 
-fn main() {}
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    mirage_platform_unix::run("hello", |platform, _devices| async move {
+        hello::start(platform).await;
+        Ok(())
+    })
+}
