@@ -10,6 +10,11 @@
 //! | [`Cache`] | a bounded write-back sector cache |
 //! | [`ReadOnly`] | another device with writes refused |
 //!
+//! and the partition tables that say where partitions are: [`mbr`] (the
+//! classic four primary entries) and [`gpt`] (the GUID Partition Table of
+//! UEFI), each with a reader that never panics on any disk contents and a
+//! writer whose images Linux's `sgdisk` and `sfdisk` accept.
+//!
 //! # Cargo features
 //!
 //! - `test-utils`: exports [`CrashBlock`] and its [`crash`] module, the
@@ -25,16 +30,17 @@ extern crate alloc;
 
 mod cache;
 mod exclusive;
+pub mod gpt;
+pub mod mbr;
 mod mem;
 mod partition;
 mod read_only;
 pub use cache::Cache;
+pub use gpt::{Gpt, GptPartition, GptRead, Guid};
+pub use mbr::{Mbr, MbrPartition, TableError};
 pub use mem::MemBlock;
 pub use partition::Partition;
 pub use read_only::ReadOnly;
-
-pub mod log_kv;
-pub use log_kv::{CheckReport, FormatOptions, LogKv};
 
 #[cfg(any(test, feature = "test-utils"))]
 pub mod crash;
