@@ -540,13 +540,7 @@ impl<E: Ethernet, C: Sleep> ArpLayer<E, C> {
     /// An ARP layer over `eth`, answering for no address yet.
     pub fn new(eth: E, clock: C, config: ArpConfig) -> ArpLayer<E, C> {
         let cache = ArpCache::new(eth.mac(), config);
-        ArpLayer {
-            eth,
-            clock,
-            cache: RefCell::new(cache),
-            waiters: RefCell::default(),
-            generation: Cell::new(0),
-        }
+        ArpLayer { eth, clock, cache: RefCell::new(cache), waiters: RefCell::default(), generation: Cell::new(0) }
     }
 
     /// The Ethernet layer below.

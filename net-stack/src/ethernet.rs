@@ -201,8 +201,8 @@ mod tests {
     use super::*;
     use crate::switch::{Simulation, VirtualClock, VirtualSwitch};
     use core::time::Duration;
-    use mirage_types::ethernet::ErrorKind;
     use mirage_types::ethernet::Error as _;
+    use mirage_types::ethernet::ErrorKind;
 
     const A: MacAddress = MacAddress([2, 0, 0, 0, 0, 1]);
     const B: MacAddress = MacAddress([2, 0, 0, 0, 0, 2]);
