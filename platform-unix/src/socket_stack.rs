@@ -24,9 +24,6 @@
 //!
 //! # Not implemented
 //!
-//! - [`Datagram::dst`](mirage_types::udp::Datagram::dst) is the socket's
-//!   bound address; for a socket bound to the unspecified address it does
-//!   not say which local (or broadcast) address a datagram was sent to.
 //! - [`EchoReply::ttl`](mirage_types::icmp::EchoReply::ttl) is always
 //!   `None`.
 

@@ -290,6 +290,41 @@ fn udp_round_trip_on_ephemeral_ports() {
 }
 
 #[test]
+fn udp_reports_the_destination_of_datagrams_to_an_unspecified_bind() {
+    run(async {
+        let stack = SocketStack::new();
+        let any = stack.udp().bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))).await.expect("bind 0.0.0.0");
+        let sender = stack.udp().bind(localhost(0)).await.expect("bind sender");
+        let port = any.local_addr().port();
+        for dst in [Ipv4Addr::LOCALHOST, Ipv4Addr::new(127, 0, 0, 2)] {
+            sender.send_to(b"where", SocketAddr::from((dst, port))).await.expect("send");
+            let d = any.recv_from().await.expect("recv");
+            assert_eq!(d.dst, SocketAddr::from((dst, port)), "the address it was sent to");
+            assert_eq!(d.src, sender.local_addr());
+        }
+
+        let any6 = stack.udp().bind("[::]:0".parse().unwrap()).await.expect("bind [::]");
+        let sender6 = stack.udp().bind("[::1]:0".parse().unwrap()).await.expect("bind [::1]");
+        let dst6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, any6.local_addr().port()));
+        sender6.send_to(b"where6", dst6).await.expect("send over IPv6");
+        let d = any6.recv_from().await.expect("recv over IPv6");
+        assert_eq!(d.dst, dst6);
+        assert_eq!(d.src, sender6.local_addr());
+        assert_eq!(&d.payload[..], b"where6");
+
+        // IPv4 reaches the dual-stack socket too, in IPv4-mapped form.
+        sender.send_to(b"mapped", SocketAddr::from((Ipv4Addr::LOCALHOST, dst6.port()))).await.expect("send");
+        let d = any6.recv_from().await.expect("recv IPv4 on [::]");
+        let mapped = |a: SocketAddr| match a.ip() {
+            IpAddr::V4(v4) => SocketAddr::from((v4.to_ipv6_mapped(), a.port())),
+            IpAddr::V6(_) => a,
+        };
+        assert_eq!(d.dst, mapped(SocketAddr::from((Ipv4Addr::LOCALHOST, dst6.port()))));
+        assert_eq!(d.src, mapped(sender.local_addr()));
+    });
+}
+
+#[test]
 fn udp_receive_is_cancel_safe() {
     run(async {
         let stack = SocketStack::new();
