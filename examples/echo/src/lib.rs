@@ -1,8 +1,7 @@
 //! The echo example: a TCP echo service (RFC 862) written once against the
 //! traits of `mirage-types`.
 //!
-//! [`start`] listens on [`Config::port`] of a
-//! [`Stack`](mirage_types::stack::Stack); every connection runs as its own
+//! [`start`] listens on [`Config::port`] of a [`Stack`]; every connection runs as its own
 //! task and gets back every byte it sends, in order, until it closes its
 //! side, when the server closes too.
 //!
