@@ -5,7 +5,7 @@
 //! | layer | what it is |
 //! |---|---|
 //! | [`MemBlock`] | a RAM disk |
-//! | [`CrashBlock`] | a RAM disk that loses power on cue (feature `test-utils`) |
+//! | `CrashBlock` | a RAM disk that loses power on cue (feature `test-utils`) |
 //! | [`Partition`] | a range of another device's sectors |
 //! | [`Cache`] | a bounded write-back sector cache |
 //! | [`ReadOnly`] | another device with writes refused |
@@ -17,7 +17,7 @@
 //!
 //! # Cargo features
 //!
-//! - `test-utils`: exports [`CrashBlock`] and its [`crash`] module, the
+//! - `test-utils`: exports `CrashBlock` and its `crash` module, the
 //!   power-loss simulator other crates run their crash-consistency tests
 //!   on. Off by default.
 //!
