@@ -42,6 +42,11 @@ pub use mem::MemBlock;
 pub use partition::Partition;
 pub use read_only::ReadOnly;
 
+pub mod log_kv;
+pub use log_kv::{CheckReport, FormatOptions, LogKv};
+pub mod tar;
+pub use tar::{TarKv, TarLimits, TarStats};
+
 #[cfg(any(test, feature = "test-utils"))]
 pub mod crash;
 #[cfg(any(test, feature = "test-utils"))]
