@@ -87,6 +87,14 @@ pub enum TapError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The MAC address asked for cannot be a device's own address.
+    #[error("TAP interface {iface}: {mac} cannot be the device's MAC address: it is a group (multicast) address")]
+    InvalidMac {
+        /// The interface name.
+        iface: String,
+        /// The address given.
+        mac: MacAddress,
+    },
     /// The interface exists but cannot be attached to as a TAP device.
     #[error("cannot attach to interface {iface}: {reason} ({source})")]
     Unusable {
@@ -131,7 +139,7 @@ impl net::Error for TapError {
             TapError::Disconnected { .. } => ErrorKind::Disconnected,
             TapError::FrameTooLarge { .. } => ErrorKind::FrameTooLarge,
             TapError::TunMissing { .. } | TapError::PermissionDenied { .. } | TapError::Io { .. } => ErrorKind::Io,
-            TapError::InvalidName { .. } | TapError::Unusable { .. } => ErrorKind::Other,
+            TapError::InvalidName { .. } | TapError::InvalidMac { .. } | TapError::Unusable { .. } => ErrorKind::Other,
         }
     }
 }
@@ -188,12 +196,16 @@ impl TapNetwork {
     ///
     /// [`TapError::InvalidName`] for a name Linux rejects (empty, longer than
     /// 15 bytes, `/`, `:` or whitespace in it, `.` or `..`);
+    /// [`TapError::InvalidMac`] for a multicast address in `options`;
     /// [`TapError::TunMissing`] without the TUN/TAP driver;
     /// [`TapError::PermissionDenied`] without `CAP_NET_ADMIN`;
     /// [`TapError::Unusable`] when the name belongs to a non-TAP interface or
     /// one already attached elsewhere; [`TapError::Io`] otherwise.
     pub fn open_with(iface: &str, options: TapOptions) -> Result<TapNetwork, TapError> {
         let requested = sys::IfName::new(iface)?;
+        if let Some(mac) = options.mac.filter(MacAddress::is_multicast) {
+            return Err(TapError::InvalidMac { iface: iface.to_owned(), mac });
+        }
         let io_err = |op, source| TapError::Io { iface: iface.to_owned(), op, source };
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(io_err(

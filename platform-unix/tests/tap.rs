@@ -192,6 +192,9 @@ fn given_mac_is_reported() {
         assert_eq!(dev.mac(), mac);
         // A second attach to the same single-queue interface is refused
         // with a reason.
+        let group: MacAddress = "01:00:5e:00:00:01".parse().unwrap();
+        let e = TapNetwork::open_with(&name, TapOptions::with_mac(group)).expect_err("multicast MAC");
+        assert!(matches!(e, TapError::InvalidMac { .. }), "{e}");
         let e = TapNetwork::open(&name).expect_err("interface busy");
         assert!(matches!(e, TapError::Unusable { .. }), "{e}");
         assert!(e.to_string().contains(&name), "{e}");
