@@ -93,8 +93,8 @@ impl Stack for SocketStack {
     }
 }
 
-/// `EPROTO` and the other errors the host reports for a connection that
-/// failed between the handshake and `accept`, or for an unreachable peer.
+/// Whether the host found no route to the peer (`EHOSTUNREACH`,
+/// `ENETUNREACH`).
 fn is_unreachable(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable)
 }
