@@ -1,3 +1,180 @@
-//! `cargo xtask`: under construction.
+//! `cargo xtask`: build, run, test and benchmark mirage-rs.
+//!
+//! ```text
+//! cargo xtask run APP [--platform unix] [-- APP-FLAGS...]
+//! cargo xtask test
+//! cargo xtask bench www-unix
+//! ```
+//!
+//! - `run` builds and runs an example (`examples/APP`) on a platform; only
+//!   `unix` exists so far.
+//! - `test` is the project's whole test command (the README's and CI's):
+//!   it installs the Debian packages the suite needs, then checks
+//!   formatting, lints, runs every test and builds the documentation,
+//!   stopping at the first failure.
+//! - `bench www-unix` measures the www example against nginx serving the
+//!   same files, in the same run, and appends the figures to
+//!   `docs/benchmarks.md`.
 
-fn main() {}
+mod apt;
+mod bench;
+mod steps;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, run, test and benchmark mirage-rs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build and run an example application.
+    Run {
+        /// The example: a directory of examples/ with a platform entry.
+        app: String,
+        /// Where it runs.
+        #[arg(long, value_enum, default_value_t = Platform::Unix)]
+        platform: Platform,
+        /// The application's flags (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Run the whole test suite: formatting, lints, tests, documentation.
+    Test,
+    /// Run a benchmark and append its figures to docs/benchmarks.md.
+    Bench {
+        /// Which benchmark.
+        #[arg(value_enum)]
+        which: Benchmark,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Platform {
+    /// A Linux process (platform-unix).
+    Unix,
+    /// A unikernel on virtio devices (platform-virtio).
+    Virtio,
+    /// A Xen PVH guest (platform-xen).
+    Xen,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Benchmark {
+    /// The www example as a Linux process against nginx.
+    WwwUnix,
+}
+
+/// A failure of a task, with what to do about it.
+type TaskError = String;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Task::Run { app, platform, args } => run(&app, platform, &args),
+        Task::Test => steps::test(),
+        Task::Bench { which: Benchmark::WwwUnix } => bench::www_unix(),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cargo xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+fn workspace_root() -> PathBuf {
+    let xtask = Path::new(env!("CARGO_MANIFEST_DIR"));
+    xtask.parent().unwrap_or(xtask).to_path_buf()
+}
+
+/// The cargo that runs us (cargo sets `CARGO` for `cargo run`), so nested
+/// builds use the same toolchain.
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(workspace_root());
+    command
+}
+
+/// The examples that have an entry for `platform`, sorted.
+fn apps(platform: &str) -> Vec<String> {
+    let mut apps: Vec<String> = std::fs::read_dir(workspace_root().join("examples"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| entry.path().join(platform).join("Cargo.toml").is_file())
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .collect();
+    apps.sort();
+    apps
+}
+
+fn run(app: &str, platform: Platform, args: &[String]) -> Result<ExitCode, TaskError> {
+    let platform = match platform {
+        Platform::Unix => "unix",
+        Platform::Virtio | Platform::Xen => {
+            return Err("the virtio and xen platforms are not yet available: use --platform unix".into())
+        }
+    };
+    let known = apps(platform);
+    if !known.iter().any(|a| a == app) {
+        return Err(format!("unknown app {app:?}; the apps for --platform {platform} are: {}", known.join(", ")));
+    }
+    let package = format!("{app}-{platform}");
+    let status = cargo()
+        .args(["run", "--quiet", "--package", &package, "--"])
+        .args(args)
+        .status()
+        .map_err(|e| format!("cannot start cargo to run {package}: {e}"))?;
+    Ok(exit_code(status))
+}
+
+/// The exit status of a child as ours (a child killed by a signal is a
+/// failure).
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => ExitCode::FAILURE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_examples_are_found() {
+        let apps = apps("unix");
+        for app in ["echo", "www"] {
+            assert!(apps.iter().any(|a| a == app), "{apps:?}");
+        }
+        assert!(apps.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn unknown_apps_and_platforms_are_refused_with_the_choices() {
+        let e = run("nope", Platform::Unix, &[]).unwrap_err();
+        assert!(e.contains("unknown app \"nope\"") && e.contains("www"), "{e}");
+        let e = run("www", Platform::Xen, &[]).unwrap_err();
+        assert!(e.contains("not yet available"), "{e}");
+    }
+
+    #[test]
+    fn the_command_line_parses() {
+        let cli = Cli::try_parse_from(["xtask", "run", "www", "--", "--port", "9000"]).unwrap();
+        let Task::Run { app, args, .. } = cli.command else { panic!("not run") };
+        assert_eq!((app.as_str(), args), ("www", vec!["--port".to_string(), "9000".to_string()]));
+        let e = Cli::try_parse_from(["xtask", "run", "www", "--platform", "bsd"]).err().unwrap().to_string();
+        assert!(e.contains("unix") && e.contains("virtio") && e.contains("xen"), "{e}");
+        assert!(Cli::try_parse_from(["xtask", "bench", "nothing"]).is_err());
+    }
+}
