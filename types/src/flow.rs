@@ -50,6 +50,8 @@ error_family!("flow" {
     BrokenPipe => "write after shutdown",
     /// The peer stopped acknowledging for longer than the user timeout.
     TimedOut => "connection timed out",
+    /// An argument was out of range (an option value the flow cannot take).
+    InvalidInput => "invalid argument",
     /// The underlying device or host call failed.
     Io => "I/O error",
     /// Anything else.
@@ -146,6 +148,11 @@ pub trait Flow {
     /// Closes the flow gracefully: written data is still delivered, then
     /// the peer sees end of stream. Later I/O fails with
     /// [`ErrorKind::NotConnected`]. Closing twice is not an error.
+    ///
+    /// Read to end of stream before closing where the protocol allows:
+    /// TCP implementations (the host kernel's among them) answer a close
+    /// with received data still unread by resetting the connection
+    /// (RFC 2525 §2.17), which can discard data in flight.
     async fn close(&mut self) -> Result<(), Self::Error>;
 }
 

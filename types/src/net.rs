@@ -219,7 +219,11 @@ pub trait NetworkDevice {
     /// returns what `fill` returns. Waits while the transmit queue is full.
     ///
     /// `Ok` means the device accepted the frame; delivery is not
-    /// guaranteed (Ethernet is a datagram service). `fill` is called at
+    /// guaranteed (Ethernet is a datagram service). While the link is down
+    /// a device either waits for it (bounded by nothing but cancellation)
+    /// or drops the frame and counts it in `tx_dropped`; its documentation
+    /// says which. Callers that must not stall (a stack's input loop)
+    /// transmit from their own task or race the call against a deadline. `fill` is called at
     /// most once, and not at all on `Err`. A `len` above
     /// `mtu() + ETHERNET_HEADER_LEN` is refused with
     /// [`ErrorKind::FrameTooLarge`]. Cancel-safe: if dropped before `fill`

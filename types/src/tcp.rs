@@ -69,6 +69,12 @@ pub enum TcpError {
     /// See [`ErrorKind::AddressInUse`].
     #[error("TCP {0} is already bound")]
     AddressInUse(SocketAddr),
+    /// See [`ErrorKind::AddressNotAvailable`].
+    #[error("cannot bind TCP {0}: not a local address")]
+    AddressNotAvailable(SocketAddr),
+    /// See [`ErrorKind::Unreachable`].
+    #[error("{0} is unreachable")]
+    Unreachable(SocketAddr),
     /// Any other failure, with its kind.
     #[error("{message}")]
     Other {
@@ -85,6 +91,8 @@ impl Error for TcpError {
             TcpError::ConnectionRefused(_) => ErrorKind::ConnectionRefused,
             TcpError::TimedOut(_) => ErrorKind::TimedOut,
             TcpError::AddressInUse(_) => ErrorKind::AddressInUse,
+            TcpError::AddressNotAvailable(_) => ErrorKind::AddressNotAvailable,
+            TcpError::Unreachable(_) => ErrorKind::Unreachable,
             TcpError::Other { kind, .. } => *kind,
         }
     }
