@@ -27,12 +27,14 @@
 
 pub mod arp;
 pub mod checksum;
+pub mod dhcp;
 pub mod ethernet;
 pub mod icmpv4;
 pub mod ipv4;
 pub mod udp;
 
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
+pub use dhcp::{DhcpMessageType, DhcpPacket, DhcpRepr};
 pub use ethernet::{EthernetPacket, EthernetRepr};
 pub use icmpv4::{Icmpv4DstUnreachable, Icmpv4Packet, Icmpv4Repr, Icmpv4TimeExceeded};
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
