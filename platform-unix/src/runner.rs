@@ -34,7 +34,8 @@ const EXIT_APP_ERROR: u8 = 1;
 /// not wait for are dropped.
 ///
 /// Exit status: 0 when `start` returns `Ok` (or for `--help`); 1 when it
-/// returns `Err` (the error is logged at error level) or the runtime cannot
+/// returns `Err` (the error is logged at error level, or printed to
+/// stderr if the log filter drops errors) or the runtime cannot
 /// be built; 2 for a usage error (unknown or malformed flag, printed with
 /// the usage to stderr). [`mirage_types::platform::Platform::exit`] ends
 /// the process at once with the status it is given.
@@ -85,7 +86,12 @@ where
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{app_name}: {e}");
+            // The reason for a failure must get out even under `-l off`.
+            if log::log_enabled!(log::Level::Error) {
+                log::error!("{app_name}: {e}");
+            } else {
+                eprintln!("{app_name}: {e}");
+            }
             ExitCode::from(EXIT_APP_ERROR)
         }
     }

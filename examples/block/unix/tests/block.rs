@@ -68,6 +68,15 @@ fn says_which_flag_is_missing() {
 }
 
 #[test]
+fn the_error_gets_out_even_with_logging_off() {
+    let out = block_unix(&["-l", "off"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(out.stdout.is_empty(), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("block: this application needs a block device named disk"), "{stderr}");
+}
+
+#[test]
 fn names_a_missing_file() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temporary directory");
     let path = dir.path().join("absent.img");
