@@ -13,9 +13,8 @@
 //!   fault injection on each link ([`LinkFaults`]: loss, duplication,
 //!   reordering, bit flips, delay and jitter).
 //! - [`VirtualPlatform`]: the clock plus a [`SeededRandom`] plus spawning on
-//!   the simulation, as one handle implementing
-//!   [`Platform`](mirage_types::platform::Platform), to give to code that
-//!   takes a platform.
+//!   the simulation, as one handle implementing [`Platform`], to give to
+//!   code that takes a platform.
 //!
 //! Everything is deterministic: the same seed and the same test give the
 //! same frames at the same virtual instants, so a failure replays exactly.

@@ -1,0 +1,423 @@
+//! The whole stack on one network device: Ethernet, ARP, IPv4, ICMP and
+//! UDP, implementing [`mirage_types::stack::Stack`].
+//!
+//! Build it with [`StackBuilder`], then run [`NetStack::run`] (the input
+//! loop: it receives frames, dispatches them, and drives the timers) as a
+//! task on the platform's event loop. Everything else is used through the
+//! [`Stack`] trait.
+//!
+//! # TCP
+//!
+//! TCP is not implemented yet: [`Stack::tcp`] returns [`TcpUnavailable`],
+//! whose `connect` and `listen` fail with kind
+//! [`mirage_types::tcp::ErrorKind::Other`] ("TCP is not implemented yet
+//! (see issue 5)"). It is the one temporary gap of this stack.
+
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::future::Future;
+use core::net::{IpAddr, SocketAddr};
+use core::pin::Pin;
+
+use futures::future::{self, Either};
+use futures::stream::{FuturesUnordered, StreamExt};
+use mirage_types::arp::Arp;
+use mirage_types::ethernet::{EtherType, Ethernet, EthernetError};
+use mirage_types::flow::{Flow, Shutdown};
+use mirage_types::ip::{Ip, IpError, IpProtocol};
+use mirage_types::net::NetworkDevice;
+use mirage_types::random::{Random, RandomError};
+use mirage_types::stack::Stack;
+use mirage_types::tcp::{Keepalive, Tcp, TcpError, TcpFlow, TcpListener};
+use mirage_types::time::{Instant, Sleep};
+
+use crate::arp::{ArpConfig, ArpLayer};
+use crate::ethernet::EthernetLayer;
+use crate::icmp::{IcmpConfig, IcmpLayer};
+use crate::ipv4::reassembly::ReassemblyConfig;
+use crate::ipv4::{Ipv4Config, Ipv4Layer};
+use crate::udp::{UdpConfig, UdpInput, UdpLayer};
+
+/// The Ethernet layer of a [`NetStack`].
+pub type StackEthernet<N> = Rc<EthernetLayer<N>>;
+/// The ARP layer of a [`NetStack`].
+pub type StackArp<N, P> = Rc<ArpLayer<StackEthernet<N>, P>>;
+/// The IPv4 layer of a [`NetStack`].
+pub type StackIpv4<N, P> = Rc<Ipv4Layer<StackEthernet<N>, StackArp<N, P>, P>>;
+/// The ICMP layer of a [`NetStack`].
+pub type StackIcmp<N, P> = IcmpLayer<StackIpv4<N, P>, P>;
+/// The UDP layer of a [`NetStack`].
+pub type StackUdp<N, P> = UdpLayer<StackIpv4<N, P>, P>;
+
+/// Responses (ICMP replies, errors) being sent by the input loop at once
+/// at most; beyond it, further ones are dropped and counted. Responses run
+/// beside the loop because sending may wait for ARP, whose reply only the
+/// loop can receive.
+pub const MAX_RESPONSES_IN_FLIGHT: usize = 32;
+
+/// Why a stack could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The platform's random source failed.
+    #[error("building the network stack: {0}")]
+    Random(#[from] RandomError),
+    /// Applying the static IPv4 configuration failed.
+    #[error("configuring IPv4: {0}")]
+    Ip(#[from] IpError),
+}
+
+/// Configures and builds a [`NetStack`]. Defaults: no address (configure
+/// one with [`StackBuilder::ipv4`] or later with [`NetStack::configure`]),
+/// and each layer's default bounds.
+#[derive(Debug)]
+pub struct StackBuilder<N, P> {
+    device: N,
+    platform: P,
+    ipv4: Option<Ipv4Config>,
+    arp: ArpConfig,
+    reassembly: ReassemblyConfig,
+    icmp: IcmpConfig,
+    udp: UdpConfig,
+}
+
+impl<N: NetworkDevice, P: Sleep + Random + Clone> StackBuilder<N, P> {
+    /// A builder for a stack on `device`, taking time and randomness from
+    /// `platform`.
+    pub fn new(device: N, platform: P) -> StackBuilder<N, P> {
+        StackBuilder {
+            device,
+            platform,
+            ipv4: None,
+            arp: ArpConfig::default(),
+            reassembly: ReassemblyConfig::default(),
+            icmp: IcmpConfig::default(),
+            udp: UdpConfig::default(),
+        }
+    }
+
+    /// A static address, prefix and optional gateway.
+    pub fn ipv4(mut self, config: Ipv4Config) -> Self {
+        self.ipv4 = Some(config);
+        self
+    }
+
+    /// ARP bounds and timers.
+    pub fn arp_config(mut self, config: ArpConfig) -> Self {
+        self.arp = config;
+        self
+    }
+
+    /// Reassembly bounds.
+    pub fn reassembly_config(mut self, config: ReassemblyConfig) -> Self {
+        self.reassembly = config;
+        self
+    }
+
+    /// ICMP rate limits.
+    pub fn icmp_config(mut self, config: IcmpConfig) -> Self {
+        self.icmp = config;
+        self
+    }
+
+    /// UDP receive-queue bounds.
+    pub fn udp_config(mut self, config: UdpConfig) -> Self {
+        self.udp = config;
+        self
+    }
+
+    /// Builds the stack and applies the static configuration, announcing
+    /// the address by ARP. Errors if the random source fails or the
+    /// announcement cannot be sent.
+    pub async fn build(self) -> Result<NetStack<N, P>, BuildError> {
+        let mut seeds = [0u8; 4];
+        self.platform.fill(&mut seeds)?;
+        let eth = Rc::new(EthernetLayer::new(self.device));
+        let arp = Rc::new(ArpLayer::new(eth.clone(), self.platform.clone(), self.arp));
+        let ip = Rc::new(Ipv4Layer::new(
+            eth.clone(),
+            arp.clone(),
+            self.platform.clone(),
+            u16::from_le_bytes([seeds[0], seeds[1]]),
+            self.reassembly,
+        ));
+        let icmp =
+            IcmpLayer::new(ip.clone(), self.platform.clone(), u16::from_le_bytes([seeds[2], seeds[3]]), self.icmp);
+        let udp = UdpLayer::new(ip.clone(), self.platform.clone(), self.udp);
+        let stack = NetStack {
+            eth,
+            arp,
+            ip,
+            icmp,
+            udp,
+            tcp: TcpUnavailable,
+            platform: self.platform,
+            responses_dropped: 0.into(),
+        };
+        if self.ipv4.is_some() {
+            stack.configure(self.ipv4).await?;
+        }
+        Ok(stack)
+    }
+}
+
+/// A TCP/IP stack on one network device.
+pub struct NetStack<N, P> {
+    eth: StackEthernet<N>,
+    arp: StackArp<N, P>,
+    ip: StackIpv4<N, P>,
+    icmp: StackIcmp<N, P>,
+    udp: StackUdp<N, P>,
+    tcp: TcpUnavailable,
+    platform: P,
+    responses_dropped: core::cell::Cell<u64>,
+}
+
+impl<N, P> core::fmt::Debug for NetStack<N, P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("NetStack").finish_non_exhaustive()
+    }
+}
+
+/// Resource usage of a stack, to check its bounds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackUsage {
+    /// Resolved ARP entries.
+    pub arp_entries: usize,
+    /// ARP resolutions in progress (or remembered as failed).
+    pub arp_pending: usize,
+    /// Datagrams being reassembled.
+    pub reassembly_datagrams: usize,
+    /// Bytes buffered for reassembly.
+    pub reassembly_bytes: usize,
+    /// Bound UDP sockets.
+    pub udp_sockets: usize,
+    /// Pings waiting for replies.
+    pub pending_pings: usize,
+    /// Responses dropped because [`MAX_RESPONSES_IN_FLIGHT`] were busy.
+    pub responses_dropped: u64,
+}
+
+type Response<'a> = Pin<alloc::boxed::Box<dyn Future<Output = ()> + 'a>>;
+
+impl<N: NetworkDevice, P: Sleep + Random + Clone> NetStack<N, P> {
+    /// The Ethernet layer.
+    pub fn ethernet(&self) -> &EthernetLayer<N> {
+        &self.eth
+    }
+
+    /// The ARP layer.
+    pub fn arp(&self) -> &ArpLayer<StackEthernet<N>, P> {
+        &self.arp
+    }
+
+    /// The IPv4 layer.
+    pub fn ipv4(&self) -> &Ipv4Layer<StackEthernet<N>, StackArp<N, P>, P> {
+        &self.ip
+    }
+
+    /// The platform handle the stack uses.
+    pub fn platform(&self) -> &P {
+        &self.platform
+    }
+
+    /// Sets or removes the IPv4 configuration (and announces a new address
+    /// by ARP). `Ok` means in effect and announced; on `Err` it is in effect
+    /// but the announcement failed.
+    pub async fn configure(&self, config: Option<Ipv4Config>) -> Result<(), IpError> {
+        self.ip.configure(config).await
+    }
+
+    /// What the stack holds now, against its documented bounds.
+    pub fn usage(&self) -> StackUsage {
+        let (arp_entries, arp_pending) = self.arp.with_cache(|c| (c.entry_count(), c.pending_count()));
+        let (_, reassembly_datagrams, reassembly_bytes) = self.ip.reassembly_usage();
+        StackUsage {
+            arp_entries,
+            arp_pending,
+            reassembly_datagrams,
+            reassembly_bytes,
+            udp_sockets: self.udp.socket_count(),
+            pending_pings: self.icmp.pending_pings(),
+            responses_dropped: self.responses_dropped.get(),
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        match (self.arp.poll_deadline(), self.ip.poll_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The input loop: receives frames and dispatches them (ARP; IPv4 to
+    /// ICMP and UDP, with port unreachable for closed UDP ports), and
+    /// drives ARP and reassembly timers. Runs until the device fails, which
+    /// it returns. Spawn it once per stack.
+    pub async fn run(&self) -> Result<(), EthernetError> {
+        let mut responses: FuturesUnordered<Response<'_>> = FuturesUnordered::new();
+        // Each pass handles one event: a frame, a timer, or a finished
+        // response; it ends only on a device error.
+        loop {
+            let deadline = self.next_deadline();
+            let event = {
+                let receive = core::pin::pin!(self.eth.receive());
+                let timer = core::pin::pin!(async {
+                    match deadline {
+                        Some(at) => self.platform.sleep_until(at).await,
+                        None => future::pending().await,
+                    }
+                });
+                let response = core::pin::pin!(async {
+                    if responses.is_empty() {
+                        future::pending::<()>().await;
+                    }
+                    responses.next().await;
+                });
+                match future::select(receive, future::select(timer, response)).await {
+                    Either::Left((frame, _)) => Some(frame?),
+                    Either::Right(_) => None,
+                }
+            };
+            let Some(frame) = event else {
+                self.handle_timers().await;
+                continue;
+            };
+            match frame.ethertype {
+                EtherType::ARP => self.arp.input(frame.payload).await,
+                EtherType::IPV4 => {
+                    let Some(packet) = self.ip.input(frame.payload) else { continue };
+                    let response: Option<Response<'_>> = match packet.protocol {
+                        IpProtocol::ICMP => Some(alloc::boxed::Box::pin(async move { self.icmp.input(&packet).await })),
+                        IpProtocol::UDP => {
+                            match self.udp.input(&packet) {
+                                UdpInput::PortUnreachable => Some(alloc::boxed::Box::pin(async move {
+                                    self.icmp.send_port_unreachable(&packet).await
+                                })),
+                                UdpInput::Delivered | UdpInput::Dropped => None,
+                            }
+                        }
+                        _ => None,
+                    };
+                    if let Some(response) = response {
+                        if responses.len() >= MAX_RESPONSES_IN_FLIGHT {
+                            self.responses_dropped.set(self.responses_dropped.get() + 1);
+                        } else {
+                            responses.push(response);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn handle_timers(&self) {
+        self.ip.handle_timers();
+        // A failure to send an announcement is retried by nobody; the next
+        // address change announces again.
+        let _ = self.arp.handle_timers().await;
+    }
+}
+
+impl<N: NetworkDevice, P: Sleep + Random + Clone> Stack for NetStack<N, P> {
+    type Udp = StackUdp<N, P>;
+    type Tcp = TcpUnavailable;
+    type Icmp = StackIcmp<N, P>;
+
+    fn udp(&self) -> &Self::Udp {
+        &self.udp
+    }
+
+    fn tcp(&self) -> &TcpUnavailable {
+        &self.tcp
+    }
+
+    fn icmp(&self) -> &Self::Icmp {
+        &self.icmp
+    }
+
+    fn addresses(&self) -> Vec<IpAddr> {
+        self.ip.addresses().into_iter().map(IpAddr::V4).collect()
+    }
+}
+
+/// The TCP of a [`NetStack`] until TCP is implemented: `connect` and
+/// `listen` fail with kind [`mirage_types::tcp::ErrorKind::Other`]. This is
+/// a documented temporary gap (issue 5), not a stub that pretends.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TcpUnavailable;
+
+fn tcp_unavailable() -> TcpError {
+    TcpError::Other {
+        kind: mirage_types::tcp::ErrorKind::Other,
+        message: String::from("TCP is not implemented yet (see issue 5)"),
+    }
+}
+
+/// A TCP connection of [`TcpUnavailable`]: no value of it can exist.
+#[derive(Debug)]
+pub enum NoTcpFlow {}
+
+/// A TCP listener of [`TcpUnavailable`]: no value of it can exist.
+#[derive(Debug)]
+pub enum NoTcpListener {}
+
+impl Tcp for TcpUnavailable {
+    type Error = TcpError;
+    type Flow = NoTcpFlow;
+    type Listener = NoTcpListener;
+
+    /// Always fails: TCP is not implemented yet.
+    async fn connect(&self, _remote: SocketAddr) -> Result<NoTcpFlow, TcpError> {
+        Err(tcp_unavailable())
+    }
+
+    /// Always fails: TCP is not implemented yet.
+    async fn listen(&self, _local: SocketAddr, _backlog: usize) -> Result<NoTcpListener, TcpError> {
+        Err(tcp_unavailable())
+    }
+}
+
+impl TcpListener for NoTcpListener {
+    type Flow = NoTcpFlow;
+    type Error = TcpError;
+    fn local_addr(&self) -> SocketAddr {
+        match *self {}
+    }
+    async fn accept(&self) -> Result<NoTcpFlow, TcpError> {
+        match *self {}
+    }
+}
+
+impl Flow for NoTcpFlow {
+    type Error = mirage_types::flow::FlowError;
+    async fn read(&mut self, _buf: &mut [u8]) -> Result<usize, Self::Error> {
+        match *self {}
+    }
+    async fn write(&mut self, _buf: &[u8]) -> Result<usize, Self::Error> {
+        match *self {}
+    }
+    async fn shutdown(&mut self, _how: Shutdown) -> Result<(), Self::Error> {
+        match *self {}
+    }
+    async fn close(&mut self) -> Result<(), Self::Error> {
+        match *self {}
+    }
+}
+
+impl TcpFlow for NoTcpFlow {
+    fn local_addr(&self) -> SocketAddr {
+        match *self {}
+    }
+    fn remote_addr(&self) -> SocketAddr {
+        match *self {}
+    }
+    fn set_nodelay(&mut self, _nodelay: bool) -> Result<(), Self::Error> {
+        match *self {}
+    }
+    fn set_keepalive(&mut self, _keepalive: Option<Keepalive>) -> Result<(), Self::Error> {
+        match *self {}
+    }
+}
