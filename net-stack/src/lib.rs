@@ -23,3 +23,13 @@ extern crate alloc;
 extern crate std;
 
 pub mod wire;
+
+pub mod arp;
+pub mod ethernet;
+pub mod icmp;
+pub mod ipv4;
+pub mod stack;
+pub mod udp;
+
+#[cfg(any(test, feature = "test-utils"))]
+pub mod switch;
