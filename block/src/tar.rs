@@ -115,10 +115,10 @@ impl<B: BlockDevice> TarKv<B> {
     /// Reads every header of the archive and builds the index.
     ///
     /// `Ok`: every header passed its checksum and every entry lies inside
-    /// the device. Errors: [`ErrorKind::Corrupt`] for a bad header, a
+    /// the device. Errors: [`ErrorKind::Corrupt`](mirage_types::kv::ErrorKind::Corrupt) for a bad header, a
     /// truncated entry, a name that is not a valid key or that conflicts
     /// with another, or a bound of `limits` exceeded, each with the byte
-    /// offset of the header; [`ErrorKind::Storage`] if the device fails.
+    /// offset of the header; [`ErrorKind::Storage`](mirage_types::kv::ErrorKind::Storage) if the device fails.
     pub async fn mount_with(dev: B, limits: TarLimits) -> Result<TarKv<B>, KvError> {
         let size = dev.info().size_bytes();
         let mut index = BTreeMap::new();
@@ -250,7 +250,7 @@ impl<B: BlockDevice> KvRead for TarKv<B> {
         match self.node(key) {
             Ok(Node::Value { .. }) => Ok(Some(EntryKind::Value)),
             Ok(Node::Dictionary { .. }) => Ok(Some(EntryKind::Dictionary)),
-            Err(e) if matches!(e, KvError::NotFound(_) | KvError::NotADictionary(_)) => Ok(None),
+            Err(KvError::NotFound(_) | KvError::NotADictionary(_)) => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -246,7 +246,8 @@ where
         let line = match kind {
             EntryKind::Dictionary => format!("{name}/"),
             EntryKind::Value => {
-                let size = store.size(&key.child(&name).map_err(|e| e.to_string())?).await.map_err(|e| e.to_string())?;
+                let size =
+                    store.size(&key.child(&name).map_err(|e| e.to_string())?).await.map_err(|e| e.to_string())?;
                 format!("{name}\t{size}")
             }
         };
@@ -263,7 +264,8 @@ fn collect(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
         let entries = std::fs::read_dir(&path).map_err(|e| format!("cannot read directory {}: {e}", path.display()))?;
         for entry in entries {
             let entry = entry.map_err(|e| format!("cannot read directory {}: {e}", path.display()))?;
-            let name = entry.file_name().into_string().map_err(|n| format!("{n:?} in {}: not UTF-8", path.display()))?;
+            let name =
+                entry.file_name().into_string().map_err(|n| format!("{n:?} in {}: not UTF-8", path.display()))?;
             let key = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
             let kind = entry.file_type().map_err(|e| format!("{}: {e}", entry.path().display()))?;
             if kind.is_dir() {

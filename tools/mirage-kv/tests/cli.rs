@@ -122,5 +122,9 @@ fn failures_exit_non_zero_with_a_message() {
     std::fs::write(&tar, vec![0x41; 4096]).unwrap();
     let out = kv(&["ls", s(&tar)]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("tar header at byte 0"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("tar header at byte 0"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
