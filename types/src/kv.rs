@@ -9,6 +9,13 @@
 //! - Errors say which key: [`KvError::NotFound`] for a missing key,
 //!   [`KvError::NotAValue`] when reading a dictionary as a value,
 //!   [`KvError::NotADictionary`] when a key's prefix is a value.
+//! - Edge cases every store treats alike: `remove` or `rename` of a missing
+//!   key is [`ErrorKind::NotFound`]; `set` on a key that is a dictionary is
+//!   [`ErrorKind::NotAValue`]; `exists` of a key below a value is
+//!   `Ok(None)`; the root always exists as a dictionary. A read-write store
+//!   keeps a dictionary only while something is below it; a read-only store
+//!   may list empty dictionaries it was built with (an archive's empty
+//!   directories).
 //! - In a [`KvWrite`] store, `Ok` from [`KvWrite::set`],
 //!   [`KvWrite::set_partial`], [`KvWrite::remove`] and [`KvWrite::rename`]
 //!   means *durable*, and each is atomic: after a crash the key holds its
