@@ -7,7 +7,9 @@
 //! ```
 //!
 //! - `run` builds and runs an example (`examples/APP`) on a platform; only
-//!   `unix` exists so far.
+//!   `unix` exists so far. Its flags go to the program unchanged: platform
+//!   flags first, then the application's after a second `--`
+//!   (`cargo xtask run www -- -l debug -- --port 9000`).
 //! - `test` is the project's whole test command (the README's and CI's):
 //!   it installs the Debian packages the suite needs, then checks
 //!   formatting, lints, runs every test and builds the documentation,
@@ -41,7 +43,9 @@ enum Task {
         /// Where it runs.
         #[arg(long, value_enum, default_value_t = Platform::Unix)]
         platform: Platform,
-        /// The application's flags (after `--`).
+        /// The program's flags, after `--`: the platform's (`-l debug`,
+        /// `--block NAME=PATH`), then the application's own after a second
+        /// `--` (`cargo xtask run www -- -l debug -- --port 9000`).
         #[arg(last = true)]
         args: Vec<String>,
     },
@@ -173,6 +177,9 @@ mod tests {
         let cli = Cli::try_parse_from(["xtask", "run", "www", "--", "--port", "9000"]).unwrap();
         let Task::Run { app, args, .. } = cli.command else { panic!("not run") };
         assert_eq!((app.as_str(), args), ("www", vec!["--port".to_string(), "9000".to_string()]));
+        let cli = Cli::try_parse_from(["xtask", "run", "www", "--", "-l", "debug", "--", "--port", "1"]).unwrap();
+        let Task::Run { args, .. } = cli.command else { panic!("not run") };
+        assert_eq!(args, ["-l", "debug", "--", "--port", "1"]);
         let e = Cli::try_parse_from(["xtask", "run", "www", "--platform", "bsd"]).err().unwrap().to_string();
         assert!(e.contains("unix") && e.contains("virtio") && e.contains("xen"), "{e}");
         assert!(Cli::try_parse_from(["xtask", "bench", "nothing"]).is_err());

@@ -138,7 +138,7 @@ where
 {
     let local = SocketAddr::from((Ipv4Addr::UNSPECIFIED, config.port));
     let listener = stack.tcp().listen(local, 128).await?;
-    info!("echo: listening on {}", listener.local_addr());
+    info!("listening on {}", listener.local_addr());
     Ok(serve(platform, listener, config).await)
 }
 
@@ -155,13 +155,13 @@ where
         let flow = match listener.accept().await {
             Ok(flow) => flow,
             Err(e) => {
-                warn!("echo: accepting a connection on {} failed: {e}", listener.local_addr());
+                warn!("accepting a connection on {} failed: {e}", listener.local_addr());
                 platform.sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
         if open.get() >= config.max_connections {
-            warn!("echo: {}: closed at once, {} connections are open (the limit)", flow.remote_addr(), open.get());
+            warn!("{}: closed at once, {} connections are open (the limit)", flow.remote_addr(), open.get());
             drop(flow);
             continue;
         }
@@ -172,11 +172,11 @@ where
             let mut flow = flow;
             let peer = flow.remote_addr();
             match echo(&clock, &mut flow, config.idle_timeout).await {
-                Ok(total) => debug!("echo: {peer}: echoed {total} bytes"),
-                Err(Failure::Timeout) => debug!("echo: {peer}: closed after {:?} idle", config.idle_timeout),
+                Ok(total) => debug!("{peer}: echoed {total} bytes"),
+                Err(Failure::Timeout) => debug!("{peer}: closed after {:?} idle", config.idle_timeout),
                 Err(Failure::Flow(e)) => match flow::Error::kind(&e) {
-                    flow::ErrorKind::ConnectionReset | flow::ErrorKind::BrokenPipe => debug!("echo: {peer}: {e}"),
-                    _ => warn!("echo: {peer}: {e}"),
+                    flow::ErrorKind::ConnectionReset | flow::ErrorKind::BrokenPipe => debug!("{peer}: {e}"),
+                    _ => warn!("{peer}: {e}"),
                 },
             }
         });

@@ -69,7 +69,7 @@ where
 {
     let local = SocketAddr::from((Ipv4Addr::UNSPECIFIED, config.port));
     let listener = stack.tcp().listen(local, config.backlog).await?;
-    info!("www: serving HTTP on {}", listener.local_addr());
+    info!("serving HTTP on {}", listener.local_addr());
     Ok(serve(platform, listener, store, config).await)
 }
 
@@ -104,14 +104,14 @@ where
         let flow = match listener.accept().await {
             Ok(flow) => flow,
             Err(e) => {
-                warn!("www: accepting a connection on {} failed: {e}", listener.local_addr());
+                warn!("accepting a connection on {} failed: {e}", listener.local_addr());
                 platform.sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
         if open.get() >= config.max_connections {
             warn!(
-                "www: {}: closed at once, {} connections are open (the limit, --max-connections)",
+                "{}: closed at once, {} connections are open (the limit, --max-connections)",
                 flow.remote_addr(),
                 open.get()
             );
@@ -127,7 +127,7 @@ where
             // Responses are written whole; waiting for more data to fill a
             // segment would only delay the end of each one.
             if let Err(e) = flow.set_nodelay(true) {
-                debug!("www: {peer}: cannot turn Nagle's algorithm off: {e}");
+                debug!("{peer}: cannot turn Nagle's algorithm off: {e}");
             }
             if let Err(failure) = serve_connection(&clock, &mut flow, &*store, &config, &peer).await {
                 failure.log(&peer);
@@ -173,14 +173,14 @@ impl<FE: flow::Error, KE: kv::Error> Failure<FE, KE> {
             Failure::Flow(e) => match e.kind() {
                 // The peer's choice, not a problem of ours.
                 flow::ErrorKind::ConnectionReset | flow::ErrorKind::BrokenPipe | flow::ErrorKind::NotConnected => {
-                    debug!("www: {peer}: {e}")
+                    debug!("{peer}: {e}")
                 }
-                _ => warn!("www: {peer}: connection failed: {e}"),
+                _ => warn!("{peer}: connection failed: {e}"),
             },
-            Failure::Timeout(phase) => debug!("www: {peer}: closed after the idle timeout while {phase}"),
-            Failure::Store(key, e) => warn!("www: {peer}: reading {key} from the store failed mid-response: {e}"),
+            Failure::Timeout(phase) => debug!("{peer}: closed after the idle timeout while {phase}"),
+            Failure::Store(key, e) => warn!("{peer}: reading {key} from the store failed mid-response: {e}"),
             Failure::Truncated { key, offset, size } => {
-                warn!("www: {peer}: the store ended {key} at byte {offset} of the {size} it announced")
+                warn!("{peer}: the store ended {key} at byte {offset} of the {size} it announced")
             }
         }
     }
@@ -216,13 +216,13 @@ where
                     break keep_open;
                 }
                 Parsed::Invalid(status, why) => {
-                    debug!("www: {peer}: {why}: {}", status.code());
+                    debug!("{peer}: {why}: {}", status.code());
                     conn.respond_error(status, false, false, false).await?;
                     conn.linger(&mut buf).await;
                     return Ok(());
                 }
                 Parsed::Partial if filled == buf.len() => {
-                    debug!("www: {peer}: request head longer than {} bytes", buf.len());
+                    debug!("{peer}: request head longer than {} bytes", buf.len());
                     conn.respond_error(Status::RequestHeaderFieldsTooLarge, false, false, false).await?;
                     conn.linger(&mut buf).await;
                     return Ok(());
@@ -275,7 +275,7 @@ impl<C: Sleep + WallClock, F: Flow, K: KvRead> Connection<'_, C, F, K> {
             Method::Get | Method::Head => match resolve_target(request.target) {
                 Ok(lookup) => self.find(lookup).await,
                 Err(why) => {
-                    debug!("www: {}: {why}: {:?}", self.peer, request.target);
+                    debug!("{}: {why}: {:?}", self.peer, request.target);
                     Err(Status::BadRequest)
                 }
             },
@@ -286,7 +286,7 @@ impl<C: Sleep + WallClock, F: Flow, K: KvRead> Connection<'_, C, F, K> {
             Ok(found) => (Status::Ok, found.size),
             Err(status) => (*status, error_body(*status).len() as u64),
         };
-        debug!("www: {} \"{} {}\" {} {length}", self.peer, request.method_name, request.target, status.code());
+        debug!("{} \"{} {}\" {} {length}", self.peer, request.method_name, request.target, status.code());
         let keep_alive = keep_alive && status != Status::InternalServerError;
         match found {
             Ok(found) => self.send_value(found, head_only, keep_alive, http10).await?,
@@ -325,7 +325,7 @@ impl<C: Sleep + WallClock, F: Flow, K: KvRead> Connection<'_, C, F, K> {
             | kv::ErrorKind::NotADictionary
             | kv::ErrorKind::InvalidKey => Status::NotFound,
             _ => {
-                warn!("www: {}: looking up {key} in the store failed: {e}", self.peer);
+                warn!("{}: looking up {key} in the store failed: {e}", self.peer);
                 Status::InternalServerError
             }
         }
