@@ -1,0 +1,3 @@
+//! The kv example application.
+
+#![no_std]

@@ -1,0 +1,3 @@
+//! The kv example as a Linux process.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! The ping example application.
+
+#![no_std]

@@ -1,0 +1,3 @@
+//! The ping example as a Linux process.
+
+fn main() {}
