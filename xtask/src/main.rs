@@ -134,7 +134,7 @@ fn run(app: &str, platform: Platform, args: &[String]) -> Result<ExitCode, TaskE
     }
     let package = format!("{app}-{platform}");
     let status = cargo()
-        .args(["run", "--quiet", "--package", &package, "--"])
+        .args(["run", "--package", &package, "--"])
         .args(args)
         .status()
         .map_err(|e| format!("cannot start cargo to run {package}: {e}"))?;

@@ -21,6 +21,8 @@ pub(crate) fn test() -> Result<ExitCode, TaskError> {
         ("documentation", &["doc", "--workspace", "--no-deps"]),
     ];
     let started = Instant::now();
+    println!("==> no_std libraries: no dependency of a unikernel library enables a `std` feature");
+    check_no_std()?;
     for (name, args) in steps {
         let mut command = cargo();
         command.args(args);
@@ -45,4 +47,72 @@ fn run_step(name: &str, shown: &str, mut command: Command) -> Result<(), TaskErr
     }
     println!("==> {name}: ok in {seconds:.1} s");
     Ok(())
+}
+
+/// The workspace's libraries that link into unikernels: every library
+/// target whose crate root declares `no_std` (also as `cfg_attr(..., no_std)`).
+fn no_std_libraries() -> Result<Vec<String>, TaskError> {
+    let output = cargo()
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .output()
+        .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr)));
+    }
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).map_err(|e| format!("cargo metadata printed invalid JSON: {e}"))?;
+    let mut names = Vec::new();
+    for package in metadata["packages"].as_array().into_iter().flatten() {
+        let lib_roots = package["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|target| target["kind"].as_array().is_some_and(|kinds| kinds.iter().any(|kind| kind == "lib")));
+        for target in lib_roots {
+            let root = target["src_path"].as_str().unwrap_or_default();
+            let source = std::fs::read_to_string(root).map_err(|e| format!("cannot read {root}: {e}"))?;
+            if source.lines().any(|line| line.starts_with("#![") && line.contains("no_std")) {
+                names.push(package["name"].as_str().unwrap_or_default().to_string());
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Fails if resolving the `no_std` libraries on their own (as a unikernel
+/// build does) turns on any dependency's `std` feature. Host crates such as
+/// the unix platform may enable `std` on shared dependencies; feature
+/// unification hides that from a whole-workspace build, so this resolves
+/// the libraries alone. It cannot see a dependency that needs std without
+/// having a `std` feature: the kernel image build, which links without
+/// libc, catches those.
+fn check_no_std() -> Result<(), TaskError> {
+    let libraries = no_std_libraries()?;
+    let mut command = cargo();
+    command.args(["tree", "--edges", "features,normal", "--prefix", "none", "--format", "{p}"]);
+    for library in &libraries {
+        command.args(["--package", library]);
+    }
+    let output = command.output().map_err(|e| format!("cannot run cargo tree: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("cargo tree failed: {}", String::from_utf8_lossy(&output.stderr)));
+    }
+    let tree = String::from_utf8_lossy(&output.stdout);
+    let mut offenders: Vec<&str> = tree
+        .lines()
+        .filter(|line| line.contains("feature \"std\""))
+        .map(|line| line.trim_end_matches(" (*)"))
+        .collect();
+    offenders.sort_unstable();
+    offenders.dedup();
+    if offenders.is_empty() {
+        println!("==> no_std libraries: ok ({})", libraries.join(", "));
+        Ok(())
+    } else {
+        Err(format!(
+            "these no_std libraries pull in std through their dependencies: {}\n{}",
+            libraries.join(", "),
+            offenders.join("\n")
+        ))
+    }
 }
