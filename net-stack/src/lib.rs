@@ -25,6 +25,7 @@ extern crate std;
 pub mod wire;
 
 pub mod arp;
+pub mod dhcp;
 pub mod ethernet;
 pub mod icmp;
 pub mod ipv4;

@@ -2,9 +2,19 @@
 //! UDP, implementing [`mirage_types::stack::Stack`].
 //!
 //! Build it with [`StackBuilder`], then run [`NetStack::run`] (the input
-//! loop: it receives frames, dispatches them, and drives the timers) as a
-//! task on the platform's event loop. Everything else is used through the
-//! [`Stack`] trait.
+//! loop: it receives frames, dispatches them, and drives the timers; and
+//! the DHCP client, when the stack was built with one) as a task on the
+//! platform's event loop. Everything else is used through the [`Stack`]
+//! trait.
+//!
+//! # IPv4 configuration
+//!
+//! [`StackBuilder::ipv4`] gives a static address; [`StackBuilder::dhcp`]
+//! runs the DHCP client ([`crate::dhcp`]) and configures each lease as it
+//! comes (the stack has no address until then); and
+//! [`StackBuilder::dhcp_with_fallback`] does the same but applies a static
+//! configuration if no lease has come after a while. [`NetStack::dhcp`]
+//! shows the client's state and lease.
 //!
 //! # TCP
 //!
@@ -19,6 +29,7 @@ use alloc::vec::Vec;
 use core::future::Future;
 use core::net::{IpAddr, SocketAddr};
 use core::pin::Pin;
+use core::time::Duration;
 
 use futures::future::{self, Either};
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -31,13 +42,15 @@ use mirage_types::random::{Random, RandomError};
 use mirage_types::stack::Stack;
 use mirage_types::tcp::{Keepalive, Tcp, TcpError, TcpFlow, TcpListener};
 use mirage_types::time::{Instant, Sleep};
+use mirage_types::udp::{Udp, UdpError};
 
 use crate::arp::{ArpConfig, ArpLayer};
+use crate::dhcp::{DhcpClient, DhcpConfig, DhcpDriver, StaticFallback, CLIENT_BIND_ADDR};
 use crate::ethernet::EthernetLayer;
 use crate::icmp::{IcmpConfig, IcmpLayer};
 use crate::ipv4::reassembly::ReassemblyConfig;
 use crate::ipv4::{Ipv4Config, Ipv4Layer};
-use crate::udp::{UdpConfig, UdpInput, UdpLayer};
+use crate::udp::{UdpConfig, UdpInput, UdpLayer, UdpSocketHandle};
 
 /// The Ethernet layer of a [`NetStack`].
 pub type StackEthernet<N> = Rc<EthernetLayer<N>>;
@@ -49,6 +62,8 @@ pub type StackIpv4<N, P> = Rc<Ipv4Layer<StackEthernet<N>, StackArp<N, P>, P>>;
 pub type StackIcmp<N, P> = IcmpLayer<StackIpv4<N, P>, P>;
 /// The UDP layer of a [`NetStack`].
 pub type StackUdp<N, P> = UdpLayer<StackIpv4<N, P>, P>;
+/// The DHCP client of a [`NetStack`].
+pub type StackDhcp<N, P> = DhcpDriver<UdpSocketHandle<StackIpv4<N, P>, P>>;
 
 /// Responses (ICMP replies, errors) being sent by the input loop at once
 /// at most; beyond it, further ones are dropped and counted. Responses run
@@ -66,6 +81,27 @@ pub enum BuildError {
     /// Applying the static IPv4 configuration failed.
     #[error("configuring IPv4: {0}")]
     Ip(#[from] IpError),
+    /// The DHCP client could not bind UDP port 68.
+    #[error("starting the DHCP client: {0}")]
+    Dhcp(#[from] UdpError),
+}
+
+/// How a [`NetStack`] gets its IPv4 address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ipv4Mode {
+    /// A fixed address, prefix and gateway.
+    Static(Ipv4Config),
+    /// From DHCP; no address until the first lease.
+    Dhcp(DhcpConfig),
+    /// From DHCP, but `fallback.config` is applied if no lease has come
+    /// `fallback.after` the stack was built (or when a lease is lost after
+    /// that), until a lease replaces it.
+    DhcpWithFallback {
+        /// The DHCP client's timers.
+        dhcp: DhcpConfig,
+        /// The static configuration and when to apply it.
+        fallback: StaticFallback,
+    },
 }
 
 /// Configures and builds a [`NetStack`]. Defaults: no address (configure
@@ -75,7 +111,7 @@ pub enum BuildError {
 pub struct StackBuilder<N, P> {
     device: N,
     platform: P,
-    ipv4: Option<Ipv4Config>,
+    ipv4: Option<Ipv4Mode>,
     arp: ArpConfig,
     reassembly: ReassemblyConfig,
     icmp: IcmpConfig,
@@ -97,9 +133,29 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> StackBuilder<N, P> {
         }
     }
 
-    /// A static address, prefix and optional gateway.
-    pub fn ipv4(mut self, config: Ipv4Config) -> Self {
-        self.ipv4 = Some(config);
+    /// A static address, prefix and optional gateway (replaces an earlier
+    /// IPv4 choice).
+    pub fn ipv4(self, config: Ipv4Config) -> Self {
+        self.ipv4_mode(Ipv4Mode::Static(config))
+    }
+
+    /// The address from DHCP (replaces an earlier IPv4 choice).
+    pub fn dhcp(self, config: DhcpConfig) -> Self {
+        self.ipv4_mode(Ipv4Mode::Dhcp(config))
+    }
+
+    /// The address from DHCP, or `fallback` if no lease has come `after`
+    /// the stack was built (replaces an earlier IPv4 choice).
+    pub fn dhcp_with_fallback(self, config: DhcpConfig, fallback: Ipv4Config, after: Duration) -> Self {
+        self.ipv4_mode(Ipv4Mode::DhcpWithFallback {
+            dhcp: config,
+            fallback: StaticFallback { config: fallback, after },
+        })
+    }
+
+    /// How the stack gets its address (replaces an earlier IPv4 choice).
+    pub fn ipv4_mode(mut self, mode: Ipv4Mode) -> Self {
+        self.ipv4 = Some(mode);
         self
     }
 
@@ -128,10 +184,12 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> StackBuilder<N, P> {
     }
 
     /// Builds the stack and applies the static configuration, announcing
-    /// the address by ARP. Errors if the random source fails or the
-    /// announcement cannot be sent.
+    /// the address by ARP, or prepares the DHCP client (which starts when
+    /// [`NetStack::run`] runs). Errors if the random source fails, the
+    /// announcement cannot be sent, or the DHCP client cannot bind UDP port
+    /// 68.
     pub async fn build(self) -> Result<NetStack<N, P>, BuildError> {
-        let mut seeds = [0u8; 4];
+        let mut seeds = [0u8; 12];
         self.platform.fill(&mut seeds)?;
         let eth = Rc::new(EthernetLayer::new(self.device));
         let arp = Rc::new(ArpLayer::new(eth.clone(), self.platform.clone(), self.arp));
@@ -152,13 +210,25 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> StackBuilder<N, P> {
             icmp,
             udp,
             tcp: TcpUnavailable,
+            dhcp: None,
             platform: self.platform,
             responses_dropped: 0.into(),
         };
-        if self.ipv4.is_some() {
-            stack.configure(self.ipv4).await?;
-        }
-        Ok(stack)
+        let (dhcp, fallback) = match self.ipv4 {
+            None => return Ok(stack),
+            Some(Ipv4Mode::Static(config)) => {
+                stack.configure(Some(config)).await?;
+                return Ok(stack);
+            }
+            Some(Ipv4Mode::Dhcp(dhcp)) => (dhcp, None),
+            Some(Ipv4Mode::DhcpWithFallback { dhcp, fallback }) => (dhcp, Some(fallback)),
+        };
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&seeds[4..]);
+        let now = stack.platform.now();
+        let client = DhcpClient::new(stack.eth.mac(), dhcp, u64::from_le_bytes(seed), now);
+        let socket = stack.udp.bind(CLIENT_BIND_ADDR).await?;
+        Ok(NetStack { dhcp: Some(DhcpDriver::new(client, socket, fallback, now)), ..stack })
     }
 }
 
@@ -170,6 +240,7 @@ pub struct NetStack<N, P> {
     icmp: StackIcmp<N, P>,
     udp: StackUdp<N, P>,
     tcp: TcpUnavailable,
+    dhcp: Option<StackDhcp<N, P>>,
     platform: P,
     responses_dropped: core::cell::Cell<u64>,
 }
@@ -217,6 +288,12 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> NetStack<N, P> {
         &self.ip
     }
 
+    /// The DHCP client, when the stack was built with one: its state,
+    /// lease ([`DhcpDriver::lease`]) and counters.
+    pub fn dhcp(&self) -> Option<&StackDhcp<N, P>> {
+        self.dhcp.as_ref()
+    }
+
     /// The platform handle the stack uses.
     pub fn platform(&self) -> &P {
         &self.platform
@@ -253,9 +330,20 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> NetStack<N, P> {
 
     /// The input loop: receives frames and dispatches them (ARP; IPv4 to
     /// ICMP and UDP, with port unreachable for closed UDP ports), and
-    /// drives ARP and reassembly timers. Runs until the device fails, which
-    /// it returns. Spawn it once per stack.
+    /// drives ARP and reassembly timers; beside it, the DHCP client if the
+    /// stack has one. Runs until the device fails, which it returns. Spawn
+    /// it once per stack.
     pub async fn run(&self) -> Result<(), EthernetError> {
+        let Some(dhcp) = &self.dhcp else { return self.run_input().await };
+        let input = core::pin::pin!(self.run_input());
+        let dhcp = core::pin::pin!(dhcp.run(&self.ip, &self.arp, &self.platform));
+        match future::select(input, dhcp).await {
+            Either::Left((result, _)) => result,
+            Either::Right((never, _)) => match never {},
+        }
+    }
+
+    async fn run_input(&self) -> Result<(), EthernetError> {
         let mut responses: FuturesUnordered<Response<'_>> = FuturesUnordered::new();
         // Each pass handles one event: a frame, a timer, or a finished
         // response; it ends only on a device error.
