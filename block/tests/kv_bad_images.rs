@@ -62,14 +62,13 @@ fn logkv_mount_refuses_non_stores_and_survives_damaged_logs() {
         bad[30] ^= 1;
         bad[512 + 30] ^= 1;
         assert!(LogKv::mount(MemBlock::from_vec(512, bad).unwrap(), TickClock::default()).await.is_err());
-        // A damaged record ends the log there; check() reports the records
-        // lost after it instead of serving them.
+        // A record damaged before later ones is a mount error naming it,
+        // never a store that silently lacks the writes after it.
         let mut bad = image.clone();
         bad[2 * 512 + 200] ^= 1;
-        let s = LogKv::mount(MemBlock::from_vec(512, bad).unwrap(), TickClock::default()).await.unwrap();
-        let report = s.check().await.unwrap();
-        assert!(!report.is_clean());
-        assert!(report.errors.iter().any(|e| e.contains("past the end of the log")), "{report}");
+        let e = LogKv::mount(MemBlock::from_vec(512, bad).unwrap(), TickClock::default()).await.err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::Corrupt);
+        assert!(e.to_string().contains("damaged at sector 2:"), "{e}");
     });
 }
 

@@ -10,10 +10,14 @@ use mirage_types::time::PosixTime;
 
 /// First bytes of a superblock.
 pub(crate) const SUPER_MAGIC: [u8; 8] = *b"MIRAGEKV";
-/// The only format version so far.
-pub(crate) const VERSION: u32 = 1;
+/// The format version. Version 1 stamped records with the superblock
+/// generation, which an interrupted compaction could reuse; version 2 keeps a
+/// separate, never reused record epoch (see [`Superblock::next_epoch`]).
+pub(crate) const VERSION: u32 = 2;
+/// Offset of the superblock's CRC, which covers the bytes before it.
+const SUPER_CRC_AT: usize = 72;
 /// Bytes of a superblock that carry information (the rest of its sector is zero).
-const SUPER_LEN: usize = 56;
+const SUPER_LEN: usize = SUPER_CRC_AT + 4;
 /// Sectors 0 and 1 hold the two superblock slots; the log halves follow.
 pub(crate) const LOG_START: u64 = 2;
 
@@ -30,13 +34,22 @@ const CRC_AT: usize = 88;
 pub(crate) struct Superblock {
     pub(crate) sector_size: u32,
     pub(crate) sector_count: u64,
-    /// Bumped by every compaction; also the epoch stamped on each record of
-    /// the log it describes, so records left from older logs are ignored.
+    /// Bumped by every superblock write (twice per compaction); the valid
+    /// slot with the highest generation is the one in force.
     pub(crate) generation: u64,
     pub(crate) half_sectors: u64,
     pub(crate) max_keys: u64,
     /// Which half (0 or 1) holds the live log.
     pub(crate) active_half: u32,
+    /// The epoch stamped on every record of the live log, so records left
+    /// from older logs in the same half are not replayed.
+    pub(crate) log_epoch: u64,
+    /// The lowest epoch never handed out. A compaction first makes a
+    /// superblock with this bumped durable and only then writes records with
+    /// the epoch it took, so records of an interrupted compaction carry an
+    /// epoch no later log uses: mount can then treat any valid record of the
+    /// live epoch past a damaged one as proof of acknowledged writes.
+    pub(crate) next_epoch: u64,
 }
 
 impl Superblock {
@@ -72,8 +85,10 @@ impl Superblock {
         out[32..40].copy_from_slice(&self.half_sectors.to_le_bytes());
         out[40..48].copy_from_slice(&self.max_keys.to_le_bytes());
         out[48..52].copy_from_slice(&self.active_half.to_le_bytes());
-        let crc = crc32fast::hash(&out[..52]);
-        out[52..SUPER_LEN].copy_from_slice(&crc.to_le_bytes());
+        out[56..64].copy_from_slice(&self.log_epoch.to_le_bytes());
+        out[64..72].copy_from_slice(&self.next_epoch.to_le_bytes());
+        let crc = crc32fast::hash(&out[..SUPER_CRC_AT]);
+        out[SUPER_CRC_AT..SUPER_LEN].copy_from_slice(&crc.to_le_bytes());
         out
     }
 
@@ -85,11 +100,11 @@ impl Superblock {
         if sector.len() < SUPER_LEN || sector[0..8] != SUPER_MAGIC {
             return Err("no LogKv superblock magic");
         }
-        if crc32fast::hash(&sector[..52]) != le_u32(&sector[52..56]) {
-            return Err("superblock checksum mismatch");
-        }
         if le_u32(&sector[8..12]) != VERSION {
-            return Err("unsupported LogKv format version");
+            return Err("unsupported LogKv format version (version 1 images: rebuild them with `mirage-kv build`)");
+        }
+        if crc32fast::hash(&sector[..SUPER_CRC_AT]) != le_u32(&sector[SUPER_CRC_AT..SUPER_LEN]) {
+            return Err("superblock checksum mismatch");
         }
         let sb = Superblock {
             sector_size: le_u32(&sector[12..16]),
@@ -98,6 +113,8 @@ impl Superblock {
             half_sectors: le_u64(&sector[32..40]),
             max_keys: le_u64(&sector[40..48]),
             active_half: le_u32(&sector[48..52]),
+            log_epoch: le_u64(&sector[56..64]),
+            next_epoch: le_u64(&sector[64..72]),
         };
         if sb.sector_size != dev_sector_size {
             return Err("superblock sector size differs from the device's");
@@ -112,7 +129,29 @@ impl Superblock {
         if sb.active_half > 1 {
             return Err("active half is neither 0 nor 1");
         }
+        if sb.log_epoch >= sb.next_epoch {
+            return Err("the live log's epoch is not below the next epoch to hand out");
+        }
         Ok(sb)
+    }
+}
+
+/// The lowest record epoch a new store formatted over `sector` (a
+/// superblock slot of whatever the device held) may use without meeting
+/// records of the old store stamped with the same epoch: `None` if the
+/// sector holds no LogKv superblock with a valid checksum. Version 1
+/// superblocks stamped records with their generation, and an interrupted
+/// compaction used the generation after.
+pub(crate) fn epoch_floor(sector: &[u8]) -> Option<u64> {
+    if sector.len() < SUPER_LEN || sector[0..8] != SUPER_MAGIC {
+        return None;
+    }
+    match le_u32(&sector[8..12]) {
+        1 if crc32fast::hash(&sector[..52]) == le_u32(&sector[52..56]) => le_u64(&sector[24..32]).checked_add(2),
+        VERSION if crc32fast::hash(&sector[..SUPER_CRC_AT]) == le_u32(&sector[SUPER_CRC_AT..SUPER_LEN]) => {
+            Some(le_u64(&sector[64..72]))
+        }
+        _ => None,
     }
 }
 
@@ -271,6 +310,8 @@ mod tests {
             half_sectors: 49,
             max_keys: 10,
             active_half: 1,
+            log_epoch: 40,
+            next_epoch: 42,
         }
     }
 
@@ -278,7 +319,7 @@ mod tests {
     fn superblock_round_trips_and_rejects_damage() {
         let bytes = sb().encode();
         assert_eq!(Superblock::decode(&bytes, 512, 100), Ok(sb()));
-        for at in [0, 9, 20, 30, 53] {
+        for at in [0, 9, 20, 30, 53, 60, 70, 73] {
             let mut bad = bytes.clone();
             bad[at] ^= 1;
             assert!(Superblock::decode(&bad, 512, 100).is_err(), "flip at {at} accepted");
@@ -288,6 +329,23 @@ mod tests {
         let mut odd = sb();
         odd.half_sectors = u64::MAX;
         assert!(Superblock::decode(&odd.encode(), 512, 100).is_err());
+        let mut reused = sb();
+        reused.next_epoch = reused.log_epoch;
+        assert!(Superblock::decode(&reused.encode(), 512, 100).is_err());
+    }
+
+    #[test]
+    fn a_new_store_starts_its_epochs_above_the_old_ones() {
+        assert_eq!(epoch_floor(&sb().encode()), Some(42));
+        let mut v1 = sb().encode();
+        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32fast::hash(&v1[..52]);
+        v1[52..56].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(epoch_floor(&v1), Some(9));
+        let mut bad = sb().encode();
+        bad[64] ^= 1;
+        assert_eq!(epoch_floor(&bad), None);
+        assert_eq!(epoch_floor(&[0u8; 512]), None);
     }
 
     #[test]

@@ -13,11 +13,11 @@
 //! - **Superblocks.** Two slots; generation `g` is written to slot `g % 2`,
 //!   so a torn superblock write leaves the previous one intact. Each holds
 //!   a magic, a version, the geometry, the generation, which half holds the
-//!   live log, and a CRC-32. Mount uses the valid one with the highest
-//!   generation.
+//!   live log, the live log's *epoch*, the next epoch to hand out, and a
+//!   CRC-32. Mount uses the valid one with the highest generation.
 //! - **The log.** The live half holds an append-only sequence of records,
-//!   each starting on a sector boundary: a 96-byte header (kind, epoch =
-//!   superblock generation, sequence number, modification time, key
+//!   each starting on a sector boundary: a 96-byte header (kind, the log's
+//!   epoch, sequence number, modification time, key
 //!   lengths, value length, SHA-256 of the value, CRC-32 of the whole
 //!   record), the key (and for a rename the target key), then the value.
 //!   Kinds are *put* (set a value), *delete* (a value or a whole
@@ -39,14 +39,31 @@
 //!   nothing) is a mount error of kind [`ErrorKind::Corrupt`]: the store
 //!   never serves garbage.
 //! - **Compaction.** When a record does not fit in the rest of the live half,
-//!   the store writes the live data *with the new operation applied* into
-//!   the other half (one put record per live value), flushes, writes the
-//!   next superblock naming that half, and flushes again. A crash before the
+//!   the store first makes durable a superblock that takes a fresh epoch
+//!   (bumps the next epoch to hand out), then writes the live data *with the
+//!   new operation applied* into the other half (one put record per live
+//!   value, stamped with that epoch), flushes, writes the next superblock
+//!   naming that half and epoch, and flushes again. A crash before the
 //!   superblock is durable leaves the old log in charge; after it, the new
 //!   one. If the live data and the new operation do not fit in one half the
 //!   operation fails with [`ErrorKind::NoSpace`] before anything is written.
 //!   Because the new operation rides along with the compaction, removing or
 //!   shrinking keys in a full store always succeeds.
+//! - **Damage.** Replay cannot tell by itself a record torn by a crash (the
+//!   one in flight, never acknowledged) from an acknowledged record damaged
+//!   later on the medium: both fail their CRC. What tells them apart is what
+//!   lies after it. A record is written only after the one before it was
+//!   flushed, always at the head of the log, and epochs are never reused
+//!   (not by an interrupted compaction, whose epoch was made durable first,
+//!   nor by a store formatted over an old one, which starts above the old
+//!   superblocks' epochs, or at the clock's nanoseconds when there are
+//!   none). So after the record where replay stops, mount reads the rest of
+//!   the half: a valid record of the live epoch with a higher sequence number
+//!   there proves the stopping record had been acknowledged, and mount fails
+//!   with [`ErrorKind::Corrupt`] naming the sector, instead of silently
+//!   dropping the acknowledged writes after it. Not detected: damage to the
+//!   newest record (nothing follows it, so it looks exactly like a torn
+//!   tail), and damage that leaves a record valid (CRC-32 collisions).
 //!
 //! # Costs and bounds
 //!
@@ -60,7 +77,11 @@
 //!   the superblock, and in any case by the number of sectors of a half. A
 //!   write holds its record in memory (value plus header); compaction holds
 //!   at most one value, or 1 MiB of small records, at a time.
-//! - Time: mount reads the whole live log (to check every record's CRC).
+//! - Time: mount reads the whole live half: the live log to check every
+//!   record's CRC, and the rest to look for records past damage. A crafted
+//!   image full of headers claiming long records can make that quadratic in
+//!   the half's size (each candidate's CRC is checked), never unbounded in
+//!   memory.
 //!   [`KvWrite::set_partial`] rewrites the whole value as a new record.
 //!   When live data nears a half, writes compact often: keep the live data
 //!   well below half the device.
@@ -91,7 +112,6 @@
 //!   of the empty root, the epoch.
 
 mod layout;
-mod lock;
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -107,8 +127,8 @@ use mirage_types::time::{PosixTime, WallClock};
 use mirage_types::Bytes;
 use sha2::{Digest as _, Sha256};
 
+use crate::exclusive::Exclusive;
 use layout::{sectors_for, RecordHeader, RecordKind, RecordSpec, Superblock, HEADER_LEN, LOG_START};
-use lock::AsyncLock;
 
 /// Small records are gathered up to this many bytes before compaction
 /// writes them, so compacting many small keys is not one write per key.
@@ -166,6 +186,9 @@ struct Scan {
     records: u64,
     /// Sectors of all valid records, live or not.
     used_sectors: u64,
+    /// Why the log cannot be trusted to end at `head`: a valid later record
+    /// lies past it (see "Damage" in the module documentation).
+    damage: Option<String>,
 }
 
 struct State {
@@ -178,7 +201,8 @@ struct State {
 /// The result of [`LogKv::check`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CheckReport {
-    /// Generation of the superblock in use (it counts compactions).
+    /// Generation of the superblock in use: it counts superblock writes, 1
+    /// at format and 2 more for each compaction.
     pub generation: u64,
     /// Valid records in the live log.
     pub records: u64,
@@ -222,7 +246,10 @@ impl fmt::Display for CheckReport {
 pub struct LogKv<B, C> {
     dev: B,
     clock: C,
-    lock: AsyncLock,
+    /// Serialises operations so that no two interleave their device I/O
+    /// across an `.await`. The state itself stays in a `RefCell` because
+    /// the synchronous helpers (lookups, `check_change`) borrow it briefly.
+    lock: Exclusive<()>,
     state: RefCell<State>,
 }
 
@@ -247,6 +274,27 @@ impl<B: BlockDevice, C: WallClock> LogKv<B, C> {
                 format!("a {}-sector device is too small for a LogKv store (at least 6 sectors)", info.sector_count),
             ));
         }
+        // Records of an old store may remain in the halves: the new log's
+        // epochs must differ from theirs, or mount could take them for
+        // records of the new log (see "Damage" in the module docs). The old
+        // superblocks say which epochs the old store used; when there are
+        // none, the clock's nanoseconds make a collision all but impossible.
+        let mut slots = vec![0u8; 2 * info.sector_size as usize];
+        dev.read(0, &mut slots).await.map_err(storage("reading the old superblocks"))?;
+        let (a, b) = slots.split_at(info.sector_size as usize);
+        let now = clock.wall_time();
+        let clock_epoch = u64::try_from(now.secs())
+            .unwrap_or(0)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(now.subsec_nanos()));
+        let log_epoch = [layout::epoch_floor(a), layout::epoch_floor(b), Some(clock_epoch), Some(1)]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(1);
+        let next_epoch = log_epoch
+            .checked_add(1)
+            .ok_or_else(|| other(ErrorKind::Other, "the old store used up every record epoch".to_string()))?;
         let sb = Superblock {
             sector_size: info.sector_size,
             sector_count: info.sector_count,
@@ -254,6 +302,8 @@ impl<B: BlockDevice, C: WallClock> LogKv<B, C> {
             half_sectors,
             max_keys: options.max_keys,
             active_half: 0,
+            log_epoch,
+            next_epoch,
         };
         let zero = vec![0u8; info.sector_size as usize];
         // Invalidate both slots and terminate the new log before the new
@@ -265,15 +315,18 @@ impl<B: BlockDevice, C: WallClock> LogKv<B, C> {
         dev.write(sb.slot(), &sb.encode()).await.map_err(storage("writing the superblock"))?;
         dev.flush().await.map_err(storage("flushing the superblock"))?;
         let state = State { sb, head: sb.log_start(), next_seq: 0, index: Index::new() };
-        Ok(LogKv { dev, clock, lock: AsyncLock::default(), state: RefCell::new(state) })
+        Ok(LogKv { dev, clock, lock: Exclusive::new(()), state: RefCell::new(state) })
     }
 
     /// Mounts the store on `dev`, replaying its log.
     ///
     /// `Ok` means the superblock and every record replayed passed their
-    /// checksums and made sense. Errors: [`ErrorKind::Corrupt`] if there is
-    /// no valid superblock (not a LogKv store, or both copies damaged) or a
-    /// record is inconsistent, with the sector; [`ErrorKind::Storage`] if
+    /// checksums and made sense, and that no record written after the end of
+    /// the replayed log was found. Errors: [`ErrorKind::Corrupt`] if there is
+    /// no valid superblock (not a LogKv store, or both copies damaged), a
+    /// record is inconsistent, or a damaged record in the middle of the log
+    /// would drop acknowledged writes after it (see "Damage" in the module
+    /// documentation), each with the sector; [`ErrorKind::Storage`] if
     /// the device fails. Nothing is written.
     pub async fn mount(dev: B, clock: C) -> Result<LogKv<B, C>, KvError> {
         let info = dev.info();
@@ -303,8 +356,11 @@ impl<B: BlockDevice, C: WallClock> LogKv<B, C> {
             }
         };
         let scan = scan(&dev, &sb).await?;
+        if let Some(damage) = scan.damage {
+            return Err(corrupt(damage));
+        }
         let state = State { sb, head: scan.head, next_seq: scan.next_seq, index: scan.index };
-        Ok(LogKv { dev, clock, lock: AsyncLock::default(), state: RefCell::new(state) })
+        Ok(LogKv { dev, clock, lock: Exclusive::new(()), state: RefCell::new(state) })
     }
 
     /// Checks the whole store against the device: re-reads and re-checks
@@ -357,22 +413,8 @@ impl<B: BlockDevice, C: WallClock> LogKv<B, C> {
         if scan.index.len() != index.len() {
             report.errors.push(format!("the log holds {} keys, the store serves {}", scan.index.len(), index.len()));
         }
-        // A valid record of this log past its end means one before it was
-        // damaged and everything after it is lost.
-        let mut sector = scan.head.saturating_add(1);
-        let mut buf = vec![0u8; sb.sector_size as usize];
-        while sector < sb.log_end() {
-            self.dev.read(sector, &mut buf).await.map_err(storage_at("reading the log", sector))?;
-            if let Some(h) = RecordHeader::decode(&buf) {
-                if h.epoch == sb.generation && h.seq >= scan.next_seq {
-                    report.errors.push(format!(
-                        "record {} at sector {sector} lies past the end of the log at sector {}: records from there on are lost",
-                        h.seq, scan.head
-                    ));
-                    break;
-                }
-            }
-            sector += 1;
+        if let Some(damage) = scan.damage {
+            report.errors.push(damage);
         }
         Ok(report)
     }
@@ -404,7 +446,7 @@ impl<B: BlockDevice, C: WallClock> LogKv<B, C> {
         if len + new_keys > sb.max_keys {
             return Err(KvError::NoSpace { key: error_key.clone(), needed: 1, free: 0 });
         }
-        let spec = RecordSpec { epoch: sb.generation, seq, ..spec };
+        let spec = RecordSpec { epoch: sb.log_epoch, seq, ..spec };
         let record_sectors = sectors_for(spec.len() as u64, sector_size);
         if head + record_sectors <= sb.log_end() {
             let mut buf = Vec::new();
@@ -453,7 +495,23 @@ impl<B: BlockDevice, C: WallClock> LogKv<B, C> {
                 free: sb.half_sectors.saturating_sub(old) * sector_size,
             });
         }
-        let next = Superblock { generation: sb.generation + 1, active_half: 1 - sb.active_half, ..sb };
+        // Take a fresh epoch for the new log and make that durable before
+        // any record carries it, so an interrupted compaction's records are
+        // never mistaken for a later log's (see "Damage" in the module docs).
+        let epoch = sb.next_epoch;
+        let next_epoch = epoch
+            .checked_add(1)
+            .ok_or_else(|| other(ErrorKind::Other, "the store has used up every record epoch".to_string()))?;
+        let reserved = Superblock { generation: sb.generation + 1, next_epoch, ..sb };
+        self.dev.write(reserved.slot(), &reserved.encode()).await.map_err(storage("writing the superblock"))?;
+        self.dev.flush().await.map_err(storage("flushing the superblock"))?;
+        self.state.borrow_mut().sb = reserved;
+        let next = Superblock {
+            generation: reserved.generation + 1,
+            active_half: 1 - sb.active_half,
+            log_epoch: epoch,
+            ..reserved
+        };
         let mut at = next.log_start();
         let mut batch_start = at;
         let mut batch = Vec::new();
@@ -468,7 +526,7 @@ impl<B: BlockDevice, C: WallClock> LogKv<B, C> {
             };
             let record = RecordSpec {
                 kind: RecordKind::Put,
-                epoch: next.generation,
+                epoch: next.log_epoch,
                 seq: seq as u64,
                 mtime: entry.mtime,
                 key,
@@ -683,48 +741,40 @@ impl<B: BlockDevice, C: WallClock> LogKv<B, C> {
     }
 }
 
-/// Scans the live log of `sb`; see "Recovery" in the module documentation.
+/// Scans the live log of `sb`; see "Recovery" and "Damage" in the module
+/// documentation.
 async fn scan<B: BlockDevice>(dev: &B, sb: &Superblock) -> Result<Scan, KvError> {
     let sector_size = sb.sector_size;
-    let ss = u64::from(sector_size);
-    let mut out = Scan { index: Index::new(), head: sb.log_start(), next_seq: 0, records: 0, used_sectors: 0 };
+    let mut out =
+        Scan { index: Index::new(), head: sb.log_start(), next_seq: 0, records: 0, used_sectors: 0, damage: None };
     let end = sb.log_end();
     let mut first = vec![0u8; sector_size as usize];
+    // Why the replay stopped where it did, for the damage report.
+    let mut why = "the log fills its half";
     while out.head < end {
         let at = out.head;
         dev.read(at, &mut first).await.map_err(storage_at("reading the log", at))?;
-        let Some(header) = RecordHeader::decode(&first) else { break };
-        if header.epoch != sb.generation || header.seq != out.next_seq {
+        let Some(header) = RecordHeader::decode(&first) else {
+            why = if first.iter().all(|&b| b == 0) { "an empty sector" } else { "not a record header" };
+            break;
+        };
+        if header.epoch != sb.log_epoch {
+            why = "a record of another log";
             break;
         }
-        let Some(total) = header.total_len() else { break };
-        let sectors = sectors_for(total, sector_size);
-        if sectors > end - at {
+        if header.seq != out.next_seq {
+            why = "a record out of sequence";
             break;
         }
-        // The keys (at most 2 * Key::MAX_LEN bytes, by `decode`) come first.
-        let keys_len = header.value_offset();
-        let mut head = vec![0u8; (sectors_for(keys_len, sector_size).min(sectors) * ss) as usize];
-        dev.read(at, &mut head).await.map_err(storage_at("reading the log", at))?;
-        let mut crc = layout::record_crc(&head);
-        let head_value_end = (head.len() as u64).min(total);
-        crc.update(&head[HEADER_LEN..head_value_end as usize]);
-        let mut pos = head.len() as u64;
-        while pos < total {
-            let chunk = (total - pos).min(SCAN_CHUNK);
-            let mut buf = vec![0u8; (sectors_for(chunk, sector_size) * ss) as usize];
-            let sector = at + pos / ss;
-            dev.read(sector, &mut buf).await.map_err(storage_at("reading the log", sector))?;
-            crc.update(&buf[..chunk as usize]);
-            pos += chunk;
-        }
-        if crc.finalize() != header.crc {
+        let Some((head, sectors)) = read_valid_record(dev, sb, at, &header).await? else {
+            why = "a record whose checksum or length is wrong";
             break;
-        }
+        };
         let bad = |what: &str| corrupt(format!("log record {} at sector {at}: {what}", header.seq));
+        let keys_len = header.value_offset() as usize;
         let key_end = HEADER_LEN + header.key_len as usize;
         let key = parse_key(&head[HEADER_LEN..key_end]).ok_or_else(|| bad("invalid key"))?;
-        let key2 = parse_key(&head[key_end..keys_len as usize]).ok_or_else(|| bad("invalid target key"))?;
+        let key2 = parse_key(&head[key_end..keys_len]).ok_or_else(|| bad("invalid target key"))?;
         let change = match header.kind {
             RecordKind::Put => Change::Put { key: key.as_str(), value_len: header.value_len, sha256: header.sha256 },
             RecordKind::Delete => Change::Delete { key: key.as_str() },
@@ -750,7 +800,91 @@ async fn scan<B: BlockDevice>(dev: &B, sb: &Superblock) -> Result<Scan, KvError>
         out.records += 1;
         out.used_sectors += sectors;
     }
+    // Only a record with a higher sequence number proves that the one where
+    // replay stopped had been acknowledged: the one in flight at a crash
+    // carries the next number, and is only ever written at the head.
+    let later = later_record(dev, sb, out.head.saturating_add(1), out.next_seq.saturating_add(1)).await?;
+    if let Some((sector, seq)) = later {
+        out.damage = Some(format!(
+            "log damaged at sector {}: the log should continue there with record {} but holds {why}, yet record \
+             {seq} at sector {sector} was written after it, so acknowledged writes would be lost; \
+             the store needs repair (rebuild it from a backup)",
+            out.head, out.next_seq
+        ));
+    }
     Ok(out)
+}
+
+/// Reads the record whose header is at sector `at` and checks its length
+/// and CRC. `Ok(Some)` carries the sectors holding the header and keys (at
+/// most `2 * Key::MAX_LEN` bytes beyond the header, by
+/// [`RecordHeader::decode`]) and the record's length in sectors; `Ok(None)`
+/// means it is not a valid record. Values are read in chunks of
+/// [`SCAN_CHUNK`] bytes, so memory stays bounded whatever the header claims.
+async fn read_valid_record<B: BlockDevice>(
+    dev: &B,
+    sb: &Superblock,
+    at: u64,
+    header: &RecordHeader,
+) -> Result<Option<(Vec<u8>, u64)>, KvError> {
+    let sector_size = sb.sector_size;
+    let ss = u64::from(sector_size);
+    let Some(total) = header.total_len() else { return Ok(None) };
+    let sectors = sectors_for(total, sector_size);
+    if sectors > sb.log_end().saturating_sub(at) {
+        return Ok(None);
+    }
+    let keys_len = header.value_offset();
+    let mut head = vec![0u8; (sectors_for(keys_len, sector_size).min(sectors) * ss) as usize];
+    dev.read(at, &mut head).await.map_err(storage_at("reading the log", at))?;
+    let mut crc = layout::record_crc(&head);
+    let head_value_end = (head.len() as u64).min(total);
+    crc.update(&head[HEADER_LEN..head_value_end as usize]);
+    let mut pos = head.len() as u64;
+    while pos < total {
+        let chunk = (total - pos).min(SCAN_CHUNK);
+        let mut buf = vec![0u8; (sectors_for(chunk, sector_size) * ss) as usize];
+        let sector = at + pos / ss;
+        dev.read(sector, &mut buf).await.map_err(storage_at("reading the log", sector))?;
+        crc.update(&buf[..chunk as usize]);
+        pos += chunk;
+    }
+    Ok((crc.finalize() == header.crc).then_some((head, sectors)))
+}
+
+/// The first valid record of the live log's epoch with a sequence number of
+/// at least `min_seq`, at or after sector `from`: `(sector, sequence)`. Such a
+/// record past the end of the replayed log proves that the record where
+/// replay stopped had been acknowledged (see "Damage" in the module docs).
+/// Reads the rest of the half in chunks of [`SCAN_CHUNK`] bytes.
+async fn later_record<B: BlockDevice>(
+    dev: &B,
+    sb: &Superblock,
+    from: u64,
+    min_seq: u64,
+) -> Result<Option<(u64, u64)>, KvError> {
+    let ss = u64::from(sb.sector_size);
+    let end = sb.log_end();
+    let chunk_sectors = (SCAN_CHUNK / ss).max(1);
+    let mut buf = Vec::new();
+    let mut start = from;
+    while start < end {
+        let count = chunk_sectors.min(end - start);
+        buf.resize((count * ss) as usize, 0);
+        dev.read(start, &mut buf).await.map_err(storage_at("reading the log", start))?;
+        for (i, sector) in buf.chunks_exact(ss as usize).enumerate() {
+            let at = start + i as u64;
+            let Some(header) = RecordHeader::decode(sector) else { continue };
+            if header.epoch == sb.log_epoch
+                && header.seq >= min_seq
+                && read_valid_record(dev, sb, at, &header).await?.is_some()
+            {
+                return Ok(Some((at, header.seq)));
+            }
+        }
+        start += count;
+    }
+    Ok(None)
 }
 
 fn parse_key(bytes: &[u8]) -> Option<Key> {
