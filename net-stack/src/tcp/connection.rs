@@ -1,0 +1,1412 @@
+//! One TCP connection as a sans-IO state machine.
+//!
+//! Reading list:
+//! - RFC 9293 §3.3.2: the states; §3.4: sequence numbers and the segment
+//!   acceptability test; §3.5: opening (including simultaneous open);
+//!   §3.6: closing; §3.7.1: MSS; §3.7.4: Nagle; §3.8.4: keepalive;
+//!   §3.8.6: windows, zero-window probing, silly window avoidance, delayed
+//!   ACKs; §3.10.7: "SEGMENT ARRIVES", followed step by step below.
+//! - RFC 5961 §3–5: RST and SYN inside the window get a challenge ACK, the
+//!   ACK range check; §7: the challenge ACK rate limit.
+//! - RFC 6298: the retransmission timer (see `rto.rs`).
+//! - RFC 5681 and RFC 6582: congestion control (see `congestion.rs`).
+//! - RFC 7323 §2: window scaling; §3–5: timestamps, RTTM and PAWS.
+//! - RFC 2018: SACK-permitted, and SACK blocks reported on receive.
+//! - RFC 2525 §2.17: closing with unread data resets the connection.
+//!
+//! The connection never reads a clock: every entry point takes `now`. It
+//! never allocates per segment on the send path: [`TcpConnection::poll_transmit`]
+//! lends the payload out of the send buffer.
+
+use alloc::collections::VecDeque;
+use core::fmt;
+use core::net::SocketAddr;
+use core::time::Duration;
+
+use bytes::Bytes;
+use mirage_types::tcp::Keepalive;
+use mirage_types::time::Instant;
+
+use super::congestion::{AckAction, NewReno};
+use super::reassembly::Reassembly;
+use super::rto::RttEstimator;
+use super::TcpConfig;
+use crate::wire::tcp::{SackBlocks, SeqNumber, TcpFlags, TcpOptions, TcpPacket, TcpRepr, TcpTimestamp};
+
+/// Bytes of IPv4 and TCP headers without options: MSS = MTU − 40
+/// (RFC 9293 §3.7.1, RFC 879).
+const IPV4_TCP_HEADERS: usize = 40;
+
+/// The MSS assumed when the peer sends none (RFC 9293 §3.7.1).
+const DEFAULT_PEER_MSS: usize = 536;
+
+/// Largest window scale shift (RFC 7323 §2.3).
+const MAX_WINDOW_SCALE: u8 = 14;
+
+/// Timestamps older than this are not used by PAWS (RFC 7323 §5.5).
+const PAWS_IDLE_LIMIT: Duration = Duration::from_secs(24 * 24 * 3600);
+
+/// Bytes the Timestamps option takes in every segment once negotiated
+/// (10, padded to 12).
+const TIMESTAMP_OPTION_LEN: usize = 12;
+
+/// A connection state (RFC 9293 §3.3.2). LISTEN belongs to
+/// [`super::TcpListener`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TcpState {
+    /// No connection: never opened, or finished.
+    Closed,
+    /// Our SYN is sent; waiting for the peer's.
+    SynSent,
+    /// Both SYNs seen; waiting for the ACK of ours.
+    SynReceived,
+    /// Open in both directions.
+    Established,
+    /// We closed; our FIN is not yet acknowledged.
+    FinWait1,
+    /// Our FIN is acknowledged; waiting for the peer's.
+    FinWait2,
+    /// The peer closed; we may still send.
+    CloseWait,
+    /// Both closed at once; waiting for the ACK of our FIN.
+    Closing,
+    /// The peer closed, then we did; waiting for the ACK of our FIN.
+    LastAck,
+    /// Both closed; lingering 2·MSL for stray segments.
+    TimeWait,
+}
+
+impl fmt::Display for TcpState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TcpState::Closed => "CLOSED",
+            TcpState::SynSent => "SYN-SENT",
+            TcpState::SynReceived => "SYN-RECEIVED",
+            TcpState::Established => "ESTABLISHED",
+            TcpState::FinWait1 => "FIN-WAIT-1",
+            TcpState::FinWait2 => "FIN-WAIT-2",
+            TcpState::CloseWait => "CLOSE-WAIT",
+            TcpState::Closing => "CLOSING",
+            TcpState::LastAck => "LAST-ACK",
+            TcpState::TimeWait => "TIME-WAIT",
+        })
+    }
+}
+
+/// Why a connection ended other than by the user's `abort` or a clean
+/// close.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// The peer answered our SYN with a reset (RFC 9293 §3.10.7.3).
+    #[error("connection refused: the peer answered the SYN with a reset")]
+    Refused,
+    /// The peer reset the connection (RFC 9293 §3.10.7.4).
+    #[error("connection reset by the peer")]
+    Reset,
+    /// No SYN-ACK within the connect timeout.
+    #[error("connection timed out: no answer to the SYN within the connect timeout")]
+    ConnectTimeout,
+    /// Sent data stayed unacknowledged longer than the user timeout (RFC
+    /// 9293 §3.8.3).
+    #[error("connection timed out: data unacknowledged for longer than the user timeout")]
+    UserTimeout,
+    /// Keepalive probes went unanswered (RFC 9293 §3.8.4).
+    #[error("connection timed out: keepalive probes unanswered")]
+    KeepaliveTimeout,
+}
+
+/// Why [`TcpConnection::send`] took nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The write side was shut down (our FIN is queued or sent).
+    #[error("write after the write side was shut down")]
+    WriteClosed,
+    /// The connection is closed (or ended with an error, see
+    /// [`TcpConnection::error`]).
+    #[error("connection is closed")]
+    Closed,
+}
+
+/// A segment to send, lent by [`TcpConnection::poll_transmit`]: the
+/// header and the payload, which stays in the send buffer.
+#[derive(Clone, Debug)]
+pub struct TcpSegment<'a> {
+    /// The header to send; `repr.payload_len` is the payload's length.
+    pub repr: TcpRepr,
+    payload: [&'a [u8]; 2],
+}
+
+impl<'a> TcpSegment<'a> {
+    /// A segment without payload.
+    pub fn header_only(repr: TcpRepr) -> TcpSegment<'static> {
+        TcpSegment { repr, payload: [&[], &[]] }
+    }
+
+    /// The payload, in at most two pieces (the send buffer is a ring).
+    pub fn payload_parts(&self) -> [&'a [u8]; 2] {
+        self.payload
+    }
+
+    /// Copies the payload into `out`, which must be `repr.payload_len`
+    /// bytes long (panics otherwise: a bug in the caller).
+    pub fn copy_payload(&self, out: &mut [u8]) {
+        let (a, b) = out.split_at_mut(self.payload[0].len());
+        a.copy_from_slice(self.payload[0]);
+        b.copy_from_slice(self.payload[1]);
+    }
+
+    /// Writes the whole TCP segment (header, options, payload, checksum
+    /// over the IPv4 pseudo-header) into `out`, which must be exactly
+    /// `repr.buffer_len()` bytes (panics otherwise: a bug in the caller).
+    pub fn emit_ipv4(&self, src: core::net::Ipv4Addr, dst: core::net::Ipv4Addr, out: &mut [u8]) {
+        self.repr.emit(&mut TcpPacket::new_unchecked(out), src, dst, |p| self.copy_payload(p));
+    }
+}
+
+/// One TCP connection, from SYN-SENT or SYN-RECEIVED to CLOSED.
+///
+/// See the [module documentation](super) for how the async layer drives it.
+#[derive(Debug)]
+pub struct TcpConnection {
+    config: TcpConfig,
+    local: SocketAddr,
+    remote: SocketAddr,
+    state: TcpState,
+    error: Option<ConnectionError>,
+    /// Created by a listener (RFC 9293 §3.10.7.4: a reset in SYN-RECEIVED
+    /// then just ends the attempt, it is not "refused").
+    passive: bool,
+
+    // Send side (RFC 9293 §3.3.1). `snd_max` is the highest sequence number
+    // sent; `snd_nxt` goes back to `snd_una` on a timeout (go-back-N).
+    iss: SeqNumber,
+    snd_una: SeqNumber,
+    snd_nxt: SeqNumber,
+    snd_max: SeqNumber,
+    snd_wnd: usize,
+    snd_wl1: SeqNumber,
+    snd_wl2: SeqNumber,
+    max_snd_wnd: usize,
+    /// Shift the peer applies to the windows it sends (RFC 7323 §2.2).
+    snd_wscale: u8,
+    /// Bytes from `send_start` on: unacknowledged, then unsent.
+    send_buf: VecDeque<u8>,
+    send_start: SeqNumber,
+    /// The user shut the write side: a FIN follows the data.
+    fin_queued: bool,
+    /// Payload bytes per segment: the effective send MSS less options.
+    smss: usize,
+
+    // Receive side.
+    irs: SeqNumber,
+    rcv_nxt: SeqNumber,
+    /// Our shift (RFC 7323 §2.2); 0 unless both SYNs carried the option.
+    rcv_wscale: u8,
+    recv_buf: VecDeque<u8>,
+    ooo: Reassembly,
+    /// Sequence number of a FIN that arrived ahead of missing data.
+    ooo_fin: Option<SeqNumber>,
+    /// Right edge of the window we advertised last (never moves left,
+    /// RFC 9293 §3.8.6.2.2).
+    rcv_adv: SeqNumber,
+    fin_received: bool,
+    /// The user closed: data that arrives now is answered with a reset
+    /// (RFC 2525 §2.17).
+    user_closed: bool,
+    /// Our MSS, what we announce: MTU − 40.
+    rmss: usize,
+    rcv_unacked_bytes: usize,
+
+    // Options.
+    timestamps: bool,
+    ts_offset: u32,
+    ts_recent: u32,
+    ts_recent_at: Instant,
+    last_ack_sent: SeqNumber,
+    sack: bool,
+    /// The peer's SYN offered window scaling (for our SYN-ACK).
+    peer_wscale: Option<u8>,
+    peer_sack_permitted: bool,
+    peer_timestamp: Option<u32>,
+
+    // Timers and reliability.
+    rtt: RttEstimator,
+    rtt_sample: Option<(SeqNumber, Instant)>,
+    rto_deadline: Option<Instant>,
+    cc: NewReno,
+    retransmit_first: bool,
+    ack_now: bool,
+    delack_deadline: Option<Instant>,
+    persist_deadline: Option<Instant>,
+    persist_backoff: u32,
+    probe_now: bool,
+    time_wait_deadline: Option<Instant>,
+    connect_deadline: Option<Instant>,
+    last_progress: Instant,
+    last_recv: Instant,
+    keepalive: Option<Keepalive>,
+    keepalive_probes: u32,
+    keepalive_probe_now: bool,
+    nodelay: bool,
+    challenge_window_start: Instant,
+    challenge_count: u32,
+    /// A reset to send in answer to a segment (RFC 9293 §3.10.7), or to
+    /// announce an abort.
+    pending_rst: Option<TcpRepr>,
+}
+
+impl TcpConnection {
+    /// Opens a connection actively (RFC 9293 §3.10.1): the connection is in
+    /// SYN-SENT and its first [`Self::poll_transmit`] is the SYN.
+    ///
+    /// `iss` is the initial sequence number, from
+    /// [`super::IsnGenerator::isn`] for this 4-tuple (RFC 6528).
+    pub fn connect(now: Instant, config: TcpConfig, local: SocketAddr, remote: SocketAddr, iss: SeqNumber) -> Self {
+        let mut conn = TcpConnection::new(now, config, local, remote, iss);
+        conn.state = TcpState::SynSent;
+        conn.connect_deadline = now.checked_add(conn.config.connect_timeout);
+        conn
+    }
+
+    /// A connection in SYN-RECEIVED for a `syn` that reached a listener
+    /// (RFC 9293 §3.10.7.2); its first transmission is the SYN-ACK.
+    pub(crate) fn accept_syn(
+        now: Instant,
+        config: TcpConfig,
+        local: SocketAddr,
+        remote: SocketAddr,
+        iss: SeqNumber,
+        syn: &TcpRepr,
+    ) -> Self {
+        let mut conn = TcpConnection::new(now, config, local, remote, iss);
+        conn.passive = true;
+        conn.state = TcpState::SynReceived;
+        conn.connect_deadline = now.checked_add(conn.config.connect_timeout);
+        conn.take_syn(now, syn);
+        conn
+    }
+
+    /// An ESTABLISHED connection from a SYN cookie's handshake (RFC 4987
+    /// §3.6): no window scaling, SACK or timestamps, since the cookie
+    /// keeps only the MSS.
+    pub(crate) fn from_cookie(
+        now: Instant,
+        config: TcpConfig,
+        local: SocketAddr,
+        remote: SocketAddr,
+        iss: SeqNumber,
+        ack: &TcpRepr,
+        peer_mss: usize,
+    ) -> Self {
+        let mut conn = TcpConnection::new(now, config, local, remote, iss);
+        conn.passive = true;
+        conn.irs = ack.seq_number.sub_len(1);
+        conn.rcv_nxt = ack.seq_number;
+        conn.rcv_adv = conn.rcv_nxt;
+        conn.snd_nxt = iss + 1;
+        conn.snd_max = iss + 1;
+        conn.snd_una = iss + 1;
+        conn.timestamps = false;
+        conn.sack = false;
+        conn.rcv_wscale = 0;
+        conn.set_peer_mss(peer_mss);
+        conn.snd_wnd = usize::from(ack.window_len);
+        conn.max_snd_wnd = conn.snd_wnd;
+        conn.snd_wl1 = ack.seq_number;
+        conn.snd_wl2 = ack.ack_number;
+        conn.state = TcpState::Established;
+        conn
+    }
+
+    fn new(now: Instant, config: TcpConfig, local: SocketAddr, remote: SocketAddr, iss: SeqNumber) -> Self {
+        let rmss = config.mtu.saturating_sub(IPV4_TCP_HEADERS).clamp(64, usize::from(u16::MAX));
+        let recv_capacity = config.recv_buffer.max(1);
+        let mut rcv_wscale = 0;
+        while rcv_wscale < MAX_WINDOW_SCALE && (recv_capacity >> rcv_wscale) > usize::from(u16::MAX) {
+            rcv_wscale += 1;
+        }
+        let rtt = RttEstimator::new(config.initial_rto, config.min_rto, config.max_rto);
+        TcpConnection {
+            local,
+            remote,
+            state: TcpState::Closed,
+            error: None,
+            passive: false,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            snd_wl1: SeqNumber(0),
+            snd_wl2: SeqNumber(0),
+            max_snd_wnd: 0,
+            snd_wscale: 0,
+            send_buf: VecDeque::new(),
+            send_start: iss + 1,
+            fin_queued: false,
+            smss: DEFAULT_PEER_MSS.min(rmss),
+            irs: SeqNumber(0),
+            rcv_nxt: SeqNumber(0),
+            rcv_wscale: if config.window_scaling { rcv_wscale } else { 0 },
+            recv_buf: VecDeque::new(),
+            ooo: Reassembly::new(config.max_ooo_segments),
+            ooo_fin: None,
+            rcv_adv: SeqNumber(0),
+            fin_received: false,
+            user_closed: false,
+            rmss,
+            rcv_unacked_bytes: 0,
+            timestamps: config.timestamps,
+            // RFC 7323 §5.4: a per-connection offset hides the clock; the
+            // ISN is already a keyed hash of the 4-tuple.
+            ts_offset: iss.0.rotate_left(13),
+            ts_recent: 0,
+            ts_recent_at: now,
+            last_ack_sent: SeqNumber(0),
+            sack: config.sack,
+            peer_wscale: None,
+            peer_sack_permitted: false,
+            peer_timestamp: None,
+            rtt,
+            rtt_sample: None,
+            rto_deadline: None,
+            cc: NewReno::new(DEFAULT_PEER_MSS.min(rmss)),
+            retransmit_first: false,
+            ack_now: false,
+            delack_deadline: None,
+            persist_deadline: None,
+            persist_backoff: 0,
+            probe_now: false,
+            time_wait_deadline: None,
+            connect_deadline: None,
+            last_progress: now,
+            last_recv: now,
+            keepalive: config.keepalive,
+            keepalive_probes: 0,
+            keepalive_probe_now: false,
+            nodelay: config.nodelay,
+            challenge_window_start: now,
+            challenge_count: 0,
+            pending_rst: None,
+            config,
+        }
+    }
+
+    // ---- Queries ------------------------------------------------------
+
+    /// The state.
+    pub fn state(&self) -> TcpState {
+        self.state
+    }
+
+    /// Why the connection ended, if the peer or a timer ended it.
+    pub fn error(&self) -> Option<ConnectionError> {
+        self.error
+    }
+
+    /// Our address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The peer's address.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.remote
+    }
+
+    /// Whether the connection is finished and nothing remains to send: the
+    /// owner may drop it. TIME-WAIT is not closed: keep the connection
+    /// until it expires, so its 4-tuple is not reused (RFC 9293 §3.6.1).
+    pub fn is_closed(&self) -> bool {
+        self.state == TcpState::Closed && self.pending_rst.is_none()
+    }
+
+    /// Whether both SYNs are acknowledged (ESTABLISHED or a later state).
+    pub fn is_synchronized(&self) -> bool {
+        !matches!(self.state, TcpState::Closed | TcpState::SynSent | TcpState::SynReceived)
+    }
+
+    /// Bytes [`Self::send`] would take now.
+    pub fn send_capacity(&self) -> usize {
+        if self.can_queue_data() {
+            self.config.send_buffer.saturating_sub(self.send_buf.len())
+        } else {
+            0
+        }
+    }
+
+    /// Bytes sent or queued and not yet acknowledged by the peer.
+    pub fn send_queued(&self) -> usize {
+        self.send_buf.len()
+    }
+
+    /// Bytes [`Self::recv`] would return now.
+    pub fn recv_available(&self) -> usize {
+        self.recv_buf.len()
+    }
+
+    /// Bytes held out of order, waiting for a gap to fill (part of the
+    /// receive buffer's bound).
+    pub fn recv_out_of_order(&self) -> usize {
+        self.ooo.len_bytes()
+    }
+
+    /// Whether the peer closed its side and every byte before its FIN has
+    /// been read: [`Self::recv`] will return no more data.
+    pub fn is_recv_finished(&self) -> bool {
+        self.recv_buf.is_empty() && (self.fin_received || self.state == TcpState::Closed)
+    }
+
+    /// The smoothed round-trip time, once measured.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.rtt.srtt()
+    }
+
+    /// The current retransmission timeout.
+    pub fn rto(&self) -> Duration {
+        self.rtt.rto()
+    }
+
+    /// The congestion window in bytes.
+    pub fn cwnd(&self) -> usize {
+        self.cc.cwnd()
+    }
+
+    /// Payload bytes per full-sized segment we send.
+    pub fn send_mss(&self) -> usize {
+        self.smss
+    }
+
+    // ---- User calls (RFC 9293 §3.10.2–3.10.6) -------------------------
+
+    /// Queues up to [`Self::send_capacity`] bytes of `data` for sending and
+    /// returns how many were taken (0 if the buffer is full).
+    ///
+    /// Data may be queued in SYN-SENT and SYN-RECEIVED (RFC 9293 §3.10.2);
+    /// it goes out once the connection is established. Errors with
+    /// [`SendError::WriteClosed`] after [`Self::shutdown_write`] or
+    /// [`Self::close`], and [`SendError::Closed`] once the connection is
+    /// closed.
+    pub fn send(&mut self, data: &[u8]) -> Result<usize, SendError> {
+        if self.fin_queued {
+            return Err(SendError::WriteClosed);
+        }
+        if !self.can_queue_data() {
+            return Err(SendError::Closed);
+        }
+        let n = data.len().min(self.send_capacity());
+        self.send_buf.extend(&data[..n]);
+        Ok(n)
+    }
+
+    fn can_queue_data(&self) -> bool {
+        !self.fin_queued
+            && matches!(
+                self.state,
+                TcpState::SynSent | TcpState::SynReceived | TcpState::Established | TcpState::CloseWait
+            )
+    }
+
+    /// Moves up to `buf.len()` received bytes into `buf` and returns how
+    /// many. 0 means no data now; [`Self::is_recv_finished`] tells whether
+    /// more can come. Reading opens the receive window; a window update is
+    /// sent when it grew enough (RFC 9293 §3.8.6.2.2).
+    pub fn recv(&mut self, buf: &mut [u8]) -> usize {
+        let n = buf.len().min(self.recv_buf.len());
+        for (dst, src) in buf.iter_mut().zip(self.recv_buf.drain(..n)) {
+            *dst = src;
+        }
+        if n > 0 && self.is_synchronized() && !self.fin_received {
+            let threshold = (self.config.recv_buffer / 2).min(self.rmss).max(1);
+            let edge = self.rcv_nxt + self.window_to_advertise();
+            if edge - self.rcv_adv >= threshold {
+                self.ack_now = true;
+            }
+        }
+        n
+    }
+
+    /// Turns Nagle's algorithm off (`true`) or on (RFC 9293 §3.7.4).
+    pub fn set_nodelay(&mut self, nodelay: bool) {
+        self.nodelay = nodelay;
+    }
+
+    /// Sets or clears keepalive probing (RFC 9293 §3.8.4).
+    pub fn set_keepalive(&mut self, keepalive: Option<Keepalive>) {
+        self.keepalive = keepalive;
+        self.keepalive_probes = 0;
+    }
+
+    /// Shuts the write side: a FIN follows the queued data (RFC 9293
+    /// §3.10.4). Reading stays possible. In SYN-SENT this closes the
+    /// connection; in SYN-RECEIVED the FIN waits for the handshake.
+    pub fn shutdown_write(&mut self) {
+        match self.state {
+            TcpState::SynSent => self.enter_closed(None),
+            TcpState::SynReceived => self.fin_queued = true,
+            TcpState::Established => {
+                self.fin_queued = true;
+                self.state = TcpState::FinWait1;
+            }
+            TcpState::CloseWait => {
+                self.fin_queued = true;
+                self.state = TcpState::LastAck;
+            }
+            _ => {}
+        }
+    }
+
+    /// Closes the connection: like [`Self::shutdown_write`], but received
+    /// data still unread, or arriving later, resets the connection instead
+    /// (RFC 2525 §2.17), since nobody will read it.
+    pub fn close(&mut self) {
+        self.user_closed = true;
+        if !self.recv_buf.is_empty() {
+            self.abort();
+        } else {
+            self.shutdown_write();
+        }
+    }
+
+    /// Resets the connection (RFC 9293 §3.10.5): a RST goes out if the
+    /// peer knows of the connection, buffers are dropped, the state is
+    /// CLOSED.
+    pub fn abort(&mut self) {
+        if matches!(self.state, TcpState::Closed | TcpState::SynSent | TcpState::TimeWait) {
+            self.enter_closed(None);
+            return;
+        }
+        self.pending_rst = Some(self.rst_repr(self.snd_nxt));
+        self.enter_closed(None);
+    }
+
+    fn enter_closed(&mut self, error: Option<ConnectionError>) {
+        self.state = TcpState::Closed;
+        if self.error.is_none() {
+            self.error = error;
+        }
+        self.send_buf.clear();
+        self.ooo = Reassembly::new(0);
+        self.rto_deadline = None;
+        self.delack_deadline = None;
+        self.persist_deadline = None;
+        self.time_wait_deadline = None;
+        self.connect_deadline = None;
+        self.ack_now = false;
+    }
+
+    // ---- Time -----------------------------------------------------------
+
+    /// The earliest instant at which [`Self::handle_timeout`] has work, if
+    /// any.
+    pub fn poll_deadline(&self) -> Option<Instant> {
+        let mut deadline: Option<Instant> = None;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                deadline = Some(deadline.map_or(t, |d| d.min(t)));
+            }
+        };
+        consider(self.rto_deadline);
+        consider(self.delack_deadline);
+        consider(self.persist_deadline);
+        consider(self.time_wait_deadline);
+        consider(self.connect_deadline);
+        consider(self.user_timeout_deadline());
+        consider(self.keepalive_deadline());
+        deadline
+    }
+
+    fn user_timeout_deadline(&self) -> Option<Instant> {
+        (self.is_synchronized() && self.snd_max > self.snd_una)
+            .then(|| self.last_progress.checked_add(self.config.user_timeout))
+            .flatten()
+    }
+
+    fn keepalive_deadline(&self) -> Option<Instant> {
+        let ka = self.keepalive?;
+        if !matches!(self.state, TcpState::Established | TcpState::CloseWait) || self.snd_max != self.snd_una {
+            return None;
+        }
+        self.last_recv.checked_add(ka.idle)?.checked_add(ka.interval.saturating_mul(self.keepalive_probes))
+    }
+
+    /// Runs the timers due at `now`: retransmission, delayed ACK, zero
+    /// window probe, keepalive, TIME-WAIT expiry, connect and user
+    /// timeouts. Call it when [`Self::poll_deadline`] has passed (calling
+    /// it early does nothing), then [`Self::poll_transmit`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        if due(self.time_wait_deadline) {
+            // RFC 9293 §3.10.8: TIME-WAIT ends after 2·MSL.
+            self.enter_closed(None);
+            return;
+        }
+        if due(self.connect_deadline) && matches!(self.state, TcpState::SynSent | TcpState::SynReceived) {
+            self.enter_closed(Some(ConnectionError::ConnectTimeout));
+            return;
+        }
+        if due(self.user_timeout_deadline()) {
+            // RFC 9293 §3.8.3: give up after the user timeout.
+            self.pending_rst = Some(self.rst_repr(self.snd_nxt));
+            self.enter_closed(Some(ConnectionError::UserTimeout));
+            return;
+        }
+        if let Some(ka) = self.keepalive.filter(|_| due(self.keepalive_deadline())) {
+            if self.keepalive_probes >= ka.probes {
+                self.pending_rst = Some(self.rst_repr(self.snd_nxt));
+                self.enter_closed(Some(ConnectionError::KeepaliveTimeout));
+                return;
+            }
+            self.keepalive_probes += 1;
+            self.keepalive_probe_now = true;
+        }
+        if due(self.rto_deadline) {
+            self.on_retransmission_timeout(now);
+        }
+        if due(self.delack_deadline) {
+            self.delack_deadline = None;
+            self.ack_now = true;
+        }
+        if due(self.persist_deadline) {
+            // RFC 9293 §3.8.6.1: probe the zero window with one byte.
+            self.persist_deadline = None;
+            self.persist_backoff = (self.persist_backoff + 1).min(16);
+            self.probe_now = true;
+        }
+    }
+
+    fn on_retransmission_timeout(&mut self, now: Instant) {
+        // RFC 6298 §5.4–5.6: retransmit the earliest unacknowledged
+        // segment, back off, restart the timer. Go-back-N: everything after
+        // SND.UNA is sent again as the window allows.
+        let flight = self.snd_max - self.snd_una;
+        self.rtt.back_off();
+        self.rtt_sample = None; // Karn's rule (RFC 6298 §3)
+        self.cc.on_timeout(flight);
+        self.snd_nxt = self.snd_una;
+        self.retransmit_first = false;
+        self.rto_deadline = now.checked_add(self.rtt.rto());
+    }
+
+    // ---- Segment arrival (RFC 9293 §3.10.7) ----------------------------
+
+    /// Processes a segment from the peer. The caller has checked the
+    /// checksum ([`TcpRepr::parse`]) and that the 4-tuple is this
+    /// connection's; `payload` holds `repr.payload_len` bytes.
+    ///
+    /// Afterwards call [`Self::poll_transmit`] for the answers it calls
+    /// for, and check [`Self::state`] and [`Self::error`].
+    pub fn handle_segment(&mut self, now: Instant, repr: &TcpRepr, payload: Bytes) {
+        match self.state {
+            TcpState::Closed => {}
+            TcpState::SynSent => self.handle_syn_sent(now, repr),
+            _ => self.handle_synchronized(now, repr, payload),
+        }
+    }
+
+    /// RFC 9293 §3.10.7.3.
+    fn handle_syn_sent(&mut self, now: Instant, repr: &TcpRepr) {
+        let flags = repr.flags;
+        let mut ack_ok = false;
+        if flags.ack() {
+            // First: an ACK of something we did not send gets a reset.
+            if repr.ack_number <= self.iss || repr.ack_number > self.snd_max {
+                if !flags.rst() {
+                    self.pending_rst = Some(self.rst_reply(repr));
+                }
+                return;
+            }
+            ack_ok = true;
+        }
+        if flags.rst() {
+            // Second: a reset counts only if it acknowledges our SYN
+            // (RFC 5961 §3.2 leaves SYN-SENT's check as RFC 793's).
+            if ack_ok {
+                self.enter_closed(Some(ConnectionError::Refused));
+            }
+            return;
+        }
+        if !flags.syn() {
+            return;
+        }
+        // Fourth: the peer's SYN.
+        self.take_syn(now, repr);
+        self.last_recv = now;
+        if ack_ok {
+            self.snd_una = repr.ack_number;
+            self.sample_rtt(now, repr);
+            self.rto_deadline = None;
+            self.connect_deadline = None;
+            self.update_window(repr);
+            self.state = TcpState::Established;
+            self.ack_now = true;
+        } else {
+            // Simultaneous open (RFC 9293 §3.5, figure 8): answer with a
+            // SYN-ACK, which is our SYN sent again with an ACK.
+            self.state = TcpState::SynReceived;
+            self.snd_nxt = self.iss;
+            self.snd_wnd = usize::from(repr.window_len);
+            self.snd_wl1 = repr.seq_number;
+            self.snd_wl2 = repr.ack_number;
+        }
+    }
+
+    /// Takes the peer's initial sequence number and the options of its SYN.
+    fn take_syn(&mut self, now: Instant, syn: &TcpRepr) {
+        self.irs = syn.seq_number;
+        self.rcv_nxt = syn.seq_number + 1;
+        self.rcv_adv = self.rcv_nxt;
+        let opts = &syn.options;
+        self.peer_wscale = opts.window_scale;
+        self.peer_sack_permitted = opts.sack_permitted;
+        self.peer_timestamp = opts.timestamp.map(|ts| ts.value);
+        // RFC 7323 §2.2: scaling only if both SYNs carry the option.
+        match opts.window_scale {
+            Some(shift) if self.config.window_scaling => self.snd_wscale = shift.min(MAX_WINDOW_SCALE),
+            _ => {
+                self.snd_wscale = 0;
+                self.rcv_wscale = 0;
+            }
+        }
+        self.sack = self.config.sack && opts.sack_permitted;
+        // RFC 7323 §3.2: timestamps only if both SYNs carry them.
+        match opts.timestamp {
+            Some(ts) if self.config.timestamps => {
+                self.timestamps = true;
+                self.ts_recent = ts.value;
+                self.ts_recent_at = now;
+            }
+            _ => self.timestamps = false,
+        }
+        self.set_peer_mss(opts.max_seg_size.map_or(DEFAULT_PEER_MSS, usize::from));
+        self.snd_wnd = usize::from(syn.window_len);
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = syn.seq_number;
+    }
+
+    fn set_peer_mss(&mut self, peer_mss: usize) {
+        // RFC 9293 §3.7.1: the effective send MSS is the smaller of the
+        // peer's MSS and what our MTU allows; options come out of it.
+        let mss = peer_mss.min(self.rmss).max(64);
+        let options = if self.timestamps { TIMESTAMP_OPTION_LEN } else { 0 };
+        self.smss = mss - options;
+        self.cc.set_smss(self.smss);
+    }
+
+    fn handle_synchronized(&mut self, now: Instant, repr: &TcpRepr, payload: Bytes) {
+        let flags = repr.flags;
+        let seg_len = repr.segment_len();
+
+        // A retransmitted SYN in SYN-RECEIVED: the peer lost our SYN-ACK,
+        // or (simultaneous open) this is its SYN-ACK.
+        if self.state == TcpState::SynReceived && flags.syn() && !flags.rst() && repr.seq_number == self.irs {
+            if flags.ack() && repr.ack_number == self.snd_max && self.snd_max == self.iss + 1 {
+                self.snd_una = repr.ack_number;
+                self.update_window(repr);
+                self.establish(now, repr);
+                self.ack_now = true;
+            } else {
+                self.snd_nxt = self.iss;
+            }
+            return;
+        }
+
+        // PAWS (RFC 7323 §5.3) before the sequence check.
+        if self.timestamps && !flags.rst() {
+            if let Some(ts) = repr.options.timestamp {
+                let older = (ts.value.wrapping_sub(self.ts_recent) as i32) < 0;
+                if older && now.saturating_duration_since(self.ts_recent_at) < PAWS_IDLE_LIMIT {
+                    self.ack_now = true;
+                    return;
+                }
+            }
+        }
+
+        // First: the acceptability test (RFC 9293 §3.10.7.4, four cases).
+        let rcv_wnd = self.receive_space();
+        let seq = repr.seq_number;
+        let acceptable = match (seg_len, rcv_wnd) {
+            (0, 0) => seq == self.rcv_nxt,
+            (0, _) => seq.in_range(self.rcv_nxt, self.rcv_nxt + rcv_wnd),
+            (_, 0) => false,
+            (_, _) => {
+                seq.in_range(self.rcv_nxt, self.rcv_nxt + rcv_wnd)
+                    || (seq + (seg_len - 1)).in_range(self.rcv_nxt, self.rcv_nxt + rcv_wnd)
+            }
+        };
+        if !acceptable {
+            // A zero-window probe at RCV.NXT is not acceptable but must be
+            // acknowledged, as must anything else that is not a reset.
+            if !flags.rst() {
+                self.ack_now = true;
+            }
+            return;
+        }
+        self.last_recv = now;
+        self.keepalive_probes = 0;
+
+        // RFC 7323 §4.3: remember the timestamp of the segment that covers
+        // the last ACK we sent.
+        if self.timestamps {
+            if let Some(ts) = repr.options.timestamp {
+                if seq <= self.last_ack_sent {
+                    self.ts_recent = ts.value;
+                    self.ts_recent_at = now;
+                }
+            }
+        }
+
+        // Second: RST (RFC 5961 §3.2).
+        if flags.rst() {
+            if seq == self.rcv_nxt {
+                let error = match self.state {
+                    TcpState::SynReceived if self.passive => None,
+                    TcpState::SynReceived => Some(ConnectionError::Refused),
+                    TcpState::Closing | TcpState::LastAck | TcpState::TimeWait => None,
+                    _ => Some(ConnectionError::Reset),
+                };
+                self.enter_closed(error);
+            } else {
+                self.send_challenge_ack(now);
+            }
+            return;
+        }
+
+        // Fourth: SYN in a synchronized state (RFC 5961 §4.2).
+        if flags.syn() {
+            self.send_challenge_ack(now);
+            return;
+        }
+
+        // Fifth: ACK.
+        if !flags.ack() {
+            return;
+        }
+        if self.state == TcpState::SynReceived {
+            if self.snd_una < repr.ack_number && repr.ack_number <= self.snd_max {
+                self.snd_una = repr.ack_number;
+                self.update_window(repr);
+                self.establish(now, repr);
+            } else {
+                self.pending_rst = Some(self.rst_reply(repr));
+                return;
+            }
+        }
+        if !self.process_ack(now, repr) {
+            return;
+        }
+        match self.state {
+            TcpState::FinWait1 if self.fin_acked() => self.state = TcpState::FinWait2,
+            TcpState::Closing if self.fin_acked() => self.enter_time_wait(now),
+            TcpState::LastAck if self.fin_acked() => {
+                self.enter_closed(None);
+                return;
+            }
+            TcpState::TimeWait => {
+                // A retransmitted FIN: acknowledge it and restart 2·MSL.
+                if flags.fin() {
+                    self.ack_now = true;
+                    self.enter_time_wait(now);
+                }
+                return;
+            }
+            _ => {}
+        }
+
+        // Seventh: segment text.
+        let accepts_data = matches!(self.state, TcpState::Established | TcpState::FinWait1 | TcpState::FinWait2);
+        if repr.payload_len > 0 {
+            if !accepts_data {
+                return;
+            }
+            if self.user_closed {
+                // RFC 2525 §2.17: nobody will read this.
+                self.pending_rst = Some(self.rst_repr(self.snd_nxt));
+                self.enter_closed(None);
+                return;
+            }
+            self.take_data(now, seq, payload);
+        }
+
+        // Eighth: FIN.
+        if flags.fin() && accepts_data {
+            let fin_seq = seq + repr.payload_len;
+            if fin_seq == self.rcv_nxt {
+                self.take_fin(now);
+            } else if fin_seq > self.rcv_nxt {
+                self.ooo_fin = Some(fin_seq);
+                self.ack_now = true;
+            }
+        }
+    }
+
+    fn establish(&mut self, now: Instant, repr: &TcpRepr) {
+        self.state = TcpState::Established;
+        self.connect_deadline = None;
+        self.sample_rtt(now, repr);
+        if self.snd_una == self.snd_max {
+            self.rto_deadline = None;
+        }
+        if self.fin_queued {
+            self.state = TcpState::FinWait1;
+        }
+    }
+
+    /// RFC 9293 §3.10.7.4 fifth step for synchronized states, with RFC
+    /// 5961 §5.2's range check. Returns false if the segment is dropped.
+    fn process_ack(&mut self, now: Instant, repr: &TcpRepr) -> bool {
+        let ack = repr.ack_number;
+        if ack > self.snd_max {
+            // Acknowledges something not yet sent.
+            self.ack_now = true;
+            return false;
+        }
+        let lowest = self.snd_una.sub_len(self.max_snd_wnd.min(1 << 30)); // SND.UNA − MAX.SND.WND
+        if ack < lowest {
+            self.send_challenge_ack(now);
+            return false;
+        }
+        self.last_progress = now;
+        if ack > self.snd_una {
+            let acked = ack - self.snd_una;
+            self.snd_una = ack;
+            if self.snd_nxt < ack {
+                self.snd_nxt = ack;
+            }
+            let data_acked = (ack - self.send_start).min(self.send_buf.len());
+            self.send_buf.drain(..data_acked);
+            self.send_start += data_acked;
+            self.sample_rtt(now, repr);
+            // RFC 6298 §5.2–5.3.
+            self.rto_deadline = if self.snd_una == self.snd_max { None } else { now.checked_add(self.rtt.rto()) };
+            let flight = self.snd_max - self.snd_una;
+            if self.cc.on_new_ack(ack, acked, flight) == AckAction::RetransmitFirst {
+                self.retransmit_first = true;
+            }
+        } else if ack == self.snd_una
+            && repr.payload_len == 0
+            && !repr.flags.fin()
+            && self.snd_max > self.snd_una
+            && usize::from(repr.window_len) << self.snd_wscale == self.snd_wnd
+        {
+            // A duplicate acknowledgment (RFC 5681 §2).
+            if self.cc.on_dup_ack(self.snd_max - self.snd_una, self.snd_max) == AckAction::RetransmitFirst {
+                self.retransmit_first = true;
+                self.rtt_sample = None;
+            }
+        }
+        // RFC 9293 §3.10.7.4: update the window from the newest segment.
+        if self.snd_wl1 < repr.seq_number || (self.snd_wl1 == repr.seq_number && self.snd_wl2 <= ack) {
+            self.update_window(repr);
+        }
+        true
+    }
+
+    fn update_window(&mut self, repr: &TcpRepr) {
+        // RFC 7323 §2.2: the window of a SYN is never scaled.
+        let shift = if repr.flags.syn() { 0 } else { self.snd_wscale };
+        self.snd_wnd = usize::from(repr.window_len) << shift;
+        self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+        self.snd_wl1 = repr.seq_number;
+        self.snd_wl2 = repr.ack_number;
+        if self.snd_wnd > 0 {
+            self.persist_deadline = None;
+            self.persist_backoff = 0;
+        }
+    }
+
+    fn sample_rtt(&mut self, now: Instant, repr: &TcpRepr) {
+        // RFC 7323 §4.1: with timestamps, TSecr gives a sample per ACK of
+        // new data, unambiguous even for retransmissions.
+        if self.timestamps {
+            if let Some(ts) = repr.options.timestamp {
+                let elapsed = self.ts_clock(now).wrapping_sub(ts.echo);
+                if ts.echo != 0 && elapsed < 1 << 30 {
+                    self.rtt.sample(Duration::from_millis(u64::from(elapsed)));
+                }
+                return;
+            }
+        }
+        // Otherwise one timed segment at a time, never a retransmitted one
+        // (Karn's rule, RFC 6298 §3).
+        if let Some((end, sent_at)) = self.rtt_sample {
+            if repr.ack_number >= end {
+                self.rtt.sample(now.saturating_duration_since(sent_at));
+                self.rtt_sample = None;
+            }
+        }
+    }
+
+    fn fin_acked(&self) -> bool {
+        self.fin_queued && self.snd_una == self.data_end() + 1
+    }
+
+    fn enter_time_wait(&mut self, now: Instant) {
+        self.state = TcpState::TimeWait;
+        self.rto_deadline = None;
+        self.persist_deadline = None;
+        self.time_wait_deadline = now.checked_add(self.config.msl.saturating_mul(2));
+    }
+
+    /// Free space in the receive buffer: the receive window (RFC 9293
+    /// §3.8.6.2.2; out-of-order data lies inside it).
+    fn receive_space(&self) -> usize {
+        self.config.recv_buffer.saturating_sub(self.recv_buf.len())
+    }
+
+    fn take_data(&mut self, now: Instant, seq: SeqNumber, mut payload: Bytes) {
+        let space = self.receive_space();
+        // Trim what we already have and what lies beyond the window.
+        if seq < self.rcv_nxt {
+            let skip = (self.rcv_nxt - seq).min(payload.len());
+            payload = payload.slice(skip..);
+        }
+        let start = seq.max(self.rcv_nxt);
+        let room = (self.rcv_nxt + space) - start;
+        if payload.len() > room {
+            payload = payload.slice(..room);
+        }
+        if payload.is_empty() {
+            self.ack_now = true;
+            return;
+        }
+        if start != self.rcv_nxt {
+            // Out of order: hold it and send a duplicate ACK at once
+            // (RFC 5681 §4.2).
+            self.ooo.insert(start, payload);
+            self.ack_now = true;
+            return;
+        }
+        let filled_gap = !self.ooo.is_empty();
+        let mut taken = payload.len();
+        self.recv_buf.extend(&payload[..]);
+        self.rcv_nxt += payload.len();
+        while let Some(chunk) = self.ooo.pop_ready(self.rcv_nxt) {
+            taken += chunk.len();
+            self.rcv_nxt += chunk.len();
+            self.recv_buf.extend(&chunk[..]);
+        }
+        if self.ooo_fin == Some(self.rcv_nxt) {
+            self.take_fin(now);
+        }
+        // RFC 9293 §3.8.6.3 and RFC 5681 §4.2: ACK at least every second
+        // full-sized segment, at once when a gap was filled, else within
+        // the delayed-ACK time.
+        self.rcv_unacked_bytes += taken;
+        if filled_gap || self.rcv_unacked_bytes >= 2 * self.rmss || self.config.delayed_ack.is_zero() {
+            self.ack_now = true;
+        } else if self.delack_deadline.is_none() {
+            self.delack_deadline = now.checked_add(self.config.delayed_ack);
+        }
+    }
+
+    fn take_fin(&mut self, now: Instant) {
+        self.ooo_fin = None;
+        self.rcv_nxt += 1;
+        self.fin_received = true;
+        self.ack_now = true;
+        match self.state {
+            TcpState::SynReceived | TcpState::Established => self.state = TcpState::CloseWait,
+            TcpState::FinWait1 if self.fin_acked() => self.enter_time_wait(now),
+            TcpState::FinWait1 => self.state = TcpState::Closing,
+            TcpState::FinWait2 => self.enter_time_wait(now),
+            _ => {}
+        }
+    }
+
+    /// RFC 5961 §7: at most `challenge_acks_per_second` challenge ACKs per
+    /// second on this connection.
+    fn send_challenge_ack(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.challenge_window_start) >= Duration::from_secs(1) {
+            self.challenge_window_start = now;
+            self.challenge_count = 0;
+        }
+        if self.challenge_count < self.config.challenge_acks_per_second {
+            self.challenge_count += 1;
+            self.ack_now = true;
+        }
+    }
+
+    // ---- Transmission ---------------------------------------------------
+
+    fn data_end(&self) -> SeqNumber {
+        self.send_start + self.send_buf.len()
+    }
+
+    fn ts_clock(&self, now: Instant) -> u32 {
+        // RFC 7323 §5.4: a 1 ms clock, offset per connection.
+        ((now.as_nanos() / 1_000_000) as u32).wrapping_add(self.ts_offset)
+    }
+
+    fn rst_repr(&self, seq: SeqNumber) -> TcpRepr {
+        TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq_number: seq,
+            ack_number: SeqNumber(0),
+            flags: TcpFlags::RST,
+            window_len: 0,
+            options: TcpOptions::default(),
+            payload_len: 0,
+        }
+    }
+
+    /// The reset answering an unacceptable ACK (RFC 9293 §3.10.7.3/4):
+    /// `<SEQ=SEG.ACK><CTL=RST>`.
+    fn rst_reply(&self, repr: &TcpRepr) -> TcpRepr {
+        self.rst_repr(repr.ack_number)
+    }
+
+    /// The window field to send and the right edge it advertises.
+    fn window_to_advertise(&self) -> usize {
+        let space = self.receive_space();
+        // Receiver SWS avoidance (RFC 9293 §3.8.6.2.2): do not advertise
+        // a small increase; but never move the right edge left.
+        let threshold = (self.config.recv_buffer / 2).min(self.rmss);
+        let already = self.rcv_adv - self.rcv_nxt;
+        let offered = if space.saturating_sub(already) >= threshold { space } else { already };
+        offered.min(usize::from(u16::MAX) << self.rcv_wscale)
+    }
+
+    /// The next segment to send, if any; call it until it returns `None`
+    /// after every [`Self::handle_segment`], [`Self::handle_timeout`] and
+    /// user call. The segment is recorded as sent when it is returned.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<TcpSegment<'_>> {
+        if let Some(rst) = self.pending_rst.take() {
+            return Some(TcpSegment::header_only(rst));
+        }
+        match self.state {
+            TcpState::Closed => return None,
+            TcpState::SynSent | TcpState::SynReceived if self.snd_nxt == self.iss => {
+                return Some(self.transmit_syn(now));
+            }
+            _ => {}
+        }
+        if self.is_synchronized() && self.state != TcpState::TimeWait {
+            if let Some((seq, len, fin)) = self.next_data_segment(now) {
+                return Some(self.transmit_data(now, seq, len, fin));
+            }
+        }
+        if self.keepalive_probe_now {
+            // RFC 9293 §3.8.4: a segment with SEG.SEQ = SND.NXT − 1 makes
+            // the peer answer with an ACK.
+            self.keepalive_probe_now = false;
+            let repr = self.ack_repr(now, self.snd_una.sub_len(1));
+            return Some(TcpSegment::header_only(repr));
+        }
+        if self.ack_now && self.state != TcpState::SynSent {
+            let repr = self.ack_repr(now, self.snd_nxt);
+            return Some(TcpSegment::header_only(repr));
+        }
+        None
+    }
+
+    fn transmit_syn(&mut self, now: Instant) -> TcpSegment<'static> {
+        let syn_ack = self.state == TcpState::SynReceived;
+        let mut options = TcpOptions { max_seg_size: Some(self.rmss as u16), ..TcpOptions::default() };
+        // RFC 7323 §2.2 and §3.2, RFC 2018 §2: a SYN-ACK offers only what
+        // the SYN offered.
+        if self.config.window_scaling && (!syn_ack || self.peer_wscale.is_some()) {
+            options.window_scale = Some(self.rcv_wscale);
+        }
+        if self.config.sack && (!syn_ack || self.peer_sack_permitted) {
+            options.sack_permitted = true;
+        }
+        if self.config.timestamps && (!syn_ack || self.peer_timestamp.is_some()) {
+            options.timestamp = Some(TcpTimestamp {
+                value: self.ts_clock(now),
+                echo: if syn_ack { self.ts_recent } else { 0 },
+            });
+        }
+        let mut flags = TcpFlags::SYN;
+        if syn_ack {
+            flags |= TcpFlags::ACK;
+        }
+        let repr = TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq_number: self.iss,
+            ack_number: if syn_ack { self.rcv_nxt } else { SeqNumber(0) },
+            flags,
+            // RFC 7323 §2.2: the window in a SYN is not scaled.
+            window_len: self.receive_space().min(usize::from(u16::MAX)) as u16,
+            options,
+            payload_len: 0,
+        };
+        if syn_ack {
+            self.after_ack_sent(repr.ack_number, usize::from(repr.window_len));
+        }
+        self.record_sent(now, self.iss, 1);
+        TcpSegment::header_only(repr)
+    }
+
+    /// Chooses the next data (or FIN) segment: `(seq, payload length, FIN)`.
+    fn next_data_segment(&mut self, now: Instant) -> Option<(SeqNumber, usize, bool)> {
+        let data_end = self.data_end();
+        // The FIN is still to be sent (again, after a go-back-N timeout).
+        let fin_pending = self.fin_queued && self.snd_nxt <= data_end;
+        if self.retransmit_first {
+            // Fast retransmit or a NewReno partial ACK: one segment at
+            // SND.UNA, without moving SND.NXT.
+            self.retransmit_first = false;
+            let len = (data_end - self.snd_una).min(self.smss);
+            let fin = self.fin_queued && self.snd_una + len == data_end && self.snd_max > data_end;
+            if len > 0 || fin {
+                self.rtt_sample = None;
+                return Some((self.snd_una, len, fin));
+            }
+        }
+        let avail = data_end - self.snd_nxt;
+        let in_flight = self.snd_nxt - self.snd_una;
+        let window = self.snd_wnd.min(self.cc.cwnd());
+        let usable = window.saturating_sub(in_flight);
+        let len = avail.min(usable).min(self.smss);
+        if self.probe_now {
+            // Zero-window probe: one byte past the window.
+            self.probe_now = false;
+            if avail > 0 && len == 0 && in_flight == 0 {
+                return Some((self.snd_nxt, 1, false));
+            }
+        }
+        let retransmission = self.snd_nxt < self.snd_max;
+        let all_in = len == avail;
+        let fin = fin_pending && all_in;
+        if len == 0 && !fin {
+            if avail > 0 && self.snd_wnd == 0 && in_flight == 0 && self.persist_deadline.is_none() {
+                // RFC 9293 §3.8.6.1: start probing the zero window.
+                let wait = self.rtt.rto().saturating_mul(1 << self.persist_backoff).min(self.config.max_rto);
+                self.persist_deadline = now.checked_add(wait);
+            }
+            return None;
+        }
+        // Sender SWS avoidance and Nagle (RFC 9293 §3.8.6.2.1, §3.7.4).
+        let may_send = retransmission
+            || fin
+            || len == self.smss
+            || (all_in && (self.nodelay || in_flight == 0))
+            || (self.max_snd_wnd > 0 && len >= self.max_snd_wnd / 2 && (self.nodelay || in_flight == 0));
+        if !may_send {
+            return None;
+        }
+        Some((self.snd_nxt, len, fin))
+    }
+
+    fn transmit_data(&mut self, now: Instant, seq: SeqNumber, len: usize, fin: bool) -> TcpSegment<'_> {
+        let offset = seq - self.send_start;
+        let mut flags = TcpFlags::ACK;
+        if fin {
+            flags |= TcpFlags::FIN;
+        }
+        if len > 0 && seq + len == self.data_end() {
+            flags |= TcpFlags::PSH;
+        }
+        let mut repr = self.ack_repr(now, seq);
+        repr.flags = flags;
+        repr.payload_len = len;
+        let seg_len = len + usize::from(fin);
+        let fast = seq == self.snd_una && self.snd_nxt > seq + seg_len;
+        if !fast {
+            self.snd_nxt = seq + seg_len;
+        }
+        self.record_sent(now, seq, seg_len);
+        let (a, b) = self.send_buf.as_slices();
+        let payload = if offset + len <= a.len() {
+            [&a[offset..offset + len], &[][..]]
+        } else if offset >= a.len() {
+            [&b[offset - a.len()..offset - a.len() + len], &[][..]]
+        } else {
+            [&a[offset..], &b[..offset + len - a.len()]]
+        };
+        TcpSegment { repr, payload }
+    }
+
+    /// Books a transmission of `seg_len` sequence numbers at `seq`.
+    fn record_sent(&mut self, now: Instant, seq: SeqNumber, seg_len: usize) {
+        let end = seq + seg_len;
+        if seq == self.snd_nxt && seg_len > 0 && self.snd_nxt < end {
+            self.snd_nxt = end;
+        }
+        if end > self.snd_max {
+            if self.snd_max == self.snd_una {
+                self.last_progress = now;
+            }
+            // Time one new segment at a time (RFC 6298 §3; Karn's rule
+            // keeps retransmissions out).
+            if seq >= self.snd_max && self.rtt_sample.is_none() && !self.timestamps {
+                self.rtt_sample = Some((end, now));
+            }
+            self.snd_max = end;
+        } else if seg_len > 0 {
+            // A retransmission: Karn's rule (RFC 6298 §3) discards the
+            // sample in progress, which it may cover.
+            self.rtt_sample = None;
+        }
+        // RFC 6298 §5.1: start the timer if it is not running.
+        if seg_len > 0 && self.rto_deadline.is_none() {
+            self.rto_deadline = now.checked_add(self.rtt.rto());
+        }
+    }
+
+    /// A segment header acknowledging RCV.NXT with the current window,
+    /// timestamps and SACK blocks; books the ACK as sent.
+    fn ack_repr(&mut self, now: Instant, seq: SeqNumber) -> TcpRepr {
+        let window = self.window_to_advertise();
+        let window_len = (window >> self.rcv_wscale).min(usize::from(u16::MAX)) as u16;
+        let mut options = TcpOptions::default();
+        if self.timestamps {
+            options.timestamp = Some(TcpTimestamp { value: self.ts_clock(now), echo: self.ts_recent });
+        }
+        if self.sack && !self.ooo.is_empty() {
+            options.sack_blocks = self.ooo.sack_blocks();
+        } else {
+            options.sack_blocks = SackBlocks::EMPTY;
+        }
+        let repr = TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq_number: seq,
+            ack_number: self.rcv_nxt,
+            flags: TcpFlags::ACK,
+            window_len,
+            options,
+            payload_len: 0,
+        };
+        self.after_ack_sent(self.rcv_nxt, usize::from(window_len) << self.rcv_wscale);
+        repr
+    }
+
+    fn after_ack_sent(&mut self, ack: SeqNumber, window: usize) {
+        self.ack_now = false;
+        self.delack_deadline = None;
+        self.rcv_unacked_bytes = 0;
+        self.last_ack_sent = ack;
+        let edge = ack + window;
+        self.rcv_adv = self.rcv_adv.max(edge);
+    }
+}
+
+/// The reset a host sends for a segment that reached no connection and no
+/// listener (RFC 9293 §3.10.7.1), or `None` if the segment is itself a
+/// reset. `repr` is the segment received, with ports swapped in the answer.
+pub fn reset_for_unknown(repr: &TcpRepr) -> Option<TcpRepr> {
+    if repr.flags.rst() {
+        return None;
+    }
+    let (seq, ack, flags) = if repr.flags.ack() {
+        (repr.ack_number, SeqNumber(0), TcpFlags::RST)
+    } else {
+        (SeqNumber(0), repr.seq_number + repr.segment_len(), TcpFlags::RST | TcpFlags::ACK)
+    };
+    Some(TcpRepr {
+        src_port: repr.dst_port,
+        dst_port: repr.src_port,
+        seq_number: seq,
+        ack_number: ack,
+        flags,
+        window_len: 0,
+        options: TcpOptions::default(),
+        payload_len: 0,
+    })
+}

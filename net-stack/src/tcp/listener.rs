@@ -1,0 +1,360 @@
+//! The LISTEN state: half-open connections, SYN cookies, the accept
+//! queue, and initial sequence numbers.
+//!
+//! Reading list:
+//! - RFC 9293 §3.10.7.2: a segment that reaches a listener (RST ignored,
+//!   ACK answered with a reset, SYN starts a connection).
+//! - RFC 4987 §3.6: SYN cookies, the encoding of the ISN (5 bits of time, 3
+//!   of MSS, 24 of keyed hash) and what a cookie cannot carry (§3.6's
+//!   "options": no window scaling, SACK or timestamps).
+//! - RFC 6528 §3: ISN = M + F(localip, localport, remoteip, remoteport,
+//!   secretkey), M a 4 µs timer, F a keyed pseudo-random function; we use
+//!   SipHash-1-3 keyed with 128 bits from the platform's CSPRNG.
+//!
+//! Bounds: at most `syn_backlog` half-open connections (beyond it, SYN
+//! cookies keep no state), at most `backlog` established connections
+//! waiting for [`TcpListener::accept`] (beyond it, SYNs and handshake-ending
+//! ACKs are dropped, so peers retry), and at most [`MAX_PENDING_REPLIES`]
+//! stateless answers (cookie SYN-ACKs, resets) queued between two
+//! [`TcpListener::poll_transmit`] drains.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::hash::Hasher;
+use core::net::SocketAddr;
+
+use bytes::Bytes;
+use mirage_types::time::Instant;
+use siphasher::sip::SipHasher13;
+
+use super::connection::{reset_for_unknown, TcpConnection};
+use super::TcpConfig;
+use crate::wire::tcp::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
+
+/// Stateless answers queued at most; more are dropped (a SYN flood must
+/// not grow memory).
+pub const MAX_PENDING_REPLIES: usize = 64;
+
+/// MSS values a SYN cookie can encode in its 3 bits (RFC 4987 §3.6); the
+/// largest not above the peer's is used.
+const COOKIE_MSS: [u16; 8] = [216, 536, 1024, 1220, 1360, 1440, 1460, 8960];
+
+/// A cookie's time counter ticks every 64 s; a cookie is valid in the tick
+/// it was made and the next one.
+const COOKIE_TICK_NANOS: u64 = 64_000_000_000;
+
+/// Initial sequence numbers per RFC 6528.
+#[derive(Clone)]
+pub struct IsnGenerator {
+    key: [u8; 16],
+}
+
+impl core::fmt::Debug for IsnGenerator {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("IsnGenerator { key: <secret> }")
+    }
+}
+
+impl IsnGenerator {
+    /// A generator keyed with 16 bytes from a CSPRNG (RFC 6528 §3: the key
+    /// must be unknown to an attacker).
+    pub fn new(key: [u8; 16]) -> IsnGenerator {
+        IsnGenerator { key }
+    }
+
+    /// The ISN for a connection between `local` and `remote` at `now`:
+    /// a 4 µs clock plus a keyed hash of the 4-tuple (RFC 6528 §3), so
+    /// successive ISNs of one tuple increase and those of different tuples
+    /// are unrelated.
+    pub fn isn(&self, now: Instant, local: SocketAddr, remote: SocketAddr) -> SeqNumber {
+        let mut h = SipHasher13::new_with_key(&self.key);
+        hash_tuple(&mut h, local, remote);
+        let m = (now.as_nanos() / 4_000) as u32;
+        SeqNumber(m.wrapping_add(h.finish() as u32))
+    }
+}
+
+fn hash_tuple(h: &mut SipHasher13, local: SocketAddr, remote: SocketAddr) {
+    for addr in [local, remote] {
+        match addr {
+            SocketAddr::V4(a) => h.write(&a.ip().octets()),
+            SocketAddr::V6(a) => h.write(&a.ip().octets()),
+        }
+        h.write(&addr.port().to_be_bytes());
+    }
+}
+
+/// A segment a listener sends: its addresses and header (a listener's
+/// segments never carry data).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenerTransmit {
+    /// Our address (the destination of the segment that caused it).
+    pub local: SocketAddr,
+    /// The peer's address.
+    pub remote: SocketAddr,
+    /// The header to send.
+    pub repr: TcpRepr,
+}
+
+/// Counters of a listener since it was created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListenerStats {
+    /// SYN-ACKs sent statelessly because the SYN backlog was full.
+    pub cookies_sent: u64,
+    /// Connections established from a valid cookie.
+    pub cookies_accepted: u64,
+    /// SYNs and handshake-ending ACKs dropped because the accept queue was
+    /// full.
+    pub accept_queue_drops: u64,
+    /// Answers dropped because [`MAX_PENDING_REPLIES`] were queued.
+    pub reply_drops: u64,
+}
+
+/// A listening socket's core: LISTEN for one local address and port.
+#[derive(Debug)]
+pub struct TcpListener {
+    local: SocketAddr,
+    config: TcpConfig,
+    isn: IsnGenerator,
+    cookie_key: [u8; 16],
+    backlog: usize,
+    syn_backlog: usize,
+    half_open: Vec<TcpConnection>,
+    ready: VecDeque<TcpConnection>,
+    replies: VecDeque<ListenerTransmit>,
+    stats: ListenerStats,
+}
+
+impl TcpListener {
+    /// Listens on `local` (an unspecified address matches every local
+    /// address; the caller routes segments here by port).
+    ///
+    /// `backlog` bounds established connections not yet accepted,
+    /// `syn_backlog` half-open ones (both at least 1). `isn` is the
+    /// stack's generator; `cookie_key` is 16 bytes from a CSPRNG.
+    pub fn new(
+        local: SocketAddr,
+        config: TcpConfig,
+        backlog: usize,
+        syn_backlog: usize,
+        isn: IsnGenerator,
+        cookie_key: [u8; 16],
+    ) -> TcpListener {
+        TcpListener {
+            local,
+            config,
+            isn,
+            cookie_key,
+            backlog: backlog.max(1),
+            syn_backlog: syn_backlog.max(1),
+            half_open: Vec::new(),
+            ready: VecDeque::new(),
+            replies: VecDeque::new(),
+            stats: ListenerStats::default(),
+        }
+    }
+
+    /// The address listened on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Counters since creation.
+    pub fn stats(&self) -> ListenerStats {
+        self.stats
+    }
+
+    /// Half-open connections (SYN-RECEIVED) held.
+    pub fn half_open_len(&self) -> usize {
+        self.half_open.len()
+    }
+
+    /// Established connections waiting for [`Self::accept`].
+    pub fn ready_len(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Takes the oldest established connection. It may already have
+    /// received data, or even a FIN or a reset: check its state.
+    pub fn accept(&mut self) -> Option<TcpConnection> {
+        self.ready.pop_front()
+    }
+
+    /// Processes a segment for this listener's port from `remote` to
+    /// `local` (the caller found no connection of its own for the 4-tuple
+    /// and checked the checksum).
+    pub fn handle_segment(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        repr: &TcpRepr,
+        payload: Bytes,
+    ) {
+        let matches = |c: &TcpConnection| c.local_addr() == local && c.remote_addr() == remote;
+        if let Some(conn) = self.ready.iter_mut().find(|c| matches(c)) {
+            conn.handle_segment(now, repr, payload);
+            return;
+        }
+        if let Some(i) = self.half_open.iter().position(|c| matches(c)) {
+            if self.ready.len() >= self.backlog && repr.flags.ack() && !repr.flags.rst() && !repr.flags.syn() {
+                // No room to accept: drop the handshake's last ACK, the
+                // peer retransmits it (as Linux does).
+                self.stats.accept_queue_drops += 1;
+                return;
+            }
+            let conn = &mut self.half_open[i];
+            conn.handle_segment(now, repr, payload);
+            if conn.is_synchronized() {
+                let conn = self.half_open.swap_remove(i);
+                self.ready.push_back(conn);
+            }
+            return;
+        }
+        self.handle_listen(now, local, remote, repr, payload);
+    }
+
+    /// RFC 9293 §3.10.7.2.
+    fn handle_listen(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, repr: &TcpRepr, payload: Bytes) {
+        let flags = repr.flags;
+        if flags.rst() {
+            return;
+        }
+        if flags.ack() {
+            if !flags.syn() {
+                if let Some(mss) = self.check_cookie(now, local, remote, repr) {
+                    if self.ready.len() >= self.backlog {
+                        self.stats.accept_queue_drops += 1;
+                        return;
+                    }
+                    let iss = repr.ack_number.sub_len(1);
+                    let mut conn =
+                        TcpConnection::from_cookie(now, self.config.clone(), local, remote, iss, repr, usize::from(mss));
+                    if repr.payload_len > 0 || flags.fin() {
+                        conn.handle_segment(now, repr, payload);
+                    }
+                    self.stats.cookies_accepted += 1;
+                    self.ready.push_back(conn);
+                    return;
+                }
+            }
+            if let Some(rst) = reset_for_unknown(repr) {
+                self.reply(local, remote, rst);
+            }
+            return;
+        }
+        if !flags.syn() {
+            return;
+        }
+        if self.ready.len() >= self.backlog {
+            self.stats.accept_queue_drops += 1;
+            return;
+        }
+        if self.half_open.len() < self.syn_backlog {
+            let iss = self.isn.isn(now, local, remote);
+            let conn = TcpConnection::accept_syn(now, self.config.clone(), local, remote, iss, repr);
+            self.half_open.push(conn);
+            return;
+        }
+        // The SYN backlog is full: answer statelessly (RFC 4987 §3.6).
+        let peer_mss = repr.options.max_seg_size.unwrap_or(536);
+        let our_mss = self.config.mtu.saturating_sub(40).min(usize::from(u16::MAX)) as u16;
+        let mss = peer_mss.min(our_mss);
+        let index = COOKIE_MSS.iter().rposition(|&m| m <= mss).unwrap_or(0) as u8;
+        let cookie = self.cookie(local, remote, repr.seq_number, index, tick(now));
+        let syn_ack = TcpRepr {
+            src_port: local.port(),
+            dst_port: remote.port(),
+            seq_number: SeqNumber(cookie),
+            ack_number: repr.seq_number + 1,
+            flags: TcpFlags::SYN | TcpFlags::ACK,
+            window_len: self.config.recv_buffer.min(usize::from(u16::MAX)) as u16,
+            options: TcpOptions { max_seg_size: Some(COOKIE_MSS[usize::from(index)]), ..TcpOptions::default() },
+            payload_len: 0,
+        };
+        self.stats.cookies_sent += 1;
+        self.reply(local, remote, syn_ack);
+    }
+
+    fn reply(&mut self, local: SocketAddr, remote: SocketAddr, repr: TcpRepr) {
+        if self.replies.len() >= MAX_PENDING_REPLIES {
+            self.stats.reply_drops += 1;
+            return;
+        }
+        self.replies.push_back(ListenerTransmit { local, remote, repr });
+    }
+
+    /// RFC 4987 §3.6: top 5 bits a time counter, 3 bits the MSS index, 24
+    /// bits a keyed hash of the 4-tuple, the peer's ISN, the counter and the
+    /// MSS index (so none of them can be forged).
+    fn cookie(&self, local: SocketAddr, remote: SocketAddr, peer_isn: SeqNumber, mss_index: u8, tick: u64) -> u32 {
+        let mut h = SipHasher13::new_with_key(&self.cookie_key);
+        hash_tuple(&mut h, local, remote);
+        h.write(&peer_isn.0.to_be_bytes());
+        h.write(&tick.to_be_bytes());
+        h.write(&[mss_index]);
+        let hash = (h.finish() as u32) & 0x00ff_ffff;
+        (((tick & 0x1f) as u32) << 27) | (u32::from(mss_index & 7) << 24) | hash
+    }
+
+    /// The MSS a valid cookie in `ack` (ACK − 1) encodes; `None` if it is
+    /// not one of ours from this or the previous 64 s tick.
+    fn check_cookie(&self, now: Instant, local: SocketAddr, remote: SocketAddr, ack: &TcpRepr) -> Option<u16> {
+        let cookie = ack.ack_number.sub_len(1).0;
+        let peer_isn = ack.seq_number.sub_len(1);
+        let index = ((cookie >> 24) & 7) as u8;
+        let current = tick(now);
+        [current, current.wrapping_sub(1)]
+            .into_iter()
+            .filter(|t| (t & 0x1f) as u32 == cookie >> 27)
+            .any(|t| self.cookie(local, remote, peer_isn, index, t) == cookie)
+            .then_some(COOKIE_MSS[usize::from(index)])
+    }
+
+    /// The next segment to send (SYN-ACKs, resets, and the ACKs of
+    /// connections not yet accepted); call until `None`.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<ListenerTransmit> {
+        if let Some(reply) = self.replies.pop_front() {
+            return Some(reply);
+        }
+        for conn in self.half_open.iter_mut().chain(self.ready.iter_mut()) {
+            let (local, remote) = (conn.local_addr(), conn.remote_addr());
+            if let Some(segment) = conn.poll_transmit(now) {
+                // Connections held by a listener have no data to send: the
+                // user has not seen them yet.
+                debug_assert_eq!(segment.repr.payload_len, 0);
+                return Some(ListenerTransmit { local, remote, repr: segment.repr });
+            }
+        }
+        self.half_open.retain(|c| !c.is_closed());
+        None
+    }
+
+    /// The earliest deadline of the connections held.
+    pub fn poll_deadline(&self) -> Option<Instant> {
+        self.half_open.iter().chain(self.ready.iter()).filter_map(|c| c.poll_deadline()).min()
+    }
+
+    /// Runs the timers of the connections held (SYN-ACK retransmission,
+    /// handshake timeout, delayed ACKs).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for conn in self.half_open.iter_mut().chain(self.ready.iter_mut()) {
+            conn.handle_timeout(now);
+        }
+    }
+
+    /// Stops listening: every connection held is reset (their resets come
+    /// out of [`Self::poll_transmit`]), as dropping a listener must
+    /// (mirage-types `TcpListener`).
+    pub fn close(&mut self) {
+        for conn in self.half_open.iter_mut().chain(self.ready.iter_mut()) {
+            conn.abort();
+        }
+        // Keep them until their resets are polled; then they are dropped.
+        self.half_open.extend(self.ready.drain(..));
+    }
+}
+
+fn tick(now: Instant) -> u64 {
+    now.as_nanos() / COOKIE_TICK_NANOS
+}

@@ -1,0 +1,169 @@
+//! TCP's sans-IO core: connections, listeners, sequence numbers and timers.
+//!
+//! Reading list (each file lists its own in detail):
+//! - RFC 9293: the protocol, states and "SEGMENT ARRIVES" processing.
+//! - RFC 5961: resets and SYNs inside the window, ACK range, rate limit.
+//! - RFC 6298: the retransmission timer; RFC 5681 and RFC 6582: congestion
+//!   control with NewReno recovery.
+//! - RFC 7323: window scaling, timestamps, PAWS; RFC 2018: SACK.
+//! - RFC 6528: initial sequence numbers; RFC 4987 §3.6: SYN cookies.
+//!
+//! Nothing here reads a clock, draws randomness or touches a device: every
+//! call takes `now`, secrets come in at construction, and segments go out
+//! through `poll_transmit`. So every behaviour is testable in virtual time,
+//! and the async layer above is a thin loop.
+//!
+//! # For the async layer
+//!
+//! The layer that implements mirage-types' `Tcp`, `TcpListener` and
+//! `TcpFlow` over this core owns a table of [`TcpConnection`]s keyed by
+//! 4-tuple and a table of [`TcpListener`]s keyed by local port, and runs
+//! this loop:
+//!
+//! 1. **Input.** For each received IPv4 datagram with protocol TCP:
+//!    [`TcpPacket::new_checked`](crate::wire::TcpPacket::new_checked) and
+//!    [`TcpRepr::parse`](crate::wire::TcpRepr::parse) with the IP source and
+//!    destination (this checks the checksum); drop on error. Slice the
+//!    payload out of the frame's `Bytes` (no copy). Then, by 4-tuple:
+//!    a connection → [`TcpConnection::handle_segment`]; else a listener on
+//!    the destination port → [`TcpListener::handle_segment`]; else send
+//!    [`reset_for_unknown`] (RFC 9293 §3.10.7.1) if it returns one.
+//! 2. **Output.** After every input, timeout and user call on a connection
+//!    or listener, drain `poll_transmit(now)` until `None`. A connection's
+//!    [`TcpSegment`] is written with [`TcpSegment::emit_ipv4`] into a buffer
+//!    of `repr.buffer_len()` bytes (its payload is lent from the send
+//!    buffer, so nothing is allocated); a listener's [`ListenerTransmit`]
+//!    carries its own addresses and a header-only `repr`
+//!    (emit with an empty payload).
+//! 3. **Timers.** Sleep until the earliest `poll_deadline()` of all
+//!    connections and listeners (or until input or a user call), then call
+//!    `handle_timeout(now)` on those due and drain their output.
+//! 4. **Accept.** After a listener's input, [`TcpListener::accept`] yields
+//!    established connections; move them into the connection table and
+//!    wake `accept` waiters. The listener bounds how many wait.
+//! 5. **User calls.** `Flow::write` → [`TcpConnection::send`] (0 means the
+//!    send buffer is full: wait for input that frees it, i.e. an ACK);
+//!    `Flow::read` → [`TcpConnection::recv`] (0 with
+//!    [`TcpConnection::is_recv_finished`] is end of stream);
+//!    `shutdown(Write)` → [`TcpConnection::shutdown_write`]; `close` →
+//!    [`TcpConnection::close`]; dropping a flow → [`TcpConnection::abort`].
+//!    `set_nodelay`/`set_keepalive` map one to one. Connect:
+//!    pick a free local port, [`IsnGenerator::isn`] for the 4-tuple,
+//!    [`TcpConnection::connect`], then wait until the state is
+//!    `Established` (→ Ok) or closed with [`ConnectionError::Refused`] or
+//!    [`ConnectionError::ConnectTimeout`].
+//! 6. **Errors.** [`TcpConnection::error`] says why a connection ended
+//!    (reset, refused, timed out); map it to the flow error kinds.
+//! 7. **Cleanup.** Remove a connection once [`TcpConnection::is_closed`]
+//!    (after TIME-WAIT expired, or a reset) and its flow is dropped.
+//!
+//! Wake-ups: a waiting writer can proceed when `send_capacity()` grows, a
+//! waiting reader when `recv_available()` is non-zero or
+//! `is_recv_finished()`; both can only change inside `handle_segment`,
+//! `handle_timeout` or a user call, so checking after those is enough.
+//!
+//! # Bounds
+//!
+//! Per connection: the send buffer holds at most [`TcpConfig::send_buffer`]
+//! bytes; received data (in order and out of order together) at most
+//! [`TcpConfig::recv_buffer`] bytes, because the window we advertise never
+//! exceeds the free space; out-of-order data in at most
+//! [`TcpConfig::max_ooo_segments`] separate runs. Per listener: see
+//! [`TcpListener`]'s module notes (`backlog`, `syn_backlog`,
+//! [`MAX_PENDING_REPLIES`]).
+//!
+//! # Not implemented
+//!
+//! CUBIC (NewReno only); SACK-based loss recovery (RFC 6675): we report
+//! SACK blocks to peers but ignore the ones we receive; urgent data; IPv6
+//! pseudo-headers (the core is address-family neutral, the checksum helper
+//! is IPv4); ECN; TCP Fast Open; path MTU discovery.
+
+mod congestion;
+mod connection;
+mod listener;
+mod reassembly;
+mod rto;
+
+use core::time::Duration;
+
+use mirage_types::tcp::Keepalive;
+
+pub use connection::{reset_for_unknown, ConnectionError, SendError, TcpConnection, TcpSegment, TcpState};
+pub use listener::{IsnGenerator, ListenerStats, ListenerTransmit, TcpListener, MAX_PENDING_REPLIES};
+
+pub use crate::wire::tcp::SeqNumber;
+
+/// Settings of a connection (and of the connections a listener creates).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpConfig {
+    /// The IP MTU of the interface; our MSS is `mtu − 40` (RFC 9293
+    /// §3.7.1). Default 1500.
+    pub mtu: usize,
+    /// Bytes the send buffer holds (sent but unacknowledged, plus unsent).
+    /// Default 256 KiB.
+    pub send_buffer: usize,
+    /// Bytes the receive buffer holds; the advertised window never exceeds
+    /// its free space, and window scaling is chosen so it can be advertised
+    /// whole (RFC 7323 §2.3, at most shift 14, about 1 GiB). Default 256 KiB.
+    pub recv_buffer: usize,
+    /// Separate runs of out-of-order data held at most; a segment that
+    /// would start another is dropped. Default 32.
+    pub max_ooo_segments: usize,
+    /// Maximum segment lifetime; TIME-WAIT lasts 2·MSL (RFC 9293 §3.4.2).
+    /// Default 30 s (Linux's TIME-WAIT is 60 s).
+    pub msl: Duration,
+    /// RTO before any RTT sample (RFC 6298 §2.1: 1 s). Default 1 s.
+    pub initial_rto: Duration,
+    /// Lower bound of the RTO. RFC 6298 §2.4 says 1 s "SHOULD"; like Linux
+    /// we default to 200 ms, which §2.4's own note allows experimenting
+    /// with and which keeps recovery quick on LANs.
+    pub min_rto: Duration,
+    /// Upper bound of the RTO (RFC 6298 §2.5: at least 60 s). Default 60 s.
+    pub max_rto: Duration,
+    /// Longest delay of an ACK (RFC 9293 §3.8.6.3: under 0.5 s; RFC 5681
+    /// §4.2 and we: at most 200 ms is advised). Zero acknowledges every
+    /// segment at once. Default 40 ms.
+    pub delayed_ack: Duration,
+    /// Disable Nagle's algorithm (RFC 9293 §3.7.4). Default false.
+    pub nodelay: bool,
+    /// Keepalive probing (RFC 9293 §3.8.4). Default off.
+    pub keepalive: Option<Keepalive>,
+    /// Abort when sent data stays unacknowledged this long (RFC 9293
+    /// §3.8.3, RFC 5482). Default 120 s.
+    pub user_timeout: Duration,
+    /// Give up on a handshake after this long. Default 75 s.
+    pub connect_timeout: Duration,
+    /// Offer window scaling (RFC 7323 §2). Default true.
+    pub window_scaling: bool,
+    /// Offer timestamps (RFC 7323 §3). Default true.
+    pub timestamps: bool,
+    /// Offer SACK (RFC 2018). Default true.
+    pub sack: bool,
+    /// Challenge ACKs sent per second at most (RFC 5961 §7). Default 10.
+    pub challenge_acks_per_second: u32,
+}
+
+impl Default for TcpConfig {
+    fn default() -> TcpConfig {
+        TcpConfig {
+            mtu: 1500,
+            send_buffer: 256 * 1024,
+            recv_buffer: 256 * 1024,
+            max_ooo_segments: 32,
+            msl: Duration::from_secs(30),
+            initial_rto: Duration::from_secs(1),
+            min_rto: Duration::from_millis(200),
+            max_rto: Duration::from_secs(60),
+            delayed_ack: Duration::from_millis(40),
+            nodelay: false,
+            keepalive: None,
+            user_timeout: Duration::from_secs(120),
+            connect_timeout: Duration::from_secs(75),
+            window_scaling: true,
+            timestamps: true,
+            sack: true,
+            challenge_acks_per_second: 10,
+        }
+    }
+}
