@@ -1,1 +1,116 @@
 //! Interoperation tests of `mirage-net-stack` against the Linux kernel: see `tests/`.
+//!
+//! This library holds what those tests share: running host commands,
+//! checking for the tools a test needs (so it can print SKIP with the
+//! Debian package to install), a network namespace deleted however the
+//! test ends, a TAP device whose kernel end lives in that namespace, and
+//! child processes killed when the test ends.
+//!
+//! Every test needs root and /dev/net/tun. The Debian packages the tests
+//! use: iproute2 (`ip`), iputils-ping (`ping`), dnsmasq-base (`dnsmasq`),
+//! socat (`socat`).
+
+use std::path::Path;
+use std::process::{Child, Command};
+
+use mirage_platform_unix::tap::TapNetwork;
+
+/// Runs a command and returns its standard output, or an error naming the
+/// command with its standard error.
+pub fn sh(args: &[&str]) -> Result<String, String> {
+    let (program, rest) = args.split_first().ok_or("no command given")?;
+    let out = Command::new(program).args(rest).output().map_err(|e| format!("{program}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{args:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Whether `tool` is an executable file in a directory of `PATH`.
+pub fn on_path(tool: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|dir| dir.join(tool).is_file())
+}
+
+/// Why the test cannot run here, if it cannot: /dev/net/tun is absent or
+/// one of `tools` (program, Debian package) is not installed. `ip`
+/// (iproute2) is always needed.
+pub fn missing(tools: &[(&str, &str)]) -> Option<String> {
+    if !Path::new("/dev/net/tun").exists() {
+        return Some("/dev/net/tun is absent".into());
+    }
+    [("ip", "iproute2")]
+        .iter()
+        .chain(tools)
+        .find(|(tool, _)| !on_path(tool))
+        .map(|(tool, package)| format!("`{tool}` is not installed (Debian package {package})"))
+}
+
+/// A network namespace, deleted when dropped.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates a namespace named `prefix-PID` (unique per test process;
+    /// use a different prefix per test).
+    pub fn new(prefix: &str) -> Result<Netns, String> {
+        let name = format!("{prefix}-{}", std::process::id());
+        // A namespace left by a killed run of the same PID would make `add` fail.
+        let _ = sh(&["ip", "netns", "del", &name]);
+        sh(&["ip", "netns", "add", &name])?;
+        Ok(Netns { name })
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The command prefix that runs a program inside the namespace.
+    pub fn prefix(&self) -> [&str; 4] {
+        ["ip", "netns", "exec", &self.name]
+    }
+
+    /// Runs a command inside the namespace (see [`sh`]).
+    pub fn exec(&self, args: &[&str]) -> Result<String, String> {
+        sh(&[&self.prefix()[..], args].concat())
+    }
+
+    /// Opens TAP interface `iface` for our stack, moves its kernel end
+    /// into the namespace with address `cidr` (e.g. `10.77.0.1/24`) and
+    /// brings it up.
+    pub fn tap(&self, iface: &str, cidr: &str) -> Result<TapNetwork, String> {
+        let tap = TapNetwork::open(iface).map_err(|e| format!("opening TAP {iface}: {e}"))?;
+        sh(&["ip", "link", "set", iface, "netns", &self.name])?;
+        self.exec(&["ip", "addr", "add", cidr, "dev", iface])?;
+        self.exec(&["ip", "link", "set", iface, "up"])?;
+        Ok(tap)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = sh(&["ip", "netns", "del", &self.name]);
+    }
+}
+
+/// A child process killed (by its own PID) and reaped when dropped.
+#[derive(Debug)]
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TAP interface name unique to this process and `tag` (at most 15
+/// bytes, as Linux requires).
+pub fn iface_name(tag: &str) -> String {
+    let mut name = format!("m{tag}{}", std::process::id() % 100_000);
+    name.truncate(15);
+    name
+}
