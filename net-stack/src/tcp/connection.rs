@@ -958,6 +958,11 @@ impl TcpConnection {
     /// 5961 §5.2's range check. Returns false if the segment is dropped.
     fn process_ack(&mut self, now: Instant, repr: &TcpRepr) -> bool {
         let ack = repr.ack_number;
+        if self.persist_backoff > 0 && self.snd_max == self.snd_una && ack == self.snd_una + 1 && self.data_end() > ack
+        {
+            // The peer took our zero-window probe's byte.
+            self.snd_max = ack;
+        }
         if ack > self.snd_max {
             // Acknowledges something not yet sent.
             self.ack_now = true;
@@ -1264,9 +1269,8 @@ impl TcpConnection {
         let usable = window.saturating_sub(in_flight);
         let len = avail.min(usable).min(self.smss);
         if self.probe_now {
-            // Zero-window probe: one byte past the window.
             self.probe_now = false;
-            if avail > 0 && len == 0 && in_flight == 0 {
+            if avail > 0 && self.snd_wnd == 0 && in_flight == 0 {
                 return Some((self.snd_nxt, 1, false));
             }
         }
@@ -1295,6 +1299,11 @@ impl TcpConnection {
 
     fn transmit_data(&mut self, now: Instant, seq: SeqNumber, len: usize, fin: bool) -> TcpSegment<'_> {
         let offset = seq - self.send_start;
+        // A zero-window probe (RFC 9293 §3.8.6.1): one byte past the
+        // window, not booked as sent (no retransmission timer, no
+        // congestion response); the persist timer repeats it with backoff,
+        // and `process_ack` accepts its acknowledgment.
+        let probe = self.snd_wnd == 0 && seq == self.snd_una && self.snd_max == self.snd_una && len == 1 && !fin;
         let mut flags = TcpFlags::ACK;
         if fin {
             flags |= TcpFlags::FIN;
@@ -1306,11 +1315,16 @@ impl TcpConnection {
         repr.flags = flags;
         repr.payload_len = len;
         let seg_len = len + usize::from(fin);
-        let fast = seq == self.snd_una && self.snd_nxt > seq + seg_len;
-        if !fast {
-            self.snd_nxt = seq + seg_len;
+        if probe {
+            let wait = self.rtt.rto().saturating_mul(1 << self.persist_backoff).min(self.config.max_rto);
+            self.persist_deadline = now.checked_add(wait);
+        } else {
+            let fast = seq == self.snd_una && self.snd_nxt > seq + seg_len;
+            if !fast {
+                self.snd_nxt = seq + seg_len;
+            }
+            self.record_sent(now, seq, seg_len);
         }
-        self.record_sent(now, seq, seg_len);
         let (a, b) = self.send_buf.as_slices();
         let payload = if offset + len <= a.len() {
             [&a[offset..offset + len], &[][..]]
@@ -1409,4 +1423,642 @@ pub fn reset_for_unknown(repr: &TcpRepr) -> Option<TcpRepr> {
         options: TcpOptions::default(),
         payload_len: 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each test drives one connection with segments from a scripted peer
+    //! (`send`) in explicit virtual time (`at`) and checks what it sends
+    //! (`expect`, `expect_nothing`). The connection's ISS is 1000, the
+    //! peer's 5000.
+    use super::*;
+    use core::net::{IpAddr, Ipv4Addr};
+    use std::vec::Vec;
+
+    const LOCAL: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 4000);
+    const REMOTE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 80);
+    const SYN: TcpFlags = TcpFlags::SYN;
+    const ACK: TcpFlags = TcpFlags::ACK;
+    const FIN: TcpFlags = TcpFlags(TcpFlags::FIN.0 | TcpFlags::ACK.0);
+    const RST: TcpFlags = TcpFlags::RST;
+    const SYN_ACK: TcpFlags = TcpFlags(TcpFlags::SYN.0 | TcpFlags::ACK.0);
+
+    fn config() -> TcpConfig {
+        // Options off so sequence numbers and windows read plainly; tests
+        // of the options turn them on.
+        TcpConfig { timestamps: false, sack: false, window_scaling: false, ..TcpConfig::default() }
+    }
+
+    struct Harness {
+        now: Instant,
+        conn: TcpConnection,
+        peer_window: u16,
+    }
+
+    impl Harness {
+        fn active(config: TcpConfig) -> Harness {
+            let conn = TcpConnection::connect(Instant::ZERO, config, LOCAL, REMOTE, SeqNumber(1000));
+            Harness { now: Instant::ZERO, conn, peer_window: 65_535 }
+        }
+
+        fn established(config: TcpConfig) -> Harness {
+            let mut h = Harness::active(config);
+            h.expect(SYN, 1000, 0);
+            let mut syn_ack = repr(SYN_ACK, 5000, 1001, 65_535, 0);
+            syn_ack.options.max_seg_size = Some(1460);
+            h.send_repr(&syn_ack, b"");
+            h.expect(ACK, 1001, 5001);
+            assert_eq!(h.conn.state(), TcpState::Established);
+            // The handshake took 0 ms, so the RTO is at its 200 ms floor.
+            assert_eq!(h.conn.rto(), Duration::from_millis(200));
+            h
+        }
+
+        fn passive(config: TcpConfig) -> Harness {
+            let syn = repr(SYN, 5000, 0, 65_535, 0);
+            let conn = TcpConnection::accept_syn(Instant::ZERO, config, LOCAL, REMOTE, SeqNumber(1000), &syn);
+            Harness { now: Instant::ZERO, conn, peer_window: 65_535 }
+        }
+
+        /// Moves the clock to `ms` and runs the timers due.
+        fn at(&mut self, ms: u64) {
+            self.now = Instant::from_millis(ms);
+            self.conn.handle_timeout(self.now);
+        }
+
+        fn send(&mut self, flags: TcpFlags, seq: u32, ack: u32, payload: &[u8]) {
+            let r = repr(flags, seq, ack, self.peer_window, payload.len());
+            self.send_repr(&r, payload);
+        }
+
+        fn send_repr(&mut self, r: &TcpRepr, payload: &[u8]) {
+            self.conn.handle_segment(self.now, r, Bytes::copy_from_slice(payload));
+        }
+
+        fn sent(&mut self) -> Vec<(TcpRepr, Vec<u8>)> {
+            let mut out = Vec::new();
+            for _ in 0..1000 {
+                let Some(seg) = self.conn.poll_transmit(self.now) else { return out };
+                let mut payload = std::vec![0u8; seg.repr.payload_len];
+                seg.copy_payload(&mut payload);
+                out.push((seg.repr, payload));
+            }
+            panic!("poll_transmit never returned None");
+        }
+
+        /// Expects exactly one segment with these flags, SEQ and ACK (ACK
+        /// checked only when the flags have ACK).
+        fn expect(&mut self, flags: TcpFlags, seq: u32, ack: u32) -> (TcpRepr, Vec<u8>) {
+            let mut sent = self.sent();
+            assert_eq!(sent.len(), 1, "expected one segment, got {sent:?}");
+            let (r, payload) = sent.remove(0);
+            assert_eq!(r.flags.0 & !TcpFlags::PSH.0, flags.0, "flags of {r:?}");
+            assert_eq!(r.seq_number, SeqNumber(seq), "SEQ of {r:?}");
+            if flags.ack() {
+                assert_eq!(r.ack_number, SeqNumber(ack), "ACK of {r:?}");
+            }
+            assert_eq!((r.src_port, r.dst_port), (LOCAL.port(), REMOTE.port()));
+            (r, payload)
+        }
+
+        fn expect_nothing(&mut self) {
+            let sent = self.sent();
+            assert!(sent.is_empty(), "expected nothing, got {sent:?}");
+        }
+    }
+
+    fn repr(flags: TcpFlags, seq: u32, ack: u32, window: u16, payload_len: usize) -> TcpRepr {
+        TcpRepr {
+            src_port: REMOTE.port(),
+            dst_port: LOCAL.port(),
+            seq_number: SeqNumber(seq),
+            ack_number: SeqNumber(ack),
+            flags,
+            window_len: window,
+            options: TcpOptions::default(),
+            payload_len,
+        }
+    }
+
+    // ---- Opening (RFC 9293 §3.5) ------------------------------------------
+
+    #[test]
+    fn active_open_three_way_handshake() {
+        // RFC 9293 §3.5 figure 6; §3.7.1: the SYN carries MSS = MTU − 40.
+        let mut h = Harness::active(config());
+        assert_eq!(h.conn.state(), TcpState::SynSent);
+        let (syn, _) = h.expect(SYN, 1000, 0);
+        assert_eq!(syn.options.max_seg_size, Some(1460));
+        h.expect_nothing();
+        h.send(SYN_ACK, 5000, 1001, b"");
+        assert_eq!(h.conn.state(), TcpState::Established);
+        h.expect(ACK, 1001, 5001);
+        assert_eq!(h.conn.poll_deadline(), None, "nothing outstanding, no timer");
+    }
+
+    #[test]
+    fn passive_open_three_way_handshake() {
+        // RFC 9293 §3.10.7.2 then §3.10.7.4 in SYN-RECEIVED.
+        let mut h = Harness::passive(config());
+        assert_eq!(h.conn.state(), TcpState::SynReceived);
+        h.expect(SYN_ACK, 1000, 5001);
+        h.send(ACK, 5001, 1001, b"hello");
+        assert_eq!(h.conn.state(), TcpState::Established);
+        let mut buf = [0u8; 16];
+        assert_eq!(h.conn.recv(&mut buf), 5);
+        assert_eq!(&buf[..5], b"hello");
+    }
+
+    #[test]
+    fn simultaneous_open() {
+        // RFC 9293 §3.5 figure 7: SYN crosses SYN; both answer SYN-ACK.
+        let mut h = Harness::active(config());
+        h.expect(SYN, 1000, 0);
+        h.send(SYN, 5000, 0, b"");
+        assert_eq!(h.conn.state(), TcpState::SynReceived);
+        h.expect(SYN_ACK, 1000, 5001);
+        h.send(SYN_ACK, 5000, 1001, b"");
+        assert_eq!(h.conn.state(), TcpState::Established);
+        h.expect(ACK, 1001, 5001);
+    }
+
+    #[test]
+    fn syn_sent_answers_a_bad_ack_with_a_reset() {
+        // RFC 9293 §3.10.7.3 first check: <SEQ=SEG.ACK><CTL=RST>.
+        let mut h = Harness::active(config());
+        h.expect(SYN, 1000, 0);
+        h.send(ACK, 7, 999, b"");
+        h.expect(RST, 999, 0);
+        assert_eq!(h.conn.state(), TcpState::SynSent);
+    }
+
+    #[test]
+    fn syn_sent_reset_refuses_only_with_an_acceptable_ack() {
+        // RFC 9293 §3.10.7.3 second check.
+        let mut h = Harness::active(config());
+        h.expect(SYN, 1000, 0);
+        h.send(RST, 0, 0, b"");
+        assert_eq!(h.conn.state(), TcpState::SynSent);
+        h.send(TcpFlags(RST.0 | ACK.0), 0, 1001, b"");
+        assert_eq!(h.conn.state(), TcpState::Closed);
+        assert_eq!(h.conn.error(), Some(ConnectionError::Refused));
+        h.expect_nothing();
+    }
+
+    #[test]
+    fn syn_retransmission_follows_rfc6298_backoff_then_times_out() {
+        // RFC 6298 §2.1: first RTO 1 s; §5.5: doubled each time.
+        let mut h = Harness::active(TcpConfig { connect_timeout: Duration::from_secs(10), ..config() });
+        h.expect(SYN, 1000, 0);
+        for (before, at) in [(999, 1000), (2999, 3000), (6999, 7000)] {
+            h.at(before);
+            h.expect_nothing();
+            h.at(at);
+            h.expect(SYN, 1000, 0);
+        }
+        h.at(10_000);
+        assert_eq!(h.conn.state(), TcpState::Closed);
+        assert_eq!(h.conn.error(), Some(ConnectionError::ConnectTimeout));
+    }
+
+    #[test]
+    fn karn_rule_ignores_the_retransmitted_syn() {
+        // RFC 6298 §3: no sample from a segment that was retransmitted, so
+        // the backed-off RTO stays until a clean sample (§5.7).
+        let mut h = Harness::active(config());
+        h.expect(SYN, 1000, 0);
+        h.at(1000);
+        h.expect(SYN, 1000, 0);
+        h.at(1100);
+        h.send(SYN_ACK, 5000, 1001, b"");
+        h.expect(ACK, 1001, 5001);
+        assert_eq!(h.conn.srtt(), None);
+        assert_eq!(h.conn.rto(), Duration::from_secs(2));
+        // A segment sent once gives a sample: 100 ms → RTO = 100 + 4·50.
+        assert_eq!(h.conn.send(b"x"), Ok(1));
+        h.expect(ACK, 1001, 5001);
+        h.at(1200);
+        h.send(ACK, 5001, 1002, b"");
+        assert_eq!(h.conn.srtt(), Some(Duration::from_millis(100)));
+        assert_eq!(h.conn.rto(), Duration::from_millis(300));
+    }
+
+    // ---- Data transfer (RFC 9293 §3.8) -------------------------------------
+
+    #[test]
+    fn data_is_retransmitted_after_the_rto_with_backoff() {
+        // RFC 6298 §5.1 start, §5.4 retransmit the earliest, §5.5 back off
+        // (from the 200 ms floor, `TcpConfig::min_rto`).
+        let mut h = Harness::established(config());
+        assert_eq!(h.conn.send(b"abc"), Ok(3));
+        let (_, p) = h.expect(ACK, 1001, 5001);
+        assert_eq!(p, b"abc");
+        h.at(199);
+        h.expect_nothing();
+        h.at(200);
+        let (_, p) = h.expect(ACK, 1001, 5001);
+        assert_eq!(p, b"abc");
+        h.at(599);
+        h.expect_nothing();
+        h.at(600);
+        h.expect(ACK, 1001, 5001);
+        h.send(ACK, 5001, 1004, b"");
+        assert_eq!(h.conn.send_queued(), 0);
+        assert_eq!(h.conn.poll_deadline(), None);
+    }
+
+    #[test]
+    fn delayed_ack_fires_after_the_delay() {
+        // RFC 9293 §3.8.6.3: an ACK may wait, but less than 0.5 s.
+        let mut h = Harness::established(config());
+        h.send(ACK, 5001, 1001, b"one");
+        h.expect_nothing();
+        assert_eq!(h.conn.poll_deadline(), Some(Instant::from_millis(40)));
+        h.at(39);
+        h.expect_nothing();
+        h.at(40);
+        h.expect(ACK, 1001, 5004);
+    }
+
+    #[test]
+    fn every_second_full_segment_is_acked_at_once() {
+        // RFC 5681 §4.2 / RFC 9293 §3.8.6.3.
+        let mut h = Harness::established(config());
+        let full = [7u8; 1460];
+        h.send(ACK, 5001, 1001, &full);
+        h.expect_nothing();
+        h.send(ACK, 6461, 1001, &full);
+        h.expect(ACK, 1001, 7921);
+    }
+
+    #[test]
+    fn out_of_order_data_is_held_and_dup_acked() {
+        // RFC 5681 §4.2: immediate duplicate ACK for out-of-order data and
+        // an immediate ACK when the gap fills.
+        let mut h = Harness::established(config());
+        h.send(ACK, 5004, 1001, b"def");
+        h.expect(ACK, 1001, 5001);
+        assert_eq!(h.conn.recv_available(), 0);
+        assert_eq!(h.conn.recv_out_of_order(), 3);
+        h.send(ACK, 5001, 1001, b"abc");
+        h.expect(ACK, 1001, 5007);
+        let mut buf = [0u8; 8];
+        assert_eq!(h.conn.recv(&mut buf), 6);
+        assert_eq!(&buf[..6], b"abcdef");
+    }
+
+    #[test]
+    fn the_window_never_exceeds_the_receive_buffer() {
+        // RFC 9293 §3.8.6.2.2: data beyond the advertised window is dropped.
+        let mut h = Harness::established(TcpConfig { recv_buffer: 4, delayed_ack: Duration::ZERO, ..config() });
+        h.send(ACK, 5001, 1001, b"abcdef");
+        let (ack, _) = h.expect(ACK, 1001, 5005);
+        assert_eq!(ack.window_len, 0);
+        assert_eq!(h.conn.recv_available(), 4);
+        // A zero-window probe is answered with the same ACK.
+        h.send(ACK, 5005, 1001, b"e");
+        h.expect(ACK, 1001, 5005);
+        let mut buf = [0u8; 4];
+        assert_eq!(h.conn.recv(&mut buf), 4);
+        // Reading opened the window by more than half the buffer: update.
+        let (update, _) = h.expect(ACK, 1001, 5005);
+        assert_eq!(update.window_len, 4);
+    }
+
+    #[test]
+    fn nagle_holds_small_segments_while_data_is_unacked() {
+        // RFC 9293 §3.7.4.
+        let mut h = Harness::established(config());
+        h.conn.send(b"a").unwrap();
+        h.expect(ACK, 1001, 5001);
+        h.conn.send(b"b").unwrap();
+        h.conn.send(b"c").unwrap();
+        h.expect_nothing();
+        h.send(ACK, 5001, 1002, b"");
+        let (_, p) = h.expect(ACK, 1002, 5001);
+        assert_eq!(p, b"bc");
+        // With nodelay, small segments go at once.
+        h.conn.set_nodelay(true);
+        h.conn.send(b"d").unwrap();
+        h.expect(ACK, 1004, 5001);
+    }
+
+    #[test]
+    fn zero_window_is_probed_with_backoff() {
+        // RFC 9293 §3.8.6.1: probe a zero window with one byte; the probe
+        // is retransmitted with exponential backoff while it stays shut.
+        let mut h = Harness::established(config());
+        h.peer_window = 0;
+        h.send(ACK, 5001, 1001, b"");
+        h.conn.send(b"hello").unwrap();
+        h.expect_nothing();
+        // The first probe after one RTO (200 ms), then 400 ms, then 800 ms.
+        for (before, at) in [(199, 200), (599, 600), (1399, 1400)] {
+            h.at(before);
+            h.expect_nothing();
+            h.at(at);
+            let (_, p) = h.expect(ACK, 1001, 5001);
+            assert_eq!(p, b"h");
+            h.send(ACK, 5001, 1001, b""); // still shut, probe not taken
+            h.expect_nothing();
+        }
+        h.peer_window = 1000;
+        h.send(ACK, 5001, 1002, b"");
+        let (_, p) = h.expect(ACK, 1002, 5001);
+        assert_eq!(p, b"ello");
+        assert_eq!(h.conn.state(), TcpState::Established, "a zero window never times out");
+    }
+
+    #[test]
+    fn three_duplicate_acks_trigger_fast_retransmit() {
+        // RFC 5681 §3.2.
+        let mut h = Harness::established(TcpConfig { nodelay: true, ..config() });
+        let data = [1u8; 1460 * 4];
+        h.conn.send(&data).unwrap();
+        assert_eq!(h.sent().len(), 3, "initial window of 3 segments (RFC 5681 §3.1)");
+        for _ in 0..2 {
+            h.send(ACK, 5001, 1001, b"");
+            h.expect_nothing();
+        }
+        h.send(ACK, 5001, 1001, b"");
+        let sent = h.sent();
+        assert_eq!(sent[0].0.seq_number, SeqNumber(1001));
+        assert_eq!(sent[0].1.len(), 1460);
+    }
+
+    // ---- Closing (RFC 9293 §3.6) -------------------------------------------
+
+    #[test]
+    fn half_close_then_time_wait_expiry() {
+        // RFC 9293 §3.6 figure 12: FIN-WAIT-1 → FIN-WAIT-2 → TIME-WAIT,
+        // reading while our side is shut; §3.10.8: 2·MSL later, CLOSED.
+        let mut h = Harness::established(TcpConfig { msl: Duration::from_secs(1), ..config() });
+        h.conn.shutdown_write();
+        assert_eq!(h.conn.state(), TcpState::FinWait1);
+        assert_eq!(h.conn.send(b"x"), Err(SendError::WriteClosed));
+        h.expect(FIN, 1001, 5001);
+        h.send(ACK, 5001, 1002, b"");
+        assert_eq!(h.conn.state(), TcpState::FinWait2);
+        h.send(ACK, 5001, 1002, b"still talking");
+        assert_eq!(h.conn.recv_available(), 13);
+        h.send(FIN, 5014, 1002, b"");
+        assert_eq!(h.conn.state(), TcpState::TimeWait);
+        h.expect(ACK, 1002, 5015);
+        // A retransmitted FIN is acknowledged again.
+        h.send(FIN, 5014, 1002, b"");
+        h.expect(ACK, 1002, 5015);
+        h.at(1999);
+        assert_eq!(h.conn.state(), TcpState::TimeWait);
+        h.at(2000);
+        assert!(h.conn.is_closed());
+        assert_eq!(h.conn.error(), None);
+    }
+
+    #[test]
+    fn passive_close_through_close_wait_and_last_ack() {
+        // RFC 9293 §3.6: CLOSE-WAIT → LAST-ACK → CLOSED.
+        let mut h = Harness::established(config());
+        h.send(FIN, 5001, 1001, b"");
+        assert_eq!(h.conn.state(), TcpState::CloseWait);
+        assert!(h.conn.is_recv_finished());
+        h.expect(ACK, 1001, 5002);
+        h.conn.send(b"bye").unwrap();
+        h.conn.close();
+        assert_eq!(h.conn.state(), TcpState::LastAck);
+        let (fin, p) = h.expect(FIN, 1001, 5002);
+        assert!(fin.flags.fin());
+        assert_eq!(p, b"bye");
+        h.send(ACK, 5002, 1005, b"");
+        assert!(h.conn.is_closed());
+    }
+
+    #[test]
+    fn simultaneous_close_through_closing() {
+        // RFC 9293 §3.6 figure 13.
+        let mut h = Harness::established(TcpConfig { msl: Duration::from_secs(1), ..config() });
+        h.conn.close();
+        h.expect(FIN, 1001, 5001);
+        h.send(FIN, 5001, 1001, b"");
+        assert_eq!(h.conn.state(), TcpState::Closing);
+        h.expect(ACK, 1002, 5002);
+        h.send(ACK, 5002, 1002, b"");
+        assert_eq!(h.conn.state(), TcpState::TimeWait);
+        h.at(2000);
+        assert!(h.conn.is_closed());
+    }
+
+    #[test]
+    fn close_with_unread_data_resets() {
+        // RFC 2525 §2.17.
+        let mut h = Harness::established(config());
+        h.send(ACK, 5001, 1001, b"unread");
+        h.conn.close();
+        h.expect(RST, 1001, 0);
+        assert!(h.conn.is_closed());
+    }
+
+    #[test]
+    fn data_after_close_resets() {
+        // RFC 2525 §2.17: nobody will read it.
+        let mut h = Harness::established(config());
+        h.conn.close();
+        h.expect(FIN, 1001, 5001);
+        h.send(ACK, 5001, 1002, b"late");
+        h.expect(RST, 1002, 0);
+        assert!(h.conn.is_closed());
+    }
+
+    #[test]
+    fn abort_sends_a_reset() {
+        // RFC 9293 §3.10.5.
+        let mut h = Harness::established(config());
+        h.conn.send(b"lost").unwrap();
+        h.conn.abort();
+        h.expect(RST, 1001, 0);
+        assert!(h.conn.is_closed());
+        assert_eq!(h.conn.send(b"x"), Err(SendError::Closed));
+    }
+
+    // ---- Resets and attacks (RFC 9293 §3.10.7.4, RFC 5961) -----------------
+
+    #[test]
+    fn reset_at_rcv_nxt_closes() {
+        // RFC 5961 §3.2: exactly RCV.NXT resets.
+        let mut h = Harness::established(config());
+        h.send(RST, 5001, 0, b"");
+        assert!(h.conn.is_closed());
+        assert_eq!(h.conn.error(), Some(ConnectionError::Reset));
+        h.expect_nothing();
+    }
+
+    #[test]
+    fn reset_inside_the_window_gets_a_challenge_ack() {
+        // RFC 5961 §3.2: in the window but not RCV.NXT → challenge ACK.
+        let mut h = Harness::established(config());
+        h.send(RST, 5002, 0, b"");
+        assert_eq!(h.conn.state(), TcpState::Established);
+        h.expect(ACK, 1001, 5001);
+        // Outside the window: silently dropped.
+        h.send(RST, 5001 + 300_000, 0, b"");
+        h.expect_nothing();
+        assert_eq!(h.conn.state(), TcpState::Established);
+    }
+
+    #[test]
+    fn syn_in_a_synchronized_state_gets_a_challenge_ack() {
+        // RFC 5961 §4.2: any SYN, in window or not.
+        let mut h = Harness::established(config());
+        h.send(SYN, 5001, 0, b"");
+        h.expect(ACK, 1001, 5001);
+        h.send(SYN, 9_999_999, 0, b"");
+        h.expect(ACK, 1001, 5001);
+        assert_eq!(h.conn.state(), TcpState::Established);
+    }
+
+    #[test]
+    fn ack_range_check() {
+        // RFC 5961 §5.2: too old → challenge ACK and drop; RFC 9293
+        // §3.10.7.4: beyond SND.NXT → ACK and drop. Neither takes the data.
+        let mut h = Harness::established(config());
+        h.conn.send(b"abc").unwrap();
+        h.expect(ACK, 1001, 5001);
+        h.send(ACK, 5001, 1001u32.wrapping_sub(100_000), b"zz");
+        h.expect(ACK, 1004, 5001);
+        h.send(ACK, 5001, 2000, b"zz");
+        h.expect(ACK, 1004, 5001);
+        assert_eq!(h.conn.recv_available(), 0);
+    }
+
+    #[test]
+    fn challenge_acks_are_rate_limited() {
+        // RFC 5961 §7: at most `challenge_acks_per_second` per second.
+        let mut h = Harness::established(config());
+        let mut acks = 0;
+        for _ in 0..25 {
+            h.send(RST, 5002, 0, b"");
+            acks += h.sent().len();
+        }
+        assert_eq!(acks, 10);
+        h.at(1000);
+        h.send(RST, 5002, 0, b"");
+        h.expect(ACK, 1001, 5001);
+    }
+
+    #[test]
+    fn syn_received_answers_a_bad_ack_with_a_reset() {
+        // RFC 9293 §3.10.7.4, SYN-RECEIVED: unacceptable ACK → RST.
+        let mut h = Harness::passive(config());
+        h.expect(SYN_ACK, 1000, 5001);
+        h.send(ACK, 5001, 77, b"");
+        h.expect(RST, 77, 0);
+        assert_eq!(h.conn.state(), TcpState::SynReceived);
+        // A reset at RCV.NXT ends a passive attempt without an error.
+        h.send(RST, 5001, 0, b"");
+        assert!(h.conn.is_closed());
+        assert_eq!(h.conn.error(), None);
+    }
+
+    // ---- Timers ------------------------------------------------------------
+
+    #[test]
+    fn keepalive_probes_then_gives_up() {
+        // RFC 9293 §3.8.4: probe with SEQ = SND.NXT − 1 after the idle time.
+        let ka = Keepalive { idle: Duration::from_secs(10), interval: Duration::from_secs(1), probes: 2 };
+        let mut h = Harness::established(TcpConfig { keepalive: Some(ka), ..config() });
+        h.at(9_999);
+        h.expect_nothing();
+        h.at(10_000);
+        h.expect(ACK, 1000, 5001);
+        // An answer resets the idle timer.
+        h.send(ACK, 5001, 1001, b"");
+        h.at(19_999);
+        h.expect_nothing();
+        h.at(20_000);
+        h.expect(ACK, 1000, 5001);
+        h.at(21_000);
+        h.expect(ACK, 1000, 5001);
+        h.at(22_000);
+        h.expect(RST, 1001, 0);
+        assert_eq!(h.conn.error(), Some(ConnectionError::KeepaliveTimeout));
+    }
+
+    #[test]
+    fn user_timeout_aborts_unacknowledged_data() {
+        // RFC 9293 §3.8.3.
+        let mut h = Harness::established(TcpConfig { user_timeout: Duration::from_secs(5), ..config() });
+        h.conn.send(b"x").unwrap();
+        h.expect(ACK, 1001, 5001);
+        for t in [1000, 3000] {
+            h.at(t);
+            h.expect(ACK, 1001, 5001);
+        }
+        h.at(5000);
+        h.expect(RST, 1002, 0);
+        assert_eq!(h.conn.error(), Some(ConnectionError::UserTimeout));
+    }
+
+    // ---- Options (RFC 7323) -------------------------------------------------
+
+    #[test]
+    fn window_scaling_is_negotiated_and_applied() {
+        // RFC 7323 §2.2–2.3: both SYNs carry the option; later windows are
+        // shifted; the SYN's own window is not.
+        let config = TcpConfig { window_scaling: true, recv_buffer: 1 << 20, ..config() };
+        let mut h = Harness::active(config);
+        let (syn, _) = h.expect(SYN, 1000, 0);
+        assert_eq!(syn.options.window_scale, Some(5));
+        assert_eq!(syn.window_len, 65_535);
+        let mut syn_ack = repr(SYN_ACK, 5000, 1001, 100, 0);
+        syn_ack.options.window_scale = Some(3);
+        syn_ack.options.max_seg_size = Some(1460);
+        h.send_repr(&syn_ack, b"");
+        let (ack, _) = h.expect(ACK, 1001, 5001);
+        assert_eq!(ack.window_len, ((1 << 20) >> 5) as u16);
+        // The peer's window 100 << 3 = 800 bytes now limits what we send.
+        h.peer_window = 100;
+        h.send(ACK, 5001, 1001, b"");
+        h.conn.set_nodelay(true);
+        h.conn.send(&[0u8; 2000]).unwrap();
+        let sent: usize = h.sent().iter().map(|(_, p)| p.len()).sum();
+        assert_eq!(sent, 800);
+    }
+
+    #[test]
+    fn paws_drops_old_timestamps() {
+        // RFC 7323 §5.3: a segment whose TSval is older than TS.Recent is
+        // acknowledged and dropped.
+        let config = TcpConfig { timestamps: true, ..config() };
+        let mut h = Harness::active(config);
+        let (syn, _) = h.expect(SYN, 1000, 0);
+        let our_ts = syn.options.timestamp.unwrap().value;
+        let mut syn_ack = repr(SYN_ACK, 5000, 1001, 65_535, 0);
+        syn_ack.options.timestamp = Some(TcpTimestamp { value: 500, echo: our_ts });
+        syn_ack.options.max_seg_size = Some(1460);
+        h.send_repr(&syn_ack, b"");
+        let (ack, _) = h.expect(ACK, 1001, 5001);
+        assert_eq!(ack.options.timestamp.unwrap().echo, 500);
+        // Payload per segment leaves room for the option (RFC 7323 §3.2).
+        assert_eq!(h.conn.send_mss(), 1460 - 12);
+        let mut old = repr(ACK, 5001, 1001, 65_535, 3);
+        old.options.timestamp = Some(TcpTimestamp { value: 400, echo: 0 });
+        h.send_repr(&old, b"old");
+        h.expect(ACK, 1001, 5001);
+        assert_eq!(h.conn.recv_available(), 0);
+        let mut fresh = old;
+        fresh.options.timestamp = Some(TcpTimestamp { value: 600, echo: 0 });
+        h.send_repr(&fresh, b"new");
+        assert_eq!(h.conn.recv_available(), 3);
+    }
+
+    #[test]
+    fn reset_for_unknown_follows_rfc9293_closed_rules() {
+        // RFC 9293 §3.10.7.1.
+        let with_ack = repr(ACK, 1, 77, 0, 0);
+        let rst = reset_for_unknown(&with_ack).unwrap();
+        assert_eq!((rst.flags, rst.seq_number), (TcpFlags::RST, SeqNumber(77)));
+        let syn = repr(SYN, 41, 0, 0, 0);
+        let rst = reset_for_unknown(&syn).unwrap();
+        assert_eq!((rst.flags, rst.seq_number, rst.ack_number), (TcpFlags::RST | TcpFlags::ACK, SeqNumber(0), SeqNumber(42)));
+        assert_eq!(reset_for_unknown(&repr(RST, 1, 0, 0, 0)), None);
+    }
 }

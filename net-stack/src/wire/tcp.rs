@@ -87,6 +87,11 @@ impl SeqNumber {
         }
     }
 
+    /// `self − len`, modulo 2^32 (the `-` operator gives a distance).
+    pub fn sub_len(self, len: usize) -> SeqNumber {
+        SeqNumber(self.0.wrapping_sub(len as u32))
+    }
+
     /// Whether `start <= self < end` modulo 2^32.
     pub fn in_range(self, start: SeqNumber, end: SeqNumber) -> bool {
         self.0.wrapping_sub(start.0) < end.0.wrapping_sub(start.0)
@@ -767,6 +772,7 @@ mod tests {
         assert!(!wrapped.in_range(near_end, wrapped));
         assert_eq!(near_end.max(wrapped), wrapped);
         assert_eq!(near_end.min(wrapped), near_end);
+        assert_eq!(SeqNumber(3).sub_len(5), SeqNumber(u32::MAX - 1));
     }
 
     #[test]
