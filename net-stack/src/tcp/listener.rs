@@ -358,3 +358,149 @@ impl TcpListener {
 fn tick(now: Instant) -> u64 {
     now.as_nanos() / COOKIE_TICK_NANOS
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tcp::TcpState;
+    use core::net::{IpAddr, Ipv4Addr};
+
+    const LOCAL: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 80);
+
+    fn remote(port: u16) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), port)
+    }
+
+    fn seg(from: u16, flags: TcpFlags, seq: u32, ack: u32) -> TcpRepr {
+        TcpRepr {
+            src_port: from,
+            dst_port: LOCAL.port(),
+            seq_number: SeqNumber(seq),
+            ack_number: SeqNumber(ack),
+            flags,
+            window_len: 1000,
+            options: TcpOptions { max_seg_size: Some(1460), ..TcpOptions::default() },
+            payload_len: 0,
+        }
+    }
+
+    fn listener(backlog: usize, syn_backlog: usize) -> TcpListener {
+        let config = TcpConfig { timestamps: false, sack: false, window_scaling: false, ..TcpConfig::default() };
+        TcpListener::new(LOCAL, config, backlog, syn_backlog, IsnGenerator::new([7; 16]), [9; 16])
+    }
+
+    fn drain(l: &mut TcpListener, now: Instant) -> std::vec::Vec<ListenerTransmit> {
+        core::iter::from_fn(|| l.poll_transmit(now)).take(1000).collect()
+    }
+
+    const SYN_ACK: TcpFlags = TcpFlags(TcpFlags::SYN.0 | TcpFlags::ACK.0);
+
+    #[test]
+    fn stateful_handshake_reaches_the_accept_queue() {
+        // RFC 9293 §3.10.7.2: SYN → SYN-RECEIVED → ESTABLISHED.
+        let mut l = listener(4, 4);
+        let now = Instant::from_millis(5);
+        l.handle_segment(now, LOCAL, remote(1000), &seg(1000, TcpFlags::SYN, 100, 0), Bytes::new());
+        let out = drain(&mut l, now);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].repr.flags, SYN_ACK);
+        assert_eq!(out[0].repr.ack_number, SeqNumber(101));
+        assert_eq!(out[0].repr.seq_number, IsnGenerator::new([7; 16]).isn(now, LOCAL, remote(1000)));
+        assert_eq!(l.half_open_len(), 1);
+        let ack = seg(1000, TcpFlags::ACK, 101, out[0].repr.seq_number.0.wrapping_add(1));
+        l.handle_segment(now, LOCAL, remote(1000), &ack, Bytes::new());
+        let conn = l.accept().unwrap();
+        assert_eq!(conn.state(), TcpState::Established);
+        assert_eq!((conn.local_addr(), conn.remote_addr()), (LOCAL, remote(1000)));
+        assert_eq!(l.half_open_len(), 0);
+    }
+
+    #[test]
+    fn listen_answers_a_stray_ack_with_a_reset_and_ignores_resets() {
+        // RFC 9293 §3.10.7.2.
+        let mut l = listener(4, 4);
+        l.handle_segment(Instant::ZERO, LOCAL, remote(1), &seg(1, TcpFlags::ACK, 5, 77), Bytes::new());
+        let out = drain(&mut l, Instant::ZERO);
+        assert_eq!((out[0].repr.flags, out[0].repr.seq_number), (TcpFlags::RST, SeqNumber(77)));
+        l.handle_segment(Instant::ZERO, LOCAL, remote(1), &seg(1, TcpFlags::RST, 5, 0), Bytes::new());
+        assert!(drain(&mut l, Instant::ZERO).is_empty());
+    }
+
+    #[test]
+    fn syn_cookies_round_trip_when_the_backlog_is_full() {
+        // RFC 4987 §3.6: beyond the SYN backlog, a stateless SYN-ACK whose
+        // ISN encodes the MSS; the ACK that returns it creates the
+        // connection. A forged or stale cookie gets a reset.
+        let mut l = listener(4, 1);
+        let now = Instant::from_millis(1_000);
+        l.handle_segment(now, LOCAL, remote(1), &seg(1, TcpFlags::SYN, 100, 0), Bytes::new());
+        drain(&mut l, now);
+        l.handle_segment(now, LOCAL, remote(2), &seg(2, TcpFlags::SYN, 200, 0), Bytes::new());
+        assert_eq!(l.half_open_len(), 1, "no state for the second SYN");
+        let out = drain(&mut l, now);
+        assert_eq!(out.len(), 1);
+        let syn_ack = out[0].repr;
+        assert_eq!(syn_ack.flags, SYN_ACK);
+        assert_eq!(syn_ack.options.max_seg_size, Some(1460));
+        assert_eq!(syn_ack.options.window_scale, None, "a cookie cannot keep options");
+        assert_eq!(l.stats().cookies_sent, 1);
+        let cookie = syn_ack.seq_number.0;
+
+        // A forged cookie is refused.
+        let later = now + core::time::Duration::from_secs(30);
+        l.handle_segment(later, LOCAL, remote(2), &seg(2, TcpFlags::ACK, 201, cookie ^ 1), Bytes::new());
+        assert_eq!(drain(&mut l, later)[0].repr.flags, TcpFlags::RST);
+        // The right one is accepted, even in the next 64 s tick.
+        l.handle_segment(later, LOCAL, remote(2), &seg(2, TcpFlags::ACK, 201, cookie.wrapping_add(1)), Bytes::new());
+        let conn = l.accept().unwrap();
+        assert_eq!(conn.state(), TcpState::Established);
+        assert_eq!(conn.send_mss(), 1460);
+        assert_eq!(l.stats().cookies_accepted, 1);
+        // From another peer the same cookie is worthless.
+        l.handle_segment(later, LOCAL, remote(3), &seg(3, TcpFlags::ACK, 201, cookie.wrapping_add(1)), Bytes::new());
+        assert!(l.accept().is_none());
+        // Two ticks later it has expired.
+        let stale = now + core::time::Duration::from_secs(200);
+        l.handle_segment(stale, LOCAL, remote(2), &seg(2, TcpFlags::ACK, 201, cookie.wrapping_add(1)), Bytes::new());
+        assert!(l.accept().is_none());
+    }
+
+    #[test]
+    fn a_full_accept_queue_drops_syns() {
+        let mut l = listener(1, 4);
+        let now = Instant::ZERO;
+        l.handle_segment(now, LOCAL, remote(1), &seg(1, TcpFlags::SYN, 100, 0), Bytes::new());
+        let iss = drain(&mut l, now)[0].repr.seq_number;
+        l.handle_segment(now, LOCAL, remote(1), &seg(1, TcpFlags::ACK, 101, iss.0.wrapping_add(1)), Bytes::new());
+        assert_eq!(l.ready_len(), 1);
+        l.handle_segment(now, LOCAL, remote(2), &seg(2, TcpFlags::SYN, 100, 0), Bytes::new());
+        assert!(drain(&mut l, now).is_empty());
+        assert_eq!(l.stats().accept_queue_drops, 1);
+    }
+
+    #[test]
+    fn flood_of_syns_is_bounded() {
+        // The half-open table and the reply queue stay within their bounds.
+        let mut l = listener(4, 8);
+        for port in 1..=1000u16 {
+            l.handle_segment(Instant::ZERO, LOCAL, remote(port), &seg(port, TcpFlags::SYN, 1, 0), Bytes::new());
+        }
+        assert_eq!(l.half_open_len(), 8);
+        assert_eq!(drain(&mut l, Instant::ZERO).len(), MAX_PENDING_REPLIES + 8);
+        assert!(l.stats().reply_drops > 0);
+    }
+
+    #[test]
+    fn isn_increases_per_tuple_and_differs_across_tuples() {
+        // RFC 6528 §3: M (4 µs ticks) plus a keyed hash of the 4-tuple.
+        let isn = IsnGenerator::new([1; 16]);
+        let a = isn.isn(Instant::from_millis(0), LOCAL, remote(1));
+        let a_later = isn.isn(Instant::from_millis(1), LOCAL, remote(1));
+        assert_eq!(a_later.0.wrapping_sub(a.0), 250, "1 ms is 250 ticks of 4 µs");
+        assert!(a_later > a);
+        let b = isn.isn(Instant::from_millis(0), LOCAL, remote(2));
+        assert_ne!(a, b);
+        let other_key = IsnGenerator::new([2; 16]).isn(Instant::from_millis(0), LOCAL, remote(1));
+        assert_ne!(a, other_key);
+    }
+}
