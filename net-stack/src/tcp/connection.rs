@@ -540,12 +540,14 @@ impl TcpConnection {
     }
 
     /// Shuts the write side: a FIN follows the queued data (RFC 9293
-    /// §3.10.4). Reading stays possible. In SYN-SENT this closes the
-    /// connection; in SYN-RECEIVED the FIN waits for the handshake.
+    /// §3.10.4). Reading stays possible. In SYN-SENT with nothing queued
+    /// this closes the connection (§3.10.4: delete the TCB); with data
+    /// queued, as in SYN-RECEIVED, the FIN waits for the handshake so the
+    /// data is not lost.
     pub fn shutdown_write(&mut self) {
         match self.state {
-            TcpState::SynSent => self.enter_closed(None),
-            TcpState::SynReceived => self.fin_queued = true,
+            TcpState::SynSent if self.send_buf.is_empty() => self.enter_closed(None),
+            TcpState::SynSent | TcpState::SynReceived => self.fin_queued = true,
             TcpState::Established => {
                 self.fin_queued = true;
                 self.state = TcpState::FinWait1;
@@ -740,7 +742,7 @@ impl TcpConnection {
             self.rto_deadline = None;
             self.connect_deadline = None;
             self.update_window(repr);
-            self.state = TcpState::Established;
+            self.state = if self.fin_queued { TcpState::FinWait1 } else { TcpState::Established };
             self.ack_now = true;
         } else {
             // Simultaneous open (RFC 9293 §3.5, figure 8): answer with a
