@@ -6,6 +6,7 @@
 //! on stderr and exits with status 1.
 
 mod image;
+mod stress;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -87,6 +88,19 @@ enum Command {
         /// Size of a LogKv image (default: room for the files twice over, plus 1 MiB).
         #[arg(long)]
         size: Option<String>,
+    },
+    /// The workload of the SIGKILL test: random sets, renames and removes on
+    /// a LogKv IMAGE, each reported on stdout (see src/stress.rs).
+    #[command(hide = true)]
+    Stress {
+        /// The LogKv image file.
+        image: PathBuf,
+        /// Seeds the operations.
+        #[arg(long)]
+        seed: u64,
+        /// How many operations to run.
+        #[arg(long, default_value_t = u64::MAX)]
+        ops: u64,
     },
 }
 
@@ -173,6 +187,7 @@ async fn run(command: Command) -> Result<()> {
             LogKv::format(dev, SystemClock, FormatOptions::default()).await.map_err(|e| e.to_string())?;
             Ok(())
         }
+        Command::Stress { image, seed, ops } => stress::run(&writable(&image).await?, seed, ops).await,
         Command::Ls { image, key } => {
             let key = parse_key(key.as_deref().unwrap_or("/"))?;
             match open(&image, false).await? {
