@@ -330,20 +330,20 @@ mod tests {
         // QEMU microvm with 128 MiB: low RAM, then RAM from 1 MiB.
         let map = [ram(0, 0x9fc00), ram(MIB, 127 * MIB)];
         // The kernel image occupies 1..3 MiB.
-        let heap = largest_free_region(&map, &[MIB..3 * MIB], 3 << 30).unwrap();
+        let heap = largest_free_region(&map, core::slice::from_ref(&(MIB..3 * MIB)), 3 << 30).unwrap();
         assert_eq!(heap, 3 * MIB..128 * MIB);
         // A reservation in the middle leaves the bigger side.
         let heap = largest_free_region(&map, &[MIB..3 * MIB, 100 * MIB..101 * MIB], 3 << 30).unwrap();
         assert_eq!(heap, 3 * MIB..100 * MIB);
         // The limit clips RAM above it.
-        let heap = largest_free_region(&[ram(0, 8 << 30)], &[0..MIB], 3 << 30).unwrap();
+        let heap = largest_free_region(&[ram(0, 8 << 30)], core::slice::from_ref(&(0..MIB)), 3 << 30).unwrap();
         assert_eq!(heap, MIB..3 << 30);
         // Reserved map entries overlapping RAM are honoured.
         let reserved = MemoryRegion { start: 10 * MIB, len: 200 * MIB, kind: 2 };
         let heap = largest_free_region(&[ram(0, 64 * MIB), reserved], &[], 3 << 30).unwrap();
         assert_eq!(heap, 0..10 * MIB);
         // Nothing free.
-        assert_eq!(largest_free_region(&[ram(MIB, MIB)], &[0..4 * MIB], 3 << 30), None);
+        assert_eq!(largest_free_region(&[ram(MIB, MIB)], core::slice::from_ref(&(0..4 * MIB)), 3 << 30), None);
         assert_eq!(largest_free_region(&[MemoryRegion { start: 0, len: MIB, kind: 2 }], &[], 3 << 30), None);
         // A region wrapping the address space does not overflow.
         assert_eq!(largest_free_region(&[ram(u64::MAX - 5, 100)], &[], u64::MAX), Some(u64::MAX - 5..u64::MAX));

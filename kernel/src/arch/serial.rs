@@ -23,11 +23,16 @@ mod reg {
 
 /// Line status: the transmit holding register is empty.
 const LSR_THR_EMPTY: u8 = 1 << 5;
+/// Line status: the transmitter has sent everything.
+const LSR_TRANSMITTER_EMPTY: u8 = 1 << 6;
 /// Line status: a received byte is waiting.
 const LSR_DATA_READY: u8 = 1 << 0;
 
 /// The first PC serial port, COM1.
 pub const COM1: u16 = 0x3f8;
+
+/// The interrupt line of COM1 at the PC's interrupt controller.
+pub const COM1_IRQ: u8 = 4;
 
 /// A 16550-compatible UART at a base I/O port.
 #[derive(Clone, Copy, Debug)]
@@ -84,6 +89,25 @@ impl Uart16550 {
                 return;
             }
         }
+    }
+
+    /// Waits (at most [`TRANSMIT_POLL_LIMIT`] polls) until every written
+    /// byte has left the transmitter, so powering off loses none.
+    pub fn flush(&self) {
+        let status = self.port(reg::LINE_STATUS);
+        for _ in 0..TRANSMIT_POLL_LIMIT {
+            if status.read_u8() & LSR_TRANSMITTER_EMPTY != 0 {
+                return;
+            }
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Makes the UART raise its interrupt line (IRQ 4 for COM1) when a byte
+    /// arrives. OUT2 gates the line to the interrupt controller on PCs.
+    pub fn enable_receive_interrupt(&self) {
+        self.port(reg::INTERRUPT_ENABLE).write_u8(0x01);
+        self.port(reg::MODEM_CONTROL).write_u8(0x0b); // DTR, RTS, OUT2
     }
 
     /// A received byte, if one is waiting.

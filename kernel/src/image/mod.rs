@@ -4,6 +4,7 @@
 //! i.e. in the `kernel` profile (see the crate documentation).
 
 mod boot;
+mod interrupts;
 mod mem;
 
 use alloc::string::String;
@@ -54,6 +55,7 @@ pub const PANIC_STATUS: u8 = 101;
 /// Prints a boot error and powers off.
 fn fatal(args: fmt::Arguments<'_>) -> ! {
     let _ = writeln!(Uart16550::com1(), "mirage-kernel: boot failed: {args}");
+    Uart16550::com1().flush();
     power_off(BOOT_FAILURE_STATUS)
 }
 
@@ -115,7 +117,11 @@ extern "C" fn mirage_kernel_entry(start_info_paddr: u32) -> ! {
     // nothing else uses it: the boot data read above was copied to the stack.
     unsafe { HEAP.lock().init(heap.start as *mut u8, (heap.end - heap.start) as usize) };
 
+    interrupts::init();
+    let tsc_hz = crate::platform::init_clocks().unwrap_or_else(|e| fatal(format_args!("{e}")));
+
     let boot = BootInfo {
+        tsc_hz,
         // The copied bytes were checked to be UTF-8 by `parse_command_line`.
         command_line: String::from(core::str::from_utf8(&cmdline_copy[..cmdline_len]).unwrap_or_default()),
         memory_map: Vec::from(memory_map),
@@ -134,6 +140,7 @@ fn panic(info: &PanicInfo<'_>) -> ! {
         let _ = write!(uart, " at {}:{}:{}", location.file(), location.line(), location.column());
     }
     let _ = uart.write_str("\n");
+    uart.flush();
     power_off(PANIC_STATUS)
 }
 

@@ -3,9 +3,14 @@
 //! Built with `cargo build -p hello-virtio --profile kernel`, whose
 //! `panic = "abort"` makes this a `#![no_std]` kernel; the image is
 //! `target/kernel/hello-virtio`, booted with
-//! `qemu-system-x86_64 -M microvm -accel tcg -nodefaults -nographic -serial stdio -kernel target/kernel/hello-virtio`.
+//! `qemu-system-x86_64 -M microvm -accel tcg -nodefaults -nographic -serial stdio
+//! -device isa-debug-exit,iobase=0xf4,iosize=0x04 -kernel target/kernel/hello-virtio`.
 //! Built in any other profile (as `cargo build --workspace` does), it is a
 //! host program that says how to build the image and fails.
+//!
+//! Command line (`-append`): `[-l FILTER] [-- panic]`; the application
+//! argument `panic` makes it panic instead of greeting, to test the panic
+//! path.
 
 #![cfg_attr(panic = "abort", no_std, no_main)]
 
@@ -14,10 +19,15 @@ mirage_kernel::entry!(main);
 
 #[cfg(panic = "abort")]
 fn main(boot: mirage_kernel::BootInfo) -> ! {
-    use core::fmt::Write as _;
-    use mirage_kernel::arch::serial::Uart16550;
-    let _ = writeln!(Uart16550::com1(), "hello from mirage-rs, command line {:?}, heap {:x?}", boot.command_line, boot.heap);
-    mirage_kernel::arch::power::power_off(0)
+    use mirage_types::platform::Platform;
+
+    mirage_kernel::run(boot, |platform| async move {
+        if platform.args().iter().any(|arg| arg == "panic") {
+            panic!("panic requested on the command line");
+        }
+        hello::start(platform).await;
+        Ok::<(), core::convert::Infallible>(())
+    })
 }
 
 #[cfg(not(panic = "abort"))]
