@@ -167,19 +167,24 @@ fn transfer(seed: u64, total: usize, faults: Faults) -> Duration {
         }
         assert!(a.error().is_none(), "A failed: {:?} at {now}", a.error());
         // Advance virtual time to the next event.
-        let next = [pipe.next_delivery(), a.poll_deadline(), listener.poll_deadline(), b.as_ref().and_then(|b| b.poll_deadline())]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or_else(|| {
-                panic!(
-                    "nothing pending at {now}: A {:?} {:?}, B {:?}, {} of {total} bytes received",
-                    a.state(),
-                    a.send_queued(),
-                    b.as_ref().map(|b| (b.state(), b.error())),
-                    received.len()
-                )
-            });
+        let next = [
+            pipe.next_delivery(),
+            a.poll_deadline(),
+            listener.poll_deadline(),
+            b.as_ref().and_then(|b| b.poll_deadline()),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or_else(|| {
+            panic!(
+                "nothing pending at {now}: A {:?} {:?}, B {:?}, {} of {total} bytes received",
+                a.state(),
+                a.send_queued(),
+                b.as_ref().map(|b| (b.state(), b.error())),
+                received.len()
+            )
+        });
         now = now.max(next);
         assert!(now < limit, "transfer stalled: {} of {total} bytes after {now}", received.len());
         for (to_b, bytes) in pipe.take_due(now) {
@@ -222,4 +227,3 @@ fn one_mebibyte_over_a_lossy_reordering_duplicating_pipe() {
 fn heavy_loss_still_delivers_everything() {
     transfer(99, 64 * 1024, Faults { loss_percent: 20, dup_percent: 5, reorder_percent: 30 });
 }
-

@@ -1222,10 +1222,8 @@ impl TcpConnection {
             options.sack_permitted = true;
         }
         if self.config.timestamps && (!syn_ack || self.peer_timestamp.is_some()) {
-            options.timestamp = Some(TcpTimestamp {
-                value: self.ts_clock(now),
-                echo: if syn_ack { self.ts_recent } else { 0 },
-            });
+            options.timestamp =
+                Some(TcpTimestamp { value: self.ts_clock(now), echo: if syn_ack { self.ts_recent } else { 0 } });
         }
         let mut flags = TcpFlags::SYN;
         if syn_ack {
@@ -2060,7 +2058,10 @@ mod tests {
         assert_eq!((rst.flags, rst.seq_number), (TcpFlags::RST, SeqNumber(77)));
         let syn = repr(SYN, 41, 0, 0, 0);
         let rst = reset_for_unknown(&syn).unwrap();
-        assert_eq!((rst.flags, rst.seq_number, rst.ack_number), (TcpFlags::RST | TcpFlags::ACK, SeqNumber(0), SeqNumber(42)));
+        assert_eq!(
+            (rst.flags, rst.seq_number, rst.ack_number),
+            (TcpFlags::RST | TcpFlags::ACK, SeqNumber(0), SeqNumber(42))
+        );
         assert_eq!(reset_for_unknown(&repr(RST, 1, 0, 0, 0)), None);
     }
 }

@@ -196,7 +196,7 @@ impl TcpListener {
             conn.handle_segment(now, repr, payload);
             return;
         }
-        if let Some(i) = self.half_open.iter().position(|c| matches(c)) {
+        if let Some(i) = self.half_open.iter().position(matches) {
             if self.ready.len() >= self.backlog && repr.flags.ack() && !repr.flags.rst() && !repr.flags.syn() {
                 // No room to accept: drop the handshake's last ACK, the
                 // peer retransmits it (as Linux does).
@@ -228,8 +228,15 @@ impl TcpListener {
                         return;
                     }
                     let iss = repr.ack_number.sub_len(1);
-                    let mut conn =
-                        TcpConnection::from_cookie(now, self.config.clone(), local, remote, iss, repr, usize::from(mss));
+                    let mut conn = TcpConnection::from_cookie(
+                        now,
+                        self.config.clone(),
+                        local,
+                        remote,
+                        iss,
+                        repr,
+                        usize::from(mss),
+                    );
                     if repr.payload_len > 0 || flags.fin() {
                         conn.handle_segment(now, repr, payload);
                     }

@@ -46,7 +46,7 @@ impl Reassembly {
     pub(crate) fn insert(&mut self, seq: SeqNumber, mut data: Bytes) -> bool {
         let mut start = seq;
         // Cut the part that the segment before already holds.
-        let pos = self.segments.partition_point(|(s, _)| *s < start || *s == start);
+        let pos = self.segments.partition_point(|(s, _)| *s <= start);
         if let Some((prev_seq, prev)) = pos.checked_sub(1).and_then(|i| self.segments.get(i)) {
             let prev_end = *prev_seq + prev.len();
             if prev_end > start {

@@ -51,7 +51,7 @@ impl RttEstimator {
             }
             // RFC 6298 §2.3, with alpha = 1/8 and beta = 1/4.
             Some(srtt) => {
-                let delta = if srtt > r { srtt - r } else { r - srtt };
+                let delta = srtt.abs_diff(r);
                 self.rttvar = self.rttvar * 3 / 4 + delta / 4;
                 self.srtt = Some(srtt * 7 / 8 + r / 8);
             }
