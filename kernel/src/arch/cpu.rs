@@ -32,6 +32,14 @@ pub fn halt_forever() -> ! {
     }
 }
 
+/// Raises a breakpoint exception (`int3`). The kernel has no debugger:
+/// its handler reports the exception and powers off, so this is how a test
+/// or a fatal-error path checks the exception path end to end.
+pub fn breakpoint() {
+    // SAFETY: `int3` only raises vector 3, whose handler the kernel installs.
+    unsafe { asm!("int3", options(nomem, nostack)) };
+}
+
 /// The time stamp counter.
 pub fn rdtsc() -> u64 {
     let (low, high): (u32, u32);

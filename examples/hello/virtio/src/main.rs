@@ -8,9 +8,9 @@
 //! Built in any other profile (as `cargo build --workspace` does), it is a
 //! host program that says how to build the image and fails.
 //!
-//! Command line (`-append`): `[-l FILTER] [-- panic]`; the application
-//! argument `panic` makes it panic instead of greeting, to test the panic
-//! path.
+//! Command line (`-append`): `[-l FILTER] [-- panic|breakpoint]`; the
+//! application arguments `panic` and `breakpoint` make it panic or raise a
+//! CPU exception instead of greeting, to test those paths.
 
 #![cfg_attr(panic = "abort", no_std, no_main)]
 
@@ -24,6 +24,9 @@ fn main(boot: mirage_kernel::BootInfo) -> ! {
     mirage_kernel::run(boot, |platform| async move {
         if platform.args().iter().any(|arg| arg == "panic") {
             panic!("panic requested on the command line");
+        }
+        if platform.args().iter().any(|arg| arg == "breakpoint") {
+            mirage_kernel::arch::cpu::breakpoint();
         }
         hello::start(platform).await;
         Ok::<(), core::convert::Infallible>(())

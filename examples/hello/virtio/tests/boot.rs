@@ -135,6 +135,14 @@ fn a_panic_prints_message_and_location_and_exits_non_zero() {
 }
 
 #[test]
+fn a_cpu_exception_is_reported_and_exits_non_zero() {
+    require_qemu!();
+    let (status, output) = boot("microvm", "-- breakpoint");
+    assert_eq!(status, Some(qemu_status(102)), "output:\n{output}");
+    assert!(output.contains("kernel exception: breakpoint (vector 3), error code 0x0, at rip 0x"), "{output}");
+}
+
+#[test]
 fn a_bad_command_line_is_a_usage_error() {
     require_qemu!();
     let (status, output) = boot("microvm", "--frobnicate");
