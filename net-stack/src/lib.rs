@@ -9,6 +9,8 @@
 //! - [`wire`]: zero-copy views of Ethernet II, ARP, IPv4, ICMPv4, UDP and
 //!   DHCP packets with `parse`/`emit` of their decoded headers, and the
 //!   Internet checksum. Parsing never panics on any input.
+//! - [`dhcp`]: the DHCPv4 client (RFC 2131) with an ARP conflict probe
+//!   before using an address; [`stack::StackBuilder::dhcp`] turns it on.
 //!
 //! # Cargo features
 //!
