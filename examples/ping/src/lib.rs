@@ -135,13 +135,12 @@ impl Config {
                 continue;
             }
             let value = args.next().ok_or_else(|| problem(alloc::format!("{flag} needs a value")))?;
-            let number = |max: u64| {
-                value
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| (1..=max).contains(n))
-                    .ok_or_else(|| problem(alloc::format!("{flag} {value}: expected a whole number from 1 to {max}")))
-            };
+            let number =
+                |max: u64| {
+                    value.parse::<u64>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| {
+                        problem(alloc::format!("{flag} {value}: expected a whole number from 1 to {max}"))
+                    })
+                };
             match flag {
                 "-c" => config.count = number(MAX_COUNT.into())? as u32,
                 "-s" => config.size = number(MAX_PAYLOAD as u64)? as usize,
