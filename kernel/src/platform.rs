@@ -174,6 +174,11 @@ impl Console for SerialConsole {
     /// Returns the bytes the UART has received (at least one), waiting for
     /// one if none has. Never returns `Ok(0)`: a serial line does not end.
     /// Cancel-safe: bytes stay in the UART until a read takes them.
+    ///
+    /// One reader at a time: the interrupt wakes the task that polled last,
+    /// so of two tasks reading at once only one is woken (read from one
+    /// task, e.g. through `mirage_console::LineReader`). Bytes beyond the
+    /// UART's 16-byte FIFO that arrive while no read is pending are lost.
     async fn read(&self, buf: &mut [u8]) -> Result<usize, FlowError> {
         if buf.is_empty() {
             return Ok(0);

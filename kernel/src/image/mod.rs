@@ -67,10 +67,10 @@ fn physical_bytes(paddr: u64, len: usize) -> Option<&'static [u8]> {
         return None;
     }
     // SAFETY: the boot page tables identity-map [0, MAPPED_END), so the range
-    // is mapped. Its contents were written by the VMM before entry and
-    // nothing writes them while the boot code reads them: the heap, the only
-    // allocator of memory, is set up after the last read and excludes
-    // nothing it should not because the data has been copied out by then.
+    // is mapped and readable. The VMM wrote it before entry, and nothing
+    // writes it while the slice is used: the boot code copies what it needs
+    // onto the stack before it sets up the heap, the only thing that could
+    // hand this memory out for writing.
     Some(unsafe { core::slice::from_raw_parts(paddr as *const u8, len) })
 }
 

@@ -47,6 +47,12 @@ fn image() -> &'static PathBuf {
 /// Boots the image on `machine` with `append` as the command line; returns
 /// QEMU's exit code and the serial output.
 fn boot(machine: &str, append: &str) -> (Option<i32>, String) {
+    let (status, output, _) = boot_timed(machine, append);
+    (status, output)
+}
+
+/// [`boot`], also returning how long QEMU ran on the host.
+fn boot_timed(machine: &str, append: &str) -> (Option<i32>, String, Duration) {
     let mut qemu = Command::new("qemu-system-x86_64")
         .args(["-M", machine, "-accel", "tcg", "-m", "128", "-nodefaults", "-nographic", "-no-reboot"])
         .args(["-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel"])
@@ -76,8 +82,9 @@ fn boot(machine: &str, append: &str) -> (Option<i32>, String) {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    let ran = started.elapsed();
     let output = String::from_utf8_lossy(&reader.join().expect("reader thread")).into_owned();
-    (status.code(), output)
+    (status.code(), output, ran)
 }
 
 macro_rules! require_qemu {
@@ -90,8 +97,11 @@ macro_rules! require_qemu {
 }
 
 fn check_greetings(machine: &str) {
-    let (status, output) = boot(machine, "");
+    let (status, output, ran) = boot_timed(machine, "");
     assert_eq!(status, Some(qemu_status(0)), "{machine}: exit status; output:\n{output}");
+    // Three sleeps of a second cannot end early in real time either: a TSC
+    // calibrated too slow would make the guest's seconds short.
+    assert!(ran >= Duration::from_secs(3), "{machine}: the guest slept {ran:?} in all");
     let greetings: Vec<&str> = output.lines().filter(|l| l.contains("hello from mirage-rs")).collect();
     assert_eq!(greetings.len(), 4, "{machine}: output:\n{output}");
     let mut stamps = Vec::new();
@@ -104,11 +114,14 @@ fn check_greetings(machine: &str) {
         let stamp = before_level.rsplit('[').next().unwrap_or("").trim();
         stamps.push(stamp.parse::<f64>().unwrap_or_else(|_| panic!("no timestamp in {line:?}")));
     }
-    // The greetings are one second apart on the kernel's clock: this checks
-    // the TSC calibration and the timer, not the host's speed.
-    for pair in stamps.windows(2) {
-        let gap = pair[1] - pair[0];
-        assert!((0.95..1.5).contains(&gap), "{machine}: greetings {gap} s apart: {stamps:?}");
+    // Greeting i is due i seconds after the start (hello sleeps until fixed
+    // deadlines), and a timer never fires early on the kernel's clock; the
+    // first greeting is logged a little after the start, hence the 10 ms.
+    // There is no upper bound: a loaded host may run the guest late, and
+    // that is no error of the kernel.
+    for (i, stamp) in stamps.iter().enumerate() {
+        let since_first = stamp - stamps[0];
+        assert!(since_first >= i as f64 - 0.01, "{machine}: greeting {i} {since_first} s after the first: {stamps:?}");
     }
 }
 
