@@ -1,0 +1,3 @@
+//! Run mirage-rs applications as x86_64 unikernels on virtio devices.
+
+#![no_std]
