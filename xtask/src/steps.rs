@@ -5,10 +5,26 @@ use std::time::Instant;
 
 use crate::{apt, cargo, TaskError};
 
-/// Debian packages the test suite runs: curl and iproute2 (`ip netns`,
-/// veth and TAP set-up) for the network tests against the host's stack.
-/// A test that needs another program adds its package here.
-const SUITE_PACKAGES: &[&str] = &["curl", "iproute2"];
+/// Debian packages whose programs the test suite runs as real peers; a
+/// test that needs another program adds its package here.
+const SUITE_PACKAGES: &[&str] = &[
+    // HTTP client against www; `ip netns`, veth and TAP set-up for every network test.
+    "curl",
+    "iproute2",
+    // Linux peers of our own stack: ping, DHCP server, UDP and TCP clients.
+    "iputils-ping",
+    "dnsmasq-base",
+    "socat",
+    "netcat-openbsd",
+    // Partition tables made and verified by the Linux tools (sgdisk, sfdisk),
+    // archives by GNU tar, a loop device for FileBlock on a block device.
+    "gdisk",
+    "fdisk",
+    "tar",
+    "mount",
+    // Boot tests of the unikernel images.
+    "qemu-system-x86",
+];
 
 /// Installs what the suite needs, then runs each step in order, printing
 /// its name and duration; stops at the first failure.
