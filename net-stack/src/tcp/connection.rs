@@ -9,9 +9,13 @@
 //! - RFC 5961 §3–5: RST and SYN inside the window get a challenge ACK, the
 //!   ACK range check; §7: the challenge ACK rate limit.
 //! - RFC 6298: the retransmission timer (see `rto.rs`).
-//! - RFC 5681 and RFC 6582: congestion control (see `congestion.rs`).
+//! - RFC 5681, RFC 6582 and RFC 9438: congestion control (see
+//!   `congestion.rs`).
+//! - RFC 6675: SACK-based loss recovery (the scoreboard is `sack.rs`;
+//!   `next_recovery_segment` below is its §5 step C).
 //! - RFC 7323 §2: window scaling; §3–5: timestamps, RTTM and PAWS.
-//! - RFC 2018: SACK-permitted, and SACK blocks reported on receive.
+//! - RFC 2018: SACK-permitted, SACK blocks reported on receive and used
+//!   on send.
 //! - RFC 2525 §2.17: closing with unread data resets the connection.
 //!
 //! The connection never reads a clock: every entry point takes `now`. It
@@ -27,9 +31,10 @@ use bytes::Bytes;
 use mirage_types::tcp::Keepalive;
 use mirage_types::time::Instant;
 
-use super::congestion::{AckAction, NewReno};
+use super::congestion::{AckAction, Congestion};
 use super::reassembly::Reassembly;
 use super::rto::RttEstimator;
+use super::sack::{NextSegment, Scoreboard};
 use super::TcpConfig;
 use crate::wire::tcp::{SackBlocks, SeqNumber, TcpFlags, TcpOptions, TcpPacket, TcpRepr, TcpTimestamp};
 
@@ -127,6 +132,25 @@ pub enum SendError {
     /// [`TcpConnection::error`]).
     #[error("connection is closed")]
     Closed,
+}
+
+/// Counters of one connection's sending and loss recovery, from
+/// [`TcpConnection::stats`]. They only grow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct ConnectionStats {
+    /// Segments with data or FIN sent, retransmissions included.
+    pub data_segments_sent: u64,
+    /// Of those, retransmissions (of data or a FIN sent before).
+    pub retransmitted_segments: u64,
+    /// Retransmission timeouts that fired with data outstanding (RFC 6298
+    /// §5.4), backed-off repeats included; SYN retransmissions count too.
+    pub timeouts: u64,
+    /// Loss recoveries entered on duplicate ACKs or SACK evidence (RFC
+    /// 5681 §3.2 fast retransmit; RFC 6675 §5 or RFC 6582 recovery).
+    pub fast_recoveries: u64,
+    /// Of those, SACK-based ones (RFC 6675).
+    pub sack_recoveries: u64,
 }
 
 /// A segment to send, lent by [`TcpConnection::poll_transmit`]: the
@@ -235,7 +259,10 @@ pub struct TcpConnection {
     rtt: RttEstimator,
     rtt_sample: Option<(SeqNumber, Instant)>,
     rto_deadline: Option<Instant>,
-    cc: NewReno,
+    cc: Congestion,
+    /// What the peer SACKed (RFC 6675), used only when `sack` is on.
+    scoreboard: Scoreboard,
+    stats: ConnectionStats,
     retransmit_first: bool,
     ack_now: bool,
     delack_deadline: Option<Instant>,
@@ -372,7 +399,9 @@ impl TcpConnection {
             rtt,
             rtt_sample: None,
             rto_deadline: None,
-            cc: NewReno::new(DEFAULT_PEER_MSS.min(rmss)),
+            cc: Congestion::new(config.congestion, DEFAULT_PEER_MSS.min(rmss)),
+            scoreboard: Scoreboard::default(),
+            stats: ConnectionStats::default(),
             retransmit_first: false,
             ack_now: false,
             delack_deadline: None,
@@ -472,6 +501,23 @@ impl TcpConnection {
     /// The congestion window in bytes.
     pub fn cwnd(&self) -> usize {
         self.cc.cwnd()
+    }
+
+    /// The slow start threshold in bytes (`usize::MAX` until the first
+    /// loss, RFC 5681 §3.1).
+    pub fn ssthresh(&self) -> usize {
+        self.cc.ssthresh()
+    }
+
+    /// Whether both ends agreed on SACK (RFC 2018 §2), so that loss
+    /// recovery follows RFC 6675 rather than NewReno.
+    pub fn sack_enabled(&self) -> bool {
+        self.sack
+    }
+
+    /// Counters of segments sent, retransmissions, timeouts and recoveries.
+    pub fn stats(&self) -> ConnectionStats {
+        self.stats
     }
 
     /// Payload bytes per full-sized segment we send.
@@ -684,9 +730,15 @@ impl TcpConnection {
         // segment, back off, restart the timer. Go-back-N: everything after
         // SND.UNA is sent again as the window allows.
         let flight = self.snd_max - self.snd_una;
+        self.stats.timeouts += 1;
         self.rtt.back_off();
         self.rtt_sample = None; // Karn's rule (RFC 6298 §3)
-        self.cc.on_timeout(flight);
+        self.cc.on_timeout(now, flight, self.snd_max);
+        // RFC 6675 §5.1 keeps RFC 2018 §8's rule: after a timeout, prior
+        // SACK information must not decide what is retransmitted (the
+        // receiver may have reneged), so forget it. SACKs that arrive from
+        // now on are fresh and let go-back-N skip what they cover.
+        self.scoreboard.clear();
         self.snd_nxt = self.snd_una;
         self.retransmit_first = false;
         self.rto_deadline = now.checked_add(self.rtt.rto());
@@ -988,27 +1040,53 @@ impl TcpConnection {
             self.sample_rtt(now, repr);
             // RFC 6298 §5.2–5.3.
             self.rto_deadline = if self.snd_una == self.snd_max { None } else { now.checked_add(self.rtt.rto()) };
+            if self.sack {
+                // RFC 6675 §5: every ACK updates the scoreboard.
+                self.scoreboard.update(self.snd_una, self.snd_max, &repr.options.sack_blocks);
+            }
             let flight = self.snd_max - self.snd_una;
-            if self.cc.on_new_ack(ack, acked, flight) == AckAction::RetransmitFirst {
+            if self.cc.on_new_ack(now, ack, acked, flight, self.rtt.srtt()) == AckAction::RetransmitFirst {
                 self.retransmit_first = true;
             }
-        } else if ack == self.snd_una
-            && repr.payload_len == 0
-            && !repr.flags.fin()
-            && self.snd_max > self.snd_una
-            && usize::from(repr.window_len) << self.snd_wscale == self.snd_wnd
-        {
-            // A duplicate acknowledgment (RFC 5681 §2).
-            if self.cc.on_dup_ack(self.snd_max - self.snd_una, self.snd_max) == AckAction::RetransmitFirst {
-                self.retransmit_first = true;
-                self.rtt_sample = None;
+        } else if ack == self.snd_una && repr.payload_len == 0 && !repr.flags.fin() && self.snd_max > self.snd_una {
+            let newly_sacked = if self.sack {
+                self.scoreboard.update(self.snd_una, self.snd_max, &repr.options.sack_blocks)
+            } else {
+                0
+            };
+            // A duplicate acknowledgment: RFC 5681 §2 wants the window
+            // unchanged; RFC 6675 §2 also counts an ACK whose SACK blocks
+            // report new data (a window update cannot hide a loss then).
+            let same_window = usize::from(repr.window_len) << self.snd_wscale == self.snd_wnd;
+            if same_window || newly_sacked > 0 {
+                self.on_dup_ack(now);
             }
+        } else if self.sack && ack == self.snd_una {
+            self.scoreboard.update(self.snd_una, self.snd_max, &repr.options.sack_blocks);
         }
         // RFC 9293 §3.10.7.4: update the window from the newest segment.
         if self.snd_wl1 < repr.seq_number || (self.snd_wl1 == repr.seq_number && self.snd_wl2 <= ack) {
             self.update_window(repr);
         }
         true
+    }
+
+    /// RFC 5681 §3.2 / RFC 6675 §5: count a duplicate ACK; on the third
+    /// (or when the scoreboard already deems SND.UNA's segment lost),
+    /// retransmit it and enter recovery.
+    fn on_dup_ack(&mut self, now: Instant) {
+        let flight = self.snd_max - self.snd_una;
+        // RFC 6675 §5 step 2: IsLost(HighACK + 1).
+        let first_lost = self.sack && self.scoreboard.is_lost(self.snd_una, self.smss);
+        if self.cc.on_dup_ack(now, flight, self.snd_max, self.sack, first_lost) == AckAction::RetransmitFirst {
+            self.retransmit_first = true;
+            self.rtt_sample = None;
+            self.stats.fast_recoveries += 1;
+            if self.sack {
+                self.stats.sack_recoveries += 1;
+                self.scoreboard.start_recovery();
+            }
+        }
     }
 
     fn update_window(&mut self, repr: &TcpRepr) {
@@ -1260,7 +1338,22 @@ impl TcpConnection {
             let fin = self.fin_queued && self.snd_una + len == data_end && self.snd_max > data_end;
             if len > 0 || fin {
                 self.rtt_sample = None;
+                if self.cc.recovery().is_some_and(|r| r.sack) {
+                    // RFC 6675 §5 step 4.3: HighRxt covers this segment.
+                    self.scoreboard.on_retransmit(self.snd_una + len + usize::from(fin), None);
+                }
                 return Some((self.snd_una, len, fin));
+            }
+        }
+        if let Some(recovery) = self.cc.recovery().filter(|r| r.sack) {
+            return self.next_recovery_segment(recovery.point);
+        }
+        if self.sack && self.snd_nxt < self.snd_max {
+            // Go-back-N after a timeout: skip what the peer SACKed since
+            // (the scoreboard was cleared at the timeout, so this is fresh).
+            // Ranges are disjoint and not adjacent: one jump suffices.
+            if let Some(end) = self.scoreboard.sacked_until(self.snd_nxt) {
+                self.snd_nxt = end.min(self.snd_max);
             }
         }
         let avail = data_end - self.snd_nxt;
@@ -1297,6 +1390,38 @@ impl TcpConnection {
         Some((self.snd_nxt, len, fin))
     }
 
+    /// RFC 6675 §5 step C: during SACK recovery, the next segment that
+    /// NextSeg() picks, while `cwnd − pipe` leaves room for a full one.
+    /// `point` is the recovery point, which a rescue retransmission
+    /// records as RescueRxt.
+    fn next_recovery_segment(&mut self, point: SeqNumber) -> Option<(SeqNumber, usize, bool)> {
+        let pipe = self.scoreboard.pipe(self.snd_una, self.snd_max, self.smss);
+        if self.cc.cwnd() < pipe + self.smss {
+            return None;
+        }
+        let data_end = self.data_end();
+        // New data is sent at HighData (SND.NXT is there during recovery),
+        // as far as the peer's window allows.
+        let avail = data_end - self.snd_max;
+        let room = (self.snd_una + self.snd_wnd) - self.snd_max;
+        let new_len = avail.min(room).min(self.smss);
+        let new_fin = self.fin_queued && self.snd_max <= data_end && new_len == avail;
+        let new_data = self.snd_nxt == self.snd_max && (new_len > 0 || new_fin);
+        match self.scoreboard.next_segment(self.snd_una, self.snd_max, self.smss, new_data)? {
+            NextSegment::NewData => Some((self.snd_max, new_len, new_fin)),
+            NextSegment::Retransmit { seq, max_len, rescue } => {
+                let len = max_len.min(self.smss).min(data_end - seq);
+                let fin = self.fin_queued && seq + len == data_end && self.snd_max > data_end;
+                if len == 0 && !fin {
+                    return None;
+                }
+                // RFC 6675 §5 step C.2.
+                self.scoreboard.on_retransmit(seq + len + usize::from(fin), rescue.then_some(point));
+                Some((seq, len, fin))
+            }
+        }
+    }
+
     fn transmit_data(&mut self, now: Instant, seq: SeqNumber, len: usize, fin: bool) -> TcpSegment<'_> {
         let offset = seq - self.send_start;
         // A zero-window probe (RFC 9293 §3.8.6.1): one byte past the
@@ -1319,9 +1444,15 @@ impl TcpConnection {
             let wait = self.rtt.rto().saturating_mul(1 << self.persist_backoff).min(self.config.max_rto);
             self.persist_deadline = now.checked_add(wait);
         } else {
-            let fast = seq == self.snd_una && self.snd_nxt > seq + seg_len;
-            if !fast {
-                self.snd_nxt = seq + seg_len;
+            // A retransmission below SND.NXT (fast retransmit, a SACK hole)
+            // leaves it; a segment that reaches past it moves it.
+            let end = seq + seg_len;
+            if seq <= self.snd_nxt && end > self.snd_nxt {
+                self.snd_nxt = end;
+            }
+            self.stats.data_segments_sent += 1;
+            if seq < self.snd_max {
+                self.stats.retransmitted_segments += 1;
             }
             self.record_sent(now, seq, seg_len);
         }

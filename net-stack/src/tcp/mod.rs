@@ -3,8 +3,10 @@
 //! Reading list (each file lists its own in detail):
 //! - RFC 9293: the protocol, states and "SEGMENT ARRIVES" processing.
 //! - RFC 5961: resets and SYNs inside the window, ACK range, rate limit.
-//! - RFC 6298: the retransmission timer; RFC 5681 and RFC 6582: congestion
-//!   control with NewReno recovery.
+//! - RFC 6298: the retransmission timer; RFC 5681 and RFC 9438: congestion
+//!   control (CUBIC by default, Reno selectable, see [`CongestionControl`]);
+//!   RFC 6675: SACK-based loss recovery, RFC 6582: NewReno recovery when
+//!   the peer does not do SACK.
 //! - RFC 7323: window scaling, timestamps, PAWS; RFC 2018: SACK.
 //! - RFC 6528: initial sequence numbers; RFC 4987 §3.6: SYN cookies.
 //!
@@ -68,14 +70,15 @@
 //! bytes; received data (in order and out of order together) at most
 //! [`TcpConfig::recv_buffer`] bytes, because the window we advertise never
 //! exceeds the free space; out-of-order data in at most
-//! [`TcpConfig::max_ooo_segments`] separate runs. Per listener: see
+//! [`TcpConfig::max_ooo_segments`] separate runs; the SACK scoreboard at
+//! most [`MAX_SACKED_RANGES`] ranges. Per listener: see
 //! [`TcpListener`]'s module notes (`backlog`, `syn_backlog`,
 //! [`MAX_PENDING_REPLIES`]).
 //!
 //! # Not implemented
 //!
-//! CUBIC (NewReno only); SACK-based loss recovery (RFC 6675): we report
-//! SACK blocks to peers but ignore the ones we receive; urgent data; IPv6
+//! HyStart++ (RFC 9406), PRR (RFC 6937), RACK-TLP (RFC 8985), D-SACK
+//! (RFC 2883) and undoing spurious reductions; urgent data; IPv6
 //! pseudo-headers (the core is address-family neutral, the checksum helper
 //! is IPv4); ECN; TCP Fast Open; path MTU discovery.
 
@@ -84,12 +87,17 @@ mod connection;
 mod listener;
 mod reassembly;
 mod rto;
+mod sack;
 
 use core::time::Duration;
 
 use mirage_types::tcp::Keepalive;
 
-pub use connection::{reset_for_unknown, ConnectionError, SendError, TcpConnection, TcpSegment, TcpState};
+pub use congestion::CongestionControl;
+pub use connection::{
+    reset_for_unknown, ConnectionError, ConnectionStats, SendError, TcpConnection, TcpSegment, TcpState,
+};
+pub use sack::MAX_SACKED_RANGES;
 pub use listener::{IsnGenerator, ListenerStats, ListenerTransmit, TcpListener, MAX_PENDING_REPLIES};
 
 pub use crate::wire::tcp::SeqNumber;
@@ -142,6 +150,8 @@ pub struct TcpConfig {
     pub sack: bool,
     /// Challenge ACKs sent per second at most (RFC 5961 §7). Default 10.
     pub challenge_acks_per_second: u32,
+    /// The congestion window algorithm. Default [`CongestionControl::Cubic`].
+    pub congestion: CongestionControl,
 }
 
 impl Default for TcpConfig {
@@ -164,6 +174,7 @@ impl Default for TcpConfig {
             timestamps: true,
             sack: true,
             challenge_acks_per_second: 10,
+            congestion: CongestionControl::Cubic,
         }
     }
 }
