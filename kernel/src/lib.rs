@@ -10,7 +10,8 @@
 //! | [`SerialConsole`] | `mirage_types::console::Console` on COM1 |
 //! | [`KernelClock`] | the clocks as a `Send + Sync` value, for a logger |
 //! | [`executor`] | the single-threaded event loop with its timer queue |
-//! | [`arch`] | the hardware, one safe module per mechanism (ports, CPU, descriptors, PIC, PIT, CMOS, UART, power) |
+//! | [`interrupt`] | device interrupt lines (I/O APIC GSIs) and the tasks waiting for them |
+//! | [`arch`] | the hardware, one safe module per mechanism (ports, CPU, descriptors, PIC, PIT, local and I/O APIC, CMOS, UART, power) |
 //! | [`pvh`], [`cmdline`], [`time`] | pure parsing and arithmetic (start info, flags, clock conversions) |
 //!
 //! # How a kernel image is built
@@ -66,6 +67,7 @@ pub mod cmdline;
 pub mod executor;
 #[cfg(panic = "abort")]
 mod image;
+pub mod interrupt;
 pub mod platform;
 pub mod pvh;
 pub mod time;

@@ -1,5 +1,6 @@
-//! The local APIC, only as far as routing the 8259 PIC's interrupts to
-//! the CPU goes ("virtual wire" mode: LINT0 delivers ExtINT).
+//! The local APIC, as far as routing interrupts to the CPU goes: the 8259
+//! PIC's through LINT0 ("virtual wire" mode: LINT0 delivers ExtINT), and
+//! the I/O APIC's as fixed vectors, which need an end-of-interrupt write.
 //!
 //! Firmware usually leaves LINT0 so; QEMU's microvm firmware (qboot)
 //! leaves it masked, and without this no timer interrupt arrives there.
@@ -11,6 +12,8 @@ const IA32_APIC_BASE: u32 = 0x1b;
 const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
 
 /// Register offsets.
+const ID: usize = 0x20;
+const END_OF_INTERRUPT: usize = 0xb0;
 const SPURIOUS_VECTOR: usize = 0xf0;
 const LVT_LINT0: usize = 0x350;
 
@@ -31,15 +34,41 @@ fn read_msr(msr: u32) -> u64 {
 /// (uncached: the fourth GiB).
 const MAPPED_DEVICE_END: u64 = 4 << 30;
 
+/// The base of the APIC's register page, if the APIC is enabled and its
+/// page is mapped.
+fn mapped_base() -> Option<u64> {
+    let base_msr = read_msr(IA32_APIC_BASE);
+    let base = base_msr & 0x000f_ffff_ffff_f000;
+    (base_msr & APIC_GLOBAL_ENABLE != 0 && base + 0x1000 <= MAPPED_DEVICE_END).then_some(base)
+}
+
+/// This CPU's local APIC id, the destination of I/O APIC entries; `None`
+/// without a usable local APIC.
+pub fn id() -> Option<u8> {
+    let base = mapped_base()?;
+    // SAFETY: `base` is the APIC's register page, identity-mapped uncached
+    // (checked by `mapped_base`); the ID register is 32-bit aligned and
+    // reading it has no effect.
+    let id = unsafe { ((base as usize + ID) as *const u32).read_volatile() };
+    Some((id >> 24) as u8)
+}
+
+/// Signals the end of the interrupt being serviced, which a vector the
+/// I/O APIC delivered needs (for a level-triggered one, the APIC forwards
+/// it to the I/O APIC). Does nothing without a usable local APIC.
+pub fn end_of_interrupt() {
+    if let Some(base) = mapped_base() {
+        // SAFETY: as in `id`; writing 0 to the EOI register only ends the
+        // highest-priority interrupt in service.
+        unsafe { ((base as usize + END_OF_INTERRUPT) as *mut u32).write_volatile(0) };
+    }
+}
+
 /// Turns on the local APIC and sets LINT0 to ExtINT, so the PIC's
 /// interrupts reach the CPU. Returns `false`, changing nothing, if the
 /// APIC is disabled in IA32_APIC_BASE or sits outside the mapped memory.
 pub fn enable_virtual_wire() -> bool {
-    let base_msr = read_msr(IA32_APIC_BASE);
-    let base = base_msr & 0x000f_ffff_ffff_f000;
-    if base_msr & APIC_GLOBAL_ENABLE == 0 || base + 0x1000 > MAPPED_DEVICE_END {
-        return false;
-    }
+    let Some(base) = mapped_base() else { return false };
     let register = |offset: usize| (base as usize + offset) as *mut u32;
     // SAFETY: `base` is the APIC's register page, identity-mapped uncached by
     // the boot page tables (checked above); the two registers written are

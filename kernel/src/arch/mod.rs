@@ -9,6 +9,7 @@
 pub mod cmos;
 pub mod cpu;
 pub mod descriptors;
+pub mod ioapic;
 pub mod lapic;
 pub mod pic;
 pub mod pit;

@@ -1,4 +1,4 @@
-//! Interrupt entry: assembly stubs for vectors 0–47, the Rust dispatcher,
+//! Interrupt entry: assembly stubs for vectors 0–63, the Rust dispatcher,
 //! and the tables (GDT with TSS, IDT) that route every vector to its stub
 //! on an interrupt stack of its own.
 //!
@@ -18,8 +18,9 @@ use crate::arch::{cpu, pic, power};
 /// The status the kernel exits with on a CPU exception.
 pub const EXCEPTION_STATUS: u8 = 102;
 
-/// Number of vectors with a stub: the 32 exceptions and the 16 PIC lines.
-const STUB_COUNT: usize = 48;
+/// Number of vectors with a stub: the 32 exceptions, the 16 PIC lines and
+/// the I/O APIC line slots (`crate::interrupt`).
+const STUB_COUNT: usize = crate::interrupt::FIRST_VECTOR as usize + crate::interrupt::MAX_LINES;
 
 /// The local APIC's spurious-interrupt vector (see `arch::lapic`).
 const APIC_SPURIOUS_VECTOR: u8 = 0xff;
@@ -50,7 +51,7 @@ mirage_isr_\vec:
     jmp mirage_isr_common
     .endm
 
-    .irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47
+    .irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63
     mirage_isr \v
     .endr
 
@@ -96,7 +97,7 @@ mirage_isr_common:
     .balign 8
     .global mirage_isr_table
 mirage_isr_table:
-    .irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47
+    .irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63
     .quad mirage_isr_\v
     .endr
     .quad mirage_isr_apic_spurious
@@ -183,6 +184,10 @@ extern "C" fn mirage_kernel_interrupt(frame: &InterruptFrame) {
         uart.flush();
         power::power_off(EXCEPTION_STATUS);
     }
+    if vector >= usize::from(crate::interrupt::FIRST_VECTOR) {
+        crate::interrupt::on_vector(vector as u8);
+        return;
+    }
     let line = (vector - 32) as u8;
     // A spurious IRQ 7 or 15 is not in service and must not be acknowledged
     // at its own PIC (a spurious 15 still needs the master's EOI).
@@ -206,8 +211,9 @@ extern "C" fn mirage_kernel_interrupt(frame: &InterruptFrame) {
 struct InterruptStack([u8; IST_STACK_SIZE]);
 
 /// Installs the GDT with the TSS and the IDT, routes the PIC's lines to
-/// vectors 32–47 with only the PIT's and COM1's unmasked, and enables
-/// COM1's receive interrupt. Interrupts stay masked in the CPU.
+/// vectors 32–47 with only the PIT's and COM1's unmasked, finds the I/O
+/// APICs for device lines (vectors from 48, all masked until claimed) and
+/// enables COM1's receive interrupt. Interrupts stay masked in the CPU.
 pub fn init() {
     let mut tops = [0u64; 7];
     for top in tops.iter_mut().take(IST_IRQ as usize) {
@@ -245,5 +251,6 @@ pub fn init() {
     pic::unmask(COM1_IRQ);
     // Without a local APIC the PIC drives the CPU's interrupt pin directly.
     crate::arch::lapic::enable_virtual_wire();
+    crate::interrupt::init();
     Uart16550::com1().enable_receive_interrupt();
 }
