@@ -193,6 +193,14 @@ pub fn init() {
     });
 }
 
+/// Whether an I/O APIC [`init`] found serves `gsi`, i.e. whether
+/// [`InterruptLine::claim`] can route it. Lets a platform tell machine
+/// layouts apart (QEMU microvm wires virtio-mmio to GSIs 24–47 when it has
+/// a second I/O APIC, to 16–23 otherwise).
+pub fn is_routable(gsi: u32) -> bool {
+    ioapic_for(gsi).is_some()
+}
+
 fn ioapic_for(gsi: u32) -> Option<(IoApic, u8)> {
     let (apics, apic_id) = IOAPICS.get()?;
     apics.iter().find(|apic| apic.serves(gsi)).map(|apic| (*apic, *apic_id))

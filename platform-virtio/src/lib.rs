@@ -1,3 +1,43 @@
-//! Run mirage-rs applications as x86_64 unikernels on virtio devices.
+//! Run mirage-rs applications as x86_64 unikernels on virtio devices: the
+//! device half of the virtio platform, on top of `mirage-kernel`.
+//!
+//! | item | what it is |
+//! |---|---|
+//! | [`discovery`] | finds virtio devices: virtio-mmio slots on QEMU microvm, PCI bus 0 on q35, each with its interrupt line |
+//! | [`hal`] | [`hal::KernelHal`], virtio-drivers' `Hal`: DMA from the heap, physical = virtual |
+//! | [`pci`] | [`pci::PortCam`], PCI configuration through ports 0xcf8/0xcfc |
+//!
+//! # Interrupts and transports: the API drivers build on
+//!
+//! A driver takes a [`discovery::VirtioDevice`] (its `transport`, its
+//! `gsi`), builds the virtio-drivers device over the transport with
+//! [`hal::KernelHal`], and claims the line with
+//! [`mirage_kernel::interrupt::InterruptLine::claim`]`(device.gsi)`. To wait
+//! for the device, a future's `poll`:
+//!
+//! 1. acknowledges the interrupt at the device (`ack_interrupt()`);
+//! 2. takes what the device completed (`peek_used`/`pop_used`, or the
+//!    device's `complete_*` calls);
+//! 3. if its own request is not among them, calls
+//!    [`InterruptLine::arm`](mirage_kernel::interrupt::InterruptLine::arm)
+//!    with its waker and returns `Pending`.
+//!
+//! Lines are level-triggered and masked by the kernel when they fire until
+//! the next `arm`, so this order loses no completion
+//! (`mirage_kernel::interrupt` explains why). Buffers given to the device
+//! must be owned by the driver, not by a future: a dropped future's request
+//! still completes into its buffer (see `blk` for the pattern).
+//!
+//! # Cargo features
+//!
+//! This crate has no Cargo features. It is `#![no_std]` + `alloc`; its
+//! hardware access compiles on the host (so clippy, rustdoc and the unit
+//! tests of its pure parts run there) but only works in a kernel image.
 
 #![no_std]
+
+extern crate alloc;
+
+pub mod discovery;
+pub mod hal;
+pub mod pci;
