@@ -1357,7 +1357,7 @@ impl TcpConnection {
             }
         }
         let avail = data_end - self.snd_nxt;
-        let in_flight = self.snd_nxt - self.snd_una;
+        let in_flight = (self.snd_nxt - self.snd_una).saturating_sub(self.scoreboard.sacked_below(self.snd_nxt));
         let window = self.snd_wnd.min(self.cc.cwnd());
         let usable = window.saturating_sub(in_flight);
         let len = avail.min(usable).min(self.smss);
@@ -2126,6 +2126,225 @@ mod tests {
         h.at(5000);
         h.expect(RST, 1002, 0);
         assert_eq!(h.conn.error(), Some(ConnectionError::UserTimeout));
+    }
+
+    // ---- SACK (RFC 2018) and loss recovery (RFC 6675, RFC 6582) ------------
+
+    fn established_sack(config: TcpConfig) -> Harness {
+        let mut h = Harness::active(TcpConfig { sack: true, ..config });
+        h.expect(SYN, 1000, 0);
+        let mut syn_ack = repr(SYN_ACK, 5000, 1001, 65_535, 0);
+        syn_ack.options.max_seg_size = Some(1460);
+        syn_ack.options.sack_permitted = true;
+        h.send_repr(&syn_ack, b"");
+        h.expect(ACK, 1001, 5001);
+        assert!(h.conn.sack_enabled());
+        h
+    }
+
+    fn sack_pairs(r: &TcpRepr) -> Vec<(u32, u32)> {
+        r.options.sack_blocks.as_slice().iter().map(|(l, r)| (l.0, r.0)).collect()
+    }
+
+    /// RFC 2018 §6's examples: the peer sends 8 segments of 500 bytes from
+    /// 5001 (the RFC's 5000 plus our SYN); `order` lists which arrive, in
+    /// order; returns the ACK number and SACK blocks of each of our ACKs.
+    fn rfc2018_receiver(order: &[u32]) -> (Harness, Vec<(u32, Vec<(u32, u32)>)>) {
+        let mut h = established_sack(TcpConfig { delayed_ack: Duration::ZERO, ..config() });
+        let mut acks = Vec::new();
+        for &segment in order {
+            h.send(ACK, 5001 + 500 * segment, 1001, &[segment as u8; 500]);
+            let sent = h.sent();
+            assert_eq!(sent.len(), 1, "one ACK per segment: {sent:?}");
+            acks.push((sent[0].0.ack_number.0, sack_pairs(&sent[0].0)));
+        }
+        (h, acks)
+    }
+
+    #[test]
+    fn rfc2018_case1_in_order_data_gets_no_sack() {
+        // RFC 2018 §6 case 1: the first 4 arrive, the last 4 are dropped.
+        let (_, acks) = rfc2018_receiver(&[0, 1, 2, 3]);
+        assert_eq!(acks.last().unwrap(), &(7001, std::vec![]));
+        assert!(acks.iter().all(|(_, blocks)| blocks.is_empty()));
+    }
+
+    #[test]
+    fn rfc2018_case2_first_segment_dropped() {
+        // RFC 2018 §6 case 2: each of the last seven is answered with
+        // ACK 5000 and one block growing from 5500-6000 to 5500-9000.
+        let (_, acks) = rfc2018_receiver(&[1, 2, 3, 4, 5, 6, 7]);
+        let expected: Vec<(u32, Vec<(u32, u32)>)> =
+            (1..=7).map(|n| (5001, std::vec![(5501, 5501 + 500 * n)])).collect();
+        assert_eq!(acks, expected);
+    }
+
+    #[test]
+    fn rfc2018_case3_alternate_segments_dropped_then_filled() {
+        // RFC 2018 §6 case 3: the 2nd, 4th, 6th and 8th are dropped; the
+        // first block is the latest segment, the others repeat the blocks
+        // reported most recently.
+        let (mut h, acks) = rfc2018_receiver(&[0, 2, 4, 6]);
+        assert_eq!(
+            acks,
+            [
+                (5501, std::vec![]),
+                (5501, std::vec![(6001, 6501)]),
+                (5501, std::vec![(7001, 7501), (6001, 6501)]),
+                (5501, std::vec![(8001, 8501), (7001, 7501), (6001, 6501)]),
+            ]
+        );
+        // The 4th segment arrives out of order: two blocks remain.
+        h.send(ACK, 5001 + 500 * 3, 1001, &[3; 500]);
+        let (ack, _) = h.expect(ACK, 1001, 5501);
+        assert_eq!(sack_pairs(&ack), [(6001, 7501), (8001, 8501)]);
+        // Then the 2nd: the cumulative ACK moves to 7500 (7501 here).
+        h.send(ACK, 5001 + 500, 1001, &[1; 500]);
+        let (ack, _) = h.expect(ACK, 1001, 7501);
+        assert_eq!(sack_pairs(&ack), [(8001, 8501)]);
+    }
+
+    /// Grows the congestion window by slow start to at least `segments`
+    /// full segments, every byte acknowledged; returns SND.UNA.
+    fn grow_window(h: &mut Harness, segments: usize) -> u32 {
+        let mut una = 1001;
+        for _ in 0..64 {
+            if h.conn.cwnd() >= segments * 1460 {
+                return una;
+            }
+            h.conn.send(&[0; 1460]).unwrap();
+            let sent = h.sent();
+            una += sent.iter().map(|(r, _)| r.payload_len as u32).sum::<u32>();
+            h.send(ACK, 5001, una, b"");
+        }
+        panic!("cwnd stuck at {}", h.conn.cwnd());
+    }
+
+    /// Sends one flight of 12 full segments, of which the peer loses the
+    /// 2nd, 5th and 8th, and feeds back the ACKs (with SACK blocks if
+    /// `sack`) a receiver sends for the other nine. Returns the harness and
+    /// the start of every segment sent while those ACKs arrived.
+    fn lose_three_of_twelve(sack: bool) -> (Harness, u32, Vec<u32>) {
+        let config = TcpConfig { nodelay: true, ..config() };
+        let mut h = if sack { established_sack(config) } else { Harness::established(config) };
+        let una = grow_window(&mut h, 13);
+        h.conn.send(&[1; 12 * 1460]).unwrap();
+        let flight = h.sent();
+        assert_eq!(flight.len(), 12);
+        let start = |i: u32| una + 1460 * i;
+        let lost = [1, 4, 7];
+        let mut received = std::vec![false; 12];
+        let mut resent = Vec::new();
+        for i in (0..12u32).filter(|i| !lost.contains(i)) {
+            received[i as usize] = true;
+            let cumulative = received.iter().take_while(|r| **r).count() as u32;
+            let mut ack = repr(ACK, 5001, start(cumulative), 65_535, 0);
+            if sack {
+                // Runs above the cumulative ACK, the newest first.
+                let mut runs: Vec<(u32, u32)> = Vec::new();
+                for j in cumulative..12 {
+                    if received[j as usize] {
+                        match runs.last_mut() {
+                            Some(run) if run.1 == start(j) => run.1 = start(j + 1),
+                            _ => runs.push((start(j), start(j + 1))),
+                        }
+                    }
+                }
+                runs.sort_by_key(|run| !(start(i) >= run.0 && start(i) < run.1));
+                for (l, r) in runs.into_iter().take(4) {
+                    ack.options.sack_blocks.push(SeqNumber(l), SeqNumber(r));
+                }
+            }
+            h.send_repr(&ack, b"");
+            resent.extend(h.sent().iter().map(|(r, _)| r.seq_number.0));
+        }
+        (h, una, resent)
+    }
+
+    #[test]
+    fn sack_recovery_retransmits_every_hole_within_one_round_trip() {
+        // RFC 6675 §5: with the ACKs of one flight, all three holes go out
+        // again (rules 1 and 3 of NextSeg), within what cwnd − pipe allows,
+        // without waiting for partial ACKs or a timeout.
+        // The fourth retransmission is NextSeg()'s rule (4): once the holes
+        // are repaired and nothing new is queued, one "rescue" copy of the
+        // highest unSACKed segment guards against a lost tail.
+        let (mut h, una, resent) = lose_three_of_twelve(true);
+        let expected: Vec<u32> = [1, 4, 7, 11].iter().map(|i| una + 1460 * i).collect();
+        assert_eq!(resent, expected);
+        let stats = h.conn.stats();
+        assert_eq!((stats.fast_recoveries, stats.sack_recoveries, stats.timeouts), (1, 1, 0));
+        assert_eq!(stats.retransmitted_segments, 4);
+        // RFC 9438 §4.6 (CUBIC by default): ssthresh = 0.7 · FlightSize
+        // (11 segments outstanding at the third duplicate).
+        assert_eq!(h.conn.ssthresh(), 11 * 1460 * 7 / 10);
+        // The retransmissions arrive: one cumulative ACK ends recovery.
+        h.send(ACK, 5001, una + 12 * 1460, b"");
+        assert_eq!(h.conn.send_queued(), 0);
+        assert_eq!(h.conn.cc.recovery(), None);
+        assert_eq!(h.conn.poll_deadline(), None);
+    }
+
+    #[test]
+    fn newreno_recovery_without_sack_repairs_one_hole_per_round_trip() {
+        // RFC 6582 §3.2: without SACK only SND.UNA's segment is known lost;
+        // the next holes wait for partial ACKs, one round trip each.
+        let (mut h, una, resent) = lose_three_of_twelve(false);
+        assert_eq!(resent, [una + 1460]);
+        let stats = h.conn.stats();
+        assert_eq!((stats.fast_recoveries, stats.sack_recoveries), (1, 0));
+        // A partial ACK (up to the second hole) retransmits it.
+        h.send(ACK, 5001, una + 4 * 1460, b"");
+        let sent = h.sent();
+        assert_eq!(sent[0].0.seq_number, SeqNumber(una + 4 * 1460));
+    }
+
+    #[test]
+    fn sack_blocks_outside_the_flight_are_ignored() {
+        // RFC 6675 §4 Update() records only data between HighACK and
+        // HighData: bogus blocks cannot fake progress.
+        let mut h = established_sack(TcpConfig { nodelay: true, ..config() });
+        h.conn.send(&[1; 3 * 1460]).unwrap();
+        assert_eq!(h.sent().len(), 3);
+        let mut ack = repr(ACK, 5001, 1001, 65_535, 0);
+        ack.options.sack_blocks.push(SeqNumber(900_000), SeqNumber(900_100));
+        ack.options.sack_blocks.push(SeqNumber(2461), SeqNumber(2000));
+        ack.options.sack_blocks.push(SeqNumber(1), SeqNumber(1001));
+        h.send_repr(&ack, b"");
+        assert!(h.conn.scoreboard.ranges().is_empty());
+        h.expect_nothing();
+    }
+
+    #[test]
+    fn a_timeout_clears_the_scoreboard_and_blocks_recovery_until_acknowledged() {
+        // RFC 6675 §5.1: after an RTO the SACK information is discarded
+        // (RFC 2018 §8) and no new recovery starts before HighData at the
+        // timeout is acknowledged.
+        let (mut h, una, _) = lose_three_of_twelve(true);
+        assert!(!h.conn.scoreboard.ranges().is_empty());
+        let deadline = h.conn.poll_deadline().expect("the retransmission timer runs");
+        h.at(deadline.as_nanos() / 1_000_000);
+        let sent = h.sent();
+        assert_eq!(sent[0].0.seq_number, SeqNumber(una + 1460), "go-back-N from SND.UNA");
+        assert_eq!(h.conn.stats().timeouts, 1);
+        assert!(h.conn.scoreboard.ranges().is_empty());
+        assert_eq!(h.conn.cwnd(), 1460);
+        assert_eq!(h.conn.cc.recovery(), None);
+        // Fresh SACKs after the timeout are recorded and go-back-N skips
+        // them, but duplicate ACKs start no recovery.
+        for _ in 0..4 {
+            let mut ack = repr(ACK, 5001, una + 1460, 65_535, 0);
+            ack.options.sack_blocks.push(SeqNumber(una + 2 * 1460), SeqNumber(una + 4 * 1460));
+            h.send_repr(&ack, b"");
+        }
+        assert_eq!(h.conn.stats().fast_recoveries, 1);
+        h.send(ACK, 5001, una + 2 * 1460, b"");
+        let sent = h.sent();
+        assert!(
+            sent.iter().all(|(r, _)| !r.seq_number.in_range(SeqNumber(una + 2 * 1460), SeqNumber(una + 4 * 1460))),
+            "SACKed data is not resent: {sent:?}"
+        );
+        assert_eq!(sent[0].0.seq_number, SeqNumber(una + 4 * 1460));
     }
 
     // ---- Options (RFC 7323) -------------------------------------------------

@@ -3,7 +3,9 @@
 //! Reading list:
 //! - RFC 9293 §3.10.7.4 ("seventh, process the segment text"): segments
 //!   beyond RCV.NXT but inside the window should be held for later.
-//! - RFC 2018 §4: which SACK blocks a receiver reports, most recent first.
+//! - RFC 2018 §4: which SACK blocks a receiver reports: the first holds
+//!   the most recently received segment, the others repeat the most
+//!   recently reported blocks.
 //!
 //! Bounds: the caller only inserts data inside its receive window, so the
 //! bytes held never exceed the receive buffer; the number of disjoint runs
@@ -14,21 +16,23 @@ use alloc::vec::Vec;
 
 use bytes::Bytes;
 
-use crate::wire::tcp::{SackBlocks, SeqNumber};
+use crate::wire::tcp::{SackBlocks, SeqNumber, MAX_SACK_BLOCKS};
 
 /// Held segments, sorted by sequence number, never overlapping.
 #[derive(Debug)]
 pub(crate) struct Reassembly {
-    segments: Vec<(SeqNumber, Bytes)>,
+    /// (start, data, arrival stamp): a run of contiguous segments was
+    /// last changed at the highest stamp among them, which orders SACK
+    /// blocks by recency (RFC 2018 §4).
+    segments: Vec<(SeqNumber, Bytes, u64)>,
     max_segments: usize,
-    /// Start of the most recently inserted segment, for RFC 2018 §4's
-    /// "first block holds the most recent segment".
-    last_inserted: Option<SeqNumber>,
+    /// Counts insertions; never wraps in practice (2^64 segments).
+    next_stamp: u64,
 }
 
 impl Reassembly {
     pub(crate) fn new(max_segments: usize) -> Reassembly {
-        Reassembly { segments: Vec::new(), max_segments, last_inserted: None }
+        Reassembly { segments: Vec::new(), max_segments, next_stamp: 0 }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -37,7 +41,7 @@ impl Reassembly {
 
     /// Bytes held.
     pub(crate) fn len_bytes(&self) -> usize {
-        self.segments.iter().map(|(_, d)| d.len()).sum()
+        self.segments.iter().map(|(_, d, _)| d.len()).sum()
     }
 
     /// Holds `data` starting at `seq` (after `rcv_nxt`), keeping bytes
@@ -46,8 +50,8 @@ impl Reassembly {
     pub(crate) fn insert(&mut self, seq: SeqNumber, mut data: Bytes) -> bool {
         let mut start = seq;
         // Cut the part that the segment before already holds.
-        let pos = self.segments.partition_point(|(s, _)| *s <= start);
-        if let Some((prev_seq, prev)) = pos.checked_sub(1).and_then(|i| self.segments.get(i)) {
+        let pos = self.segments.partition_point(|(s, _, _)| *s <= start);
+        if let Some((prev_seq, prev, _)) = pos.checked_sub(1).and_then(|i| self.segments.get(i)) {
             let prev_end = *prev_seq + prev.len();
             if prev_end > start {
                 let overlap = (prev_end - start).min(data.len());
@@ -62,7 +66,7 @@ impl Reassembly {
         // Drop held segments the new one covers entirely; cut its end where
         // it meets the next one.
         let i = pos;
-        while let Some((next_seq, next)) = self.segments.get(i) {
+        while let Some((next_seq, next, _)) = self.segments.get(i) {
             if *next_seq >= end {
                 break;
             }
@@ -80,20 +84,20 @@ impl Reassembly {
         if self.segments.len() >= self.max_segments {
             return false;
         }
-        self.segments.insert(pos, (start, data));
-        self.last_inserted = Some(start);
+        self.next_stamp += 1;
+        self.segments.insert(pos, (start, data, self.next_stamp));
         true
     }
 
     /// Takes the next held bytes that start at or before `rcv_nxt`,
     /// trimmed to start at `rcv_nxt`.
     pub(crate) fn pop_ready(&mut self, rcv_nxt: SeqNumber) -> Option<Bytes> {
-        while let Some((seq, _)) = self.segments.first() {
+        while let Some((seq, _, _)) = self.segments.first() {
             if *seq > rcv_nxt {
                 return None;
             }
             let skip = rcv_nxt - *seq;
-            let (_, data) = self.segments.remove(0);
+            let (_, data, _) = self.segments.remove(0);
             if skip < data.len() {
                 return Some(data.slice(skip..));
             }
@@ -101,26 +105,43 @@ impl Reassembly {
         None
     }
 
-    /// The runs held, as SACK blocks: the run holding the most recently
-    /// received segment first (RFC 2018 §4), then the others in order.
+    /// The runs held, as SACK blocks, most recently changed first: the
+    /// first holds the segment received last, and the others follow in
+    /// the order they were last reported (RFC 2018 §4), since a run's
+    /// stamp is when it last grew. At most [`MAX_SACK_BLOCKS`].
     pub(crate) fn sack_blocks(&self) -> SackBlocks {
-        let mut runs: Vec<(SeqNumber, SeqNumber)> = Vec::new();
-        for (seq, data) in &self.segments {
-            let end = *seq + data.len();
-            match runs.last_mut() {
-                Some((_, right)) if *right == *seq => *right = end,
-                _ => runs.push((*seq, end)),
+        // The most recent runs, newest first, chosen without allocating.
+        let mut best: [(u64, SeqNumber, SeqNumber); MAX_SACK_BLOCKS] =
+            [(0, SeqNumber(0), SeqNumber(0)); MAX_SACK_BLOCKS];
+        let mut count = 0;
+        let mut consider = |run: (SeqNumber, SeqNumber, u64)| {
+            let (left, right, stamp) = run;
+            let at = best[..count].iter().position(|(s, _, _)| *s < stamp).unwrap_or(count);
+            if at < MAX_SACK_BLOCKS {
+                let keep = count.min(MAX_SACK_BLOCKS - 1);
+                best.copy_within(at..keep, at + 1);
+                best[at] = (stamp, left, right);
+                count = (count + 1).min(MAX_SACK_BLOCKS);
             }
+        };
+        let mut run: Option<(SeqNumber, SeqNumber, u64)> = None;
+        for (seq, data, stamp) in &self.segments {
+            let end = *seq + data.len();
+            run = match run {
+                Some((left, right, newest)) if right == *seq => Some((left, end, newest.max(*stamp))),
+                Some(done) => {
+                    consider(done);
+                    Some((*seq, end, *stamp))
+                }
+                None => Some((*seq, end, *stamp)),
+            };
+        }
+        if let Some(done) = run {
+            consider(done);
         }
         let mut blocks = SackBlocks::EMPTY;
-        let recent = self.last_inserted.and_then(|s| runs.iter().position(|(l, r)| s.in_range(*l, *r)));
-        if let Some(i) = recent {
-            blocks.push(runs[i].0, runs[i].1);
-        }
-        for (i, (l, r)) in runs.iter().enumerate() {
-            if Some(i) != recent {
-                blocks.push(*l, *r);
-            }
+        for (_, left, right) in &best[..count] {
+            blocks.push(*left, *right);
         }
         blocks
     }
@@ -176,7 +197,8 @@ mod tests {
 
     #[test]
     fn sack_blocks_put_the_latest_run_first() {
-        // RFC 2018 §4: the first block reports the most recent segment.
+        // RFC 2018 §4: the first block reports the most recent segment,
+        // the others the most recently reported runs.
         let mut r = Reassembly::new(8);
         r.insert(SeqNumber(100), bytes(0..10));
         r.insert(SeqNumber(110), bytes(0..10)); // joins the first run
@@ -185,7 +207,19 @@ mod tests {
         let blocks = r.sack_blocks();
         assert_eq!(
             blocks.as_slice(),
-            &[(SeqNumber(150), SeqNumber(160)), (SeqNumber(100), SeqNumber(120)), (SeqNumber(200), SeqNumber(210))]
+            &[(SeqNumber(150), SeqNumber(160)), (SeqNumber(200), SeqNumber(210)), (SeqNumber(100), SeqNumber(120))]
+        );
+        // Only the four most recent of more runs are reported.
+        r.insert(SeqNumber(300), bytes(0..10));
+        r.insert(SeqNumber(400), bytes(0..10));
+        assert_eq!(
+            r.sack_blocks().as_slice(),
+            &[
+                (SeqNumber(400), SeqNumber(410)),
+                (SeqNumber(300), SeqNumber(310)),
+                (SeqNumber(150), SeqNumber(160)),
+                (SeqNumber(200), SeqNumber(210))
+            ]
         );
     }
 }

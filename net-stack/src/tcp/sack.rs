@@ -264,6 +264,12 @@ impl Scoreboard {
         None
     }
 
+    /// Bytes SACKed below `end` (all of them lie above SND.UNA): go-back-N
+    /// does not count them as in flight.
+    pub(crate) fn sacked_below(&self, end: SeqNumber) -> usize {
+        self.ranges().iter().take_while(|(l, _)| *l < end).map(|&(l, r)| r.min(end) - l).sum()
+    }
+
     /// Whether `seq` lies in a SACKed range; if so, the range's end (go-back-N
     /// after a timeout skips data SACKed since).
     pub(crate) fn sacked_until(&self, seq: SeqNumber) -> Option<SeqNumber> {
@@ -298,6 +304,7 @@ mod tests {
         assert_eq!(sb.update(UNA, MAX, &blocks(&[(3000, 4000), (6000, 7000)])), 2000);
         assert_eq!(sb.update(UNA, MAX, &blocks(&[(4000, 5000), (3000, 4000)])), 1000);
         assert_eq!(ranges(&sb), [(3000, 5000), (6000, 7000)]);
+        assert_eq!(sb.sacked_below(SeqNumber(6500)), 2500);
         assert_eq!(sb.update(UNA, MAX, &blocks(&[(2500, 6500)])), 1500);
         assert_eq!(ranges(&sb), [(2500, 7000)]);
         // The cumulative ACK moving into a range trims it.
