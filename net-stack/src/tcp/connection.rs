@@ -2149,7 +2149,10 @@ mod tests {
     /// RFC 2018 §6's examples: the peer sends 8 segments of 500 bytes from
     /// 5001 (the RFC's 5000 plus our SYN); `order` lists which arrive, in
     /// order; returns the ACK number and SACK blocks of each of our ACKs.
-    fn rfc2018_receiver(order: &[u32]) -> (Harness, Vec<(u32, Vec<(u32, u32)>)>) {
+    /// Each ACK we sent: its ACK number and its SACK blocks.
+    type AckLog = Vec<(u32, Vec<(u32, u32)>)>;
+
+    fn rfc2018_receiver(order: &[u32]) -> (Harness, AckLog) {
         let mut h = established_sack(TcpConfig { delayed_ack: Duration::ZERO, ..config() });
         let mut acks = Vec::new();
         for &segment in order {
@@ -2174,8 +2177,7 @@ mod tests {
         // RFC 2018 §6 case 2: each of the last seven is answered with
         // ACK 5000 and one block growing from 5500-6000 to 5500-9000.
         let (_, acks) = rfc2018_receiver(&[1, 2, 3, 4, 5, 6, 7]);
-        let expected: Vec<(u32, Vec<(u32, u32)>)> =
-            (1..=7).map(|n| (5001, std::vec![(5501, 5501 + 500 * n)])).collect();
+        let expected: AckLog = (1..=7).map(|n| (5001, std::vec![(5501, 5501 + 500 * n)])).collect();
         assert_eq!(acks, expected);
     }
 
