@@ -24,7 +24,14 @@ const SUITE_PACKAGES: &[&str] = &[
     "mount",
     // Boot tests of the unikernel images.
     "qemu-system-x86",
+    // libFuzzer, which cargo-fuzz builds for the fuzz step, is C++.
+    "g++",
 ];
+
+/// Seconds each fuzz target runs in the suite: a smoke test that every
+/// parser survives a few hundred thousand generated inputs. Longer runs
+/// are described in each crate's README.
+const FUZZ_SECONDS_PER_TARGET: u32 = 5;
 
 /// Installs what the suite needs, then runs each step in order, printing
 /// its name and duration; stops at the first failure.
@@ -49,6 +56,7 @@ pub(crate) fn test() -> Result<ExitCode, TaskError> {
         }
         run_step(name, &shown, command)?;
     }
+    fuzz_smoke()?;
     println!("==> all steps passed in {:.1} s", started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
 }
@@ -131,4 +139,44 @@ fn check_no_std() -> Result<(), TaskError> {
             offenders.join("\n")
         ))
     }
+}
+
+/// Runs every cargo-fuzz target of the workspace (each `*/fuzz` directory
+/// is a cargo-fuzz project) for [`FUZZ_SECONDS_PER_TARGET`]. cargo-fuzz
+/// needs nightly flags; `RUSTC_BOOTSTRAP=1` lets the stable toolchain take
+/// them, as no other toolchain can be installed here.
+fn fuzz_smoke() -> Result<(), TaskError> {
+    let has_cargo_fuzz = cargo().args(["fuzz", "--version"]).output().is_ok_and(|out| out.status.success());
+    if !has_cargo_fuzz {
+        let mut install = cargo();
+        install.args(["install", "cargo-fuzz", "--locked"]);
+        run_step("fuzz", "cargo install cargo-fuzz --locked (once per machine)", install)?;
+    }
+    let root = crate::workspace_root();
+    let mut projects: Vec<_> = std::fs::read_dir(&root)
+        .map_err(|e| format!("cannot list {}: {e}", root.display()))?
+        .filter_map(|entry| Some(entry.ok()?.path().join("fuzz")))
+        .filter(|fuzz| fuzz.join("Cargo.toml").is_file())
+        .collect();
+    projects.sort();
+    for project in projects {
+        let list = cargo()
+            .current_dir(&project)
+            .env("RUSTC_BOOTSTRAP", "1")
+            .args(["fuzz", "list"])
+            .output()
+            .map_err(|e| format!("cannot list the fuzz targets of {}: {e}", project.display()))?;
+        if !list.status.success() {
+            return Err(format!("cargo fuzz list failed in {}", project.display()));
+        }
+        for target in String::from_utf8_lossy(&list.stdout).split_whitespace() {
+            let max_time = format!("-max_total_time={FUZZ_SECONDS_PER_TARGET}");
+            let mut run = cargo();
+            run.current_dir(&project).env("RUSTC_BOOTSTRAP", "1").args(["fuzz", "run", "-O", target, "--", &max_time]);
+            let shown =
+                format!("(in {}) RUSTC_BOOTSTRAP=1 cargo fuzz run -O {target} -- {max_time}", project.display());
+            run_step("fuzz", &shown, run)?;
+        }
+    }
+    Ok(())
 }
