@@ -1,5 +1,5 @@
-//! The whole stack on one network device: Ethernet, ARP, IPv4, ICMP and
-//! UDP, implementing [`mirage_types::stack::Stack`].
+//! The whole stack on one network device: Ethernet, ARP, IPv4, ICMP, UDP
+//! and TCP, implementing [`mirage_types::stack::Stack`].
 //!
 //! Build it with [`StackBuilder`], then run [`NetStack::run`] (the input
 //! loop: it receives frames, dispatches them, and drives the timers; and
@@ -18,16 +18,17 @@
 //!
 //! # TCP
 //!
-//! TCP is not implemented yet: [`Stack::tcp`] returns [`TcpUnavailable`],
-//! whose `connect` and `listen` fail with kind
-//! [`mirage_types::tcp::ErrorKind::Other`] ("TCP is not implemented yet
-//! (see issue 5)"). It is the one temporary gap of this stack.
+//! [`Stack::tcp`] is a [`TcpLayer`] (see [`crate::tcp`] for what it does
+//! and its bounds), configured with [`StackBuilder::tcp_config`] and
+//! [`StackBuilder::tcp_limits`]. [`NetStack::run`] feeds it the TCP
+//! datagrams received and runs its sender and timers beside the input
+//! loop. [`NetStack::usage`] counts its connections, so tests can check
+//! that none leak.
 
 use alloc::rc::Rc;
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::future::Future;
-use core::net::{IpAddr, SocketAddr};
+use core::net::IpAddr;
 use core::pin::Pin;
 use core::time::Duration;
 
@@ -35,12 +36,10 @@ use futures::future::{self, Either};
 use futures::stream::{FuturesUnordered, StreamExt};
 use mirage_types::arp::Arp;
 use mirage_types::ethernet::{EtherType, Ethernet, EthernetError};
-use mirage_types::flow::{Flow, Shutdown};
 use mirage_types::ip::{Ip, IpError, IpProtocol};
 use mirage_types::net::NetworkDevice;
 use mirage_types::random::{Random, RandomError};
 use mirage_types::stack::Stack;
-use mirage_types::tcp::{Keepalive, Tcp, TcpError, TcpFlow, TcpListener};
 use mirage_types::time::{Instant, Sleep};
 use mirage_types::udp::{Udp, UdpError};
 
@@ -50,6 +49,7 @@ use crate::ethernet::EthernetLayer;
 use crate::icmp::{IcmpConfig, IcmpLayer};
 use crate::ipv4::reassembly::ReassemblyConfig;
 use crate::ipv4::{Ipv4Config, Ipv4Layer};
+use crate::tcp::{TcpConfig, TcpLayer, TcpLimits};
 use crate::udp::{UdpConfig, UdpInput, UdpLayer, UdpSocketHandle};
 
 /// The Ethernet layer of a [`NetStack`].
@@ -62,6 +62,8 @@ pub type StackIpv4<N, P> = Rc<Ipv4Layer<StackEthernet<N>, StackArp<N, P>, P>>;
 pub type StackIcmp<N, P> = IcmpLayer<StackIpv4<N, P>, P>;
 /// The UDP layer of a [`NetStack`].
 pub type StackUdp<N, P> = UdpLayer<StackIpv4<N, P>, P>;
+/// The TCP layer of a [`NetStack`].
+pub type StackTcp<N, P> = TcpLayer<StackIpv4<N, P>, P>;
 /// The DHCP client of a [`NetStack`].
 pub type StackDhcp<N, P> = DhcpDriver<UdpSocketHandle<StackIpv4<N, P>, P>>;
 
@@ -116,6 +118,8 @@ pub struct StackBuilder<N, P> {
     reassembly: ReassemblyConfig,
     icmp: IcmpConfig,
     udp: UdpConfig,
+    tcp: TcpConfig,
+    tcp_limits: TcpLimits,
 }
 
 impl<N: NetworkDevice, P: Sleep + Random + Clone> StackBuilder<N, P> {
@@ -130,6 +134,8 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> StackBuilder<N, P> {
             reassembly: ReassemblyConfig::default(),
             icmp: IcmpConfig::default(),
             udp: UdpConfig::default(),
+            tcp: TcpConfig::default(),
+            tcp_limits: TcpLimits::default(),
         }
     }
 
@@ -183,6 +189,19 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> StackBuilder<N, P> {
         self
     }
 
+    /// The settings every TCP connection starts from (its MTU is lowered
+    /// to the device's when that is smaller).
+    pub fn tcp_config(mut self, config: TcpConfig) -> Self {
+        self.tcp = config;
+        self
+    }
+
+    /// TCP connection, listener and backlog bounds.
+    pub fn tcp_limits(mut self, limits: TcpLimits) -> Self {
+        self.tcp_limits = limits;
+        self
+    }
+
     /// Builds the stack and applies the static configuration, announcing
     /// the address by ARP, or prepares the DHCP client (which starts when
     /// [`NetStack::run`] runs). Errors if the random source fails, the
@@ -203,17 +222,9 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> StackBuilder<N, P> {
         let icmp =
             IcmpLayer::new(ip.clone(), self.platform.clone(), u16::from_le_bytes([seeds[2], seeds[3]]), self.icmp);
         let udp = UdpLayer::new(ip.clone(), self.platform.clone(), self.udp);
-        let stack = NetStack {
-            eth,
-            arp,
-            ip,
-            icmp,
-            udp,
-            tcp: TcpUnavailable,
-            dhcp: None,
-            platform: self.platform,
-            responses_dropped: 0.into(),
-        };
+        let tcp = TcpLayer::new(ip.clone(), self.platform.clone(), self.tcp, self.tcp_limits)?;
+        let stack =
+            NetStack { eth, arp, ip, icmp, udp, tcp, dhcp: None, platform: self.platform, responses_dropped: 0.into() };
         let (dhcp, fallback) = match self.ipv4 {
             None => return Ok(stack),
             Some(Ipv4Mode::Static(config)) => {
@@ -239,7 +250,7 @@ pub struct NetStack<N, P> {
     ip: StackIpv4<N, P>,
     icmp: StackIcmp<N, P>,
     udp: StackUdp<N, P>,
-    tcp: TcpUnavailable,
+    tcp: StackTcp<N, P>,
     dhcp: Option<StackDhcp<N, P>>,
     platform: P,
     responses_dropped: core::cell::Cell<u64>,
@@ -268,6 +279,18 @@ pub struct StackUsage {
     pub pending_pings: usize,
     /// Responses dropped because [`MAX_RESPONSES_IN_FLIGHT`] were busy.
     pub responses_dropped: u64,
+    /// TCP connections in the table, in any state (bounded by
+    /// [`TcpLimits::max_connections`], together with `tcp_half_open` and
+    /// `tcp_accept_queue`).
+    pub tcp_connections: usize,
+    /// Of `tcp_connections`, those in TIME-WAIT.
+    pub tcp_time_wait: usize,
+    /// TCP listeners open.
+    pub tcp_listeners: usize,
+    /// Half-open TCP connections held by listeners.
+    pub tcp_half_open: usize,
+    /// Established TCP connections waiting for `accept`.
+    pub tcp_accept_queue: usize,
 }
 
 type Response<'a> = Pin<alloc::boxed::Box<dyn Future<Output = ()> + 'a>>;
@@ -310,6 +333,7 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> NetStack<N, P> {
     pub fn usage(&self) -> StackUsage {
         let (arp_entries, arp_pending) = self.arp.with_cache(|c| (c.entry_count(), c.pending_count()));
         let (_, reassembly_datagrams, reassembly_bytes) = self.ip.reassembly_usage();
+        let tcp = self.tcp.usage();
         StackUsage {
             arp_entries,
             arp_pending,
@@ -318,6 +342,11 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> NetStack<N, P> {
             udp_sockets: self.udp.socket_count(),
             pending_pings: self.icmp.pending_pings(),
             responses_dropped: self.responses_dropped.get(),
+            tcp_connections: tcp.connections,
+            tcp_time_wait: tcp.time_wait,
+            tcp_listeners: tcp.listeners,
+            tcp_half_open: tcp.half_open,
+            tcp_accept_queue: tcp.accept_queue,
         }
     }
 
@@ -329,13 +358,22 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> NetStack<N, P> {
     }
 
     /// The input loop: receives frames and dispatches them (ARP; IPv4 to
-    /// ICMP and UDP, with port unreachable for closed UDP ports), and
-    /// drives ARP and reassembly timers; beside it, the DHCP client if the
-    /// stack has one. Runs until the device fails, which it returns. Spawn
-    /// it once per stack.
+    /// ICMP, UDP and TCP, with port unreachable for closed UDP ports), and
+    /// drives ARP and reassembly timers; beside it, TCP's sender and
+    /// timers ([`TcpLayer::run`]) and the DHCP client if the stack has one.
+    /// Runs until the device fails, which it returns. Spawn it once per
+    /// stack.
     pub async fn run(&self) -> Result<(), EthernetError> {
-        let Some(dhcp) = &self.dhcp else { return self.run_input().await };
         let input = core::pin::pin!(self.run_input());
+        let tcp = core::pin::pin!(self.tcp.run());
+        let input = async {
+            match future::select(input, tcp).await {
+                Either::Left((result, _)) => result,
+                Either::Right((never, _)) => match never {},
+            }
+        };
+        let Some(dhcp) = &self.dhcp else { return input.await };
+        let input = core::pin::pin!(input);
         let dhcp = core::pin::pin!(dhcp.run(&self.ip, &self.arp, &self.platform));
         match future::select(input, dhcp).await {
             Either::Left((result, _)) => result,
@@ -378,6 +416,10 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> NetStack<N, P> {
                     let Some(packet) = self.ip.input(frame.payload) else { continue };
                     let response: Option<Response<'_>> = match packet.protocol {
                         IpProtocol::ICMP => Some(alloc::boxed::Box::pin(async move { self.icmp.input(&packet).await })),
+                        IpProtocol::TCP => {
+                            self.tcp.input(&packet);
+                            None
+                        }
                         IpProtocol::UDP => {
                             match self.udp.input(&packet) {
                                 UdpInput::PortUnreachable => Some(alloc::boxed::Box::pin(async move {
@@ -411,14 +453,14 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> NetStack<N, P> {
 
 impl<N: NetworkDevice, P: Sleep + Random + Clone> Stack for NetStack<N, P> {
     type Udp = StackUdp<N, P>;
-    type Tcp = TcpUnavailable;
+    type Tcp = StackTcp<N, P>;
     type Icmp = StackIcmp<N, P>;
 
     fn udp(&self) -> &Self::Udp {
         &self.udp
     }
 
-    fn tcp(&self) -> &TcpUnavailable {
+    fn tcp(&self) -> &Self::Tcp {
         &self.tcp
     }
 
@@ -428,84 +470,5 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> Stack for NetStack<N, P> {
 
     fn addresses(&self) -> Vec<IpAddr> {
         self.ip.addresses().into_iter().map(IpAddr::V4).collect()
-    }
-}
-
-/// The TCP of a [`NetStack`] until TCP is implemented: `connect` and
-/// `listen` fail with kind [`mirage_types::tcp::ErrorKind::Other`]. This is
-/// a documented temporary gap (issue 5), not a stub that pretends.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TcpUnavailable;
-
-fn tcp_unavailable() -> TcpError {
-    TcpError::Other {
-        kind: mirage_types::tcp::ErrorKind::Other,
-        message: String::from("TCP is not implemented yet (see issue 5)"),
-    }
-}
-
-/// A TCP connection of [`TcpUnavailable`]: no value of it can exist.
-#[derive(Debug)]
-pub enum NoTcpFlow {}
-
-/// A TCP listener of [`TcpUnavailable`]: no value of it can exist.
-#[derive(Debug)]
-pub enum NoTcpListener {}
-
-impl Tcp for TcpUnavailable {
-    type Error = TcpError;
-    type Flow = NoTcpFlow;
-    type Listener = NoTcpListener;
-
-    /// Always fails: TCP is not implemented yet.
-    async fn connect(&self, _remote: SocketAddr) -> Result<NoTcpFlow, TcpError> {
-        Err(tcp_unavailable())
-    }
-
-    /// Always fails: TCP is not implemented yet.
-    async fn listen(&self, _local: SocketAddr, _backlog: usize) -> Result<NoTcpListener, TcpError> {
-        Err(tcp_unavailable())
-    }
-}
-
-impl TcpListener for NoTcpListener {
-    type Flow = NoTcpFlow;
-    type Error = TcpError;
-    fn local_addr(&self) -> SocketAddr {
-        match *self {}
-    }
-    async fn accept(&self) -> Result<NoTcpFlow, TcpError> {
-        match *self {}
-    }
-}
-
-impl Flow for NoTcpFlow {
-    type Error = mirage_types::flow::FlowError;
-    async fn read(&mut self, _buf: &mut [u8]) -> Result<usize, Self::Error> {
-        match *self {}
-    }
-    async fn write(&mut self, _buf: &[u8]) -> Result<usize, Self::Error> {
-        match *self {}
-    }
-    async fn shutdown(&mut self, _how: Shutdown) -> Result<(), Self::Error> {
-        match *self {}
-    }
-    async fn close(&mut self) -> Result<(), Self::Error> {
-        match *self {}
-    }
-}
-
-impl TcpFlow for NoTcpFlow {
-    fn local_addr(&self) -> SocketAddr {
-        match *self {}
-    }
-    fn remote_addr(&self) -> SocketAddr {
-        match *self {}
-    }
-    fn set_nodelay(&mut self, _nodelay: bool) -> Result<(), Self::Error> {
-        match *self {}
-    }
-    fn set_keepalive(&mut self, _keepalive: Option<Keepalive>) -> Result<(), Self::Error> {
-        match *self {}
     }
 }

@@ -87,6 +87,7 @@ mod connection;
 mod listener;
 mod reassembly;
 mod rto;
+mod socket;
 mod sack;
 
 use core::time::Duration;
@@ -99,6 +100,10 @@ pub use connection::{
 };
 pub use sack::MAX_SACKED_RANGES;
 pub use listener::{IsnGenerator, ListenerStats, ListenerTransmit, TcpListener, MAX_PENDING_REPLIES};
+pub use socket::{
+    TcpLayer, TcpLimits, TcpListenerHandle, TcpStats, TcpStream, TcpUsage, DEFERRED_SEGMENTS, EPHEMERAL_PORTS,
+    MAX_PENDING_RESETS,
+};
 
 pub use crate::wire::tcp::SeqNumber;
 
