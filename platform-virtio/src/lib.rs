@@ -3,6 +3,12 @@
 //!
 //! | item | what it is |
 //! |---|---|
+//! | [`run`] | the entry point: command-line flags, device discovery, the application on the kernel's event loop |
+//! | [`VirtioPlatform`] | `mirage_types::platform::Platform`: the kernel's clocks and executor, virtio-rng entropy |
+//! | [`Devices`] | the devices the command line named, taken by name |
+//! | [`VirtioBlock`] | virtio-blk as `mirage_types::block::BlockDevice`, requests in flight together |
+//! | [`rng`] | virtio-rng as the entropy source, RDRAND without it |
+//! | [`flags`] | `--block NAME[=virtio:N]`, `--net`, `--ipv4`, `--ipv4-gateway` |
 //! | [`discovery`] | finds virtio devices: virtio-mmio slots on QEMU microvm, PCI bus 0 on q35, each with its interrupt line |
 //! | [`hal`] | [`hal::KernelHal`], virtio-drivers' `Hal`: DMA from the heap, physical = virtual |
 //! | [`pci`] | [`pci::PortCam`], PCI configuration through ports 0xcf8/0xcfc |
@@ -34,10 +40,17 @@
 //! hardware access compiles on the host (so clippy, rustdoc and the unit
 //! tests of its pure parts run there) but only works in a kernel image.
 
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
+pub mod blk;
 pub mod discovery;
+pub mod flags;
 pub mod hal;
 pub mod pci;
+mod platform;
+pub mod rng;
+
+pub use blk::VirtioBlock;
+pub use platform::{run, DeviceError, Devices, VirtioPlatform};
