@@ -3,7 +3,7 @@
 //! ```text
 //! cargo xtask run APP [--platform unix] [-- APP-FLAGS...]
 //! cargo xtask test
-//! cargo xtask bench www-unix
+//! cargo xtask bench www-unix|udp|checksum|tcp|block
 //! ```
 //!
 //! - `run` builds and runs an example (`examples/APP`) on a platform; only
@@ -17,9 +17,15 @@
 //! - `bench www-unix` measures the www example against nginx serving the
 //!   same files, in the same run, and appends the figures to
 //!   `docs/benchmarks.md`.
+//! - `bench udp|checksum|tcp|block` run the workspace's benchmark programs
+//!   (UDP echo in memory and over TAP, the Internet checksum beside memcpy,
+//!   TCP, block devices and KV stores), print the exact command, and
+//!   replace their own section of `docs/benchmarks.md`.
 
 mod apt;
 mod bench;
+mod bench_programs;
+mod bench_report;
 mod steps;
 
 use std::path::{Path, PathBuf};
@@ -73,6 +79,16 @@ enum Platform {
 enum Benchmark {
     /// The www example as a Linux process against nginx.
     WwwUnix,
+    /// UDP echo round trips: two stacks in memory, and our stack on TAP
+    /// against Linux (needs root; skipped otherwise), each beside a raw
+    /// reflector.
+    Udp,
+    /// The Internet checksum beside memcpy.
+    Checksum,
+    /// net-stack's TCP benchmark (net-stack/examples/tcp_bench.rs).
+    Tcp,
+    /// Block devices and KV stores beside fio (mirage-kv's block-bench).
+    Block,
 }
 
 /// A failure of a task, with what to do about it.
@@ -83,7 +99,13 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Task::Run { app, platform, args } => run(&app, platform, &args),
         Task::Test => steps::test(),
-        Task::Bench { which: Benchmark::WwwUnix } => bench::www_unix(),
+        Task::Bench { which } => match which {
+            Benchmark::WwwUnix => bench::www_unix(),
+            Benchmark::Udp => bench_programs::udp(),
+            Benchmark::Checksum => bench_programs::checksum(),
+            Benchmark::Tcp => bench_programs::tcp(),
+            Benchmark::Block => bench_programs::block(),
+        },
     };
     match outcome {
         Ok(code) => code,
@@ -183,5 +205,8 @@ mod tests {
         let e = Cli::try_parse_from(["xtask", "run", "www", "--platform", "bsd"]).err().unwrap().to_string();
         assert!(e.contains("unix") && e.contains("virtio") && e.contains("xen"), "{e}");
         assert!(Cli::try_parse_from(["xtask", "bench", "nothing"]).is_err());
+        for name in ["www-unix", "udp", "checksum", "tcp", "block"] {
+            assert!(Cli::try_parse_from(["xtask", "bench", name]).is_ok(), "bench {name}");
+        }
     }
 }
