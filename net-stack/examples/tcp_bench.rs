@@ -1,0 +1,477 @@
+//! Bulk TCP throughput of our sans-IO core beside smoltcp, in one process.
+//!
+//! ```text
+//! cargo run --release -p mirage-net-stack --example tcp_bench --features test-utils [-- MIB]
+//! ```
+//!
+//! Each stack transfers `MIB` MiB (default 256) from one endpoint to
+//! another over an in-memory, lossless, zero-delay link with an IP MTU of
+//! 1500: every segment is emitted into an IPv4 datagram with real header
+//! and TCP checksums, queued, parsed and verified on the other side. Ours
+//! runs two [`TcpConnection`]s (CUBIC, SACK, timestamps, window scaling,
+//! 256 KiB buffers, defaults otherwise) and is measured in both directions
+//! (active → passive opener and back); smoltcp runs two `Interface`s with
+//! one TCP socket each (256 KiB buffers, defaults otherwise) joined by the
+//! same kind of queue. Time is wall-clock time on one core; the cores see
+//! it as their `now`, so delayed-ACK timers run as in real use.
+//!
+//! Also printed: CPU time per segment (`perf stat -e instructions` reports
+//! "not supported" in this VM, so no instruction counts), and heap
+//! allocations per segment in the steady state (after the first tenth of
+//! the transfer), counted by a global allocator. For our core they are
+//! counted only inside its calls (`send`, `recv`, `handle_segment`,
+//! `poll_transmit`, `handle_timeout`); the link's one `Bytes` per received
+//! frame (what a device driver would hand up) is counted apart. For
+//! smoltcp everything inside `Interface::poll` and the socket calls is
+//! counted; its device reuses frame buffers, so the link adds nothing.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant as WallInstant;
+
+use bytes::Bytes;
+use mirage_net_stack::tcp::{IsnGenerator, TcpConfig, TcpConnection, TcpListener, TcpState};
+use mirage_net_stack::wire::{Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
+use mirage_types::ip::IpProtocol;
+use mirage_types::time::Instant;
+
+// ---- Allocation counting -----------------------------------------------------
+
+/// Counts allocations (and reallocations) while `COUNTING` is set.
+struct CountingAllocator;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every method forwards to `System` with the caller's arguments
+// unchanged, so `System`'s guarantees are ours; counting touches only
+// atomics and never allocates.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: forwarded unchanged (see the impl's comment).
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged; `ptr` came from `System.alloc`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: forwarded unchanged; `ptr` came from `System.alloc`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// Runs `f` with allocation counting on when `on`.
+fn counted<R>(on: bool, f: impl FnOnce() -> R) -> R {
+    COUNTING.store(on, Ordering::Relaxed);
+    let r = f();
+    COUNTING.store(false, Ordering::Relaxed);
+    r
+}
+
+// ---- Results -------------------------------------------------------------------
+
+struct Run {
+    bytes: usize,
+    seconds: f64,
+    /// Data segments the sender emitted.
+    segments: u64,
+    /// Data segments emitted during the steady state.
+    steady_segments: u64,
+    /// Allocations inside the stack during the steady state.
+    steady_allocations: u64,
+    /// Allocations by the link (frames turned into `Bytes`) in the steady state.
+    link_allocations: u64,
+}
+
+impl Run {
+    fn gbps(&self) -> f64 {
+        self.bytes as f64 * 8.0 / self.seconds / 1e9
+    }
+
+    fn print(&self, name: &str) {
+        let per_segment = |n: u64| n as f64 / self.steady_segments.max(1) as f64;
+        println!(
+            "{name:<28} {:>7.2} Gbit/s  {:>6.0} ns/segment  {:>9} segments  allocations/segment: {:.3} in the stack, {:.3} by the link",
+            self.gbps(),
+            self.seconds * 1e9 / self.segments.max(1) as f64,
+            self.segments,
+            per_segment(self.steady_allocations),
+            per_segment(self.link_allocations),
+        );
+    }
+}
+
+const MTU: usize = 1500;
+const BUFFER: usize = 256 * 1024;
+const IP_A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const IP_B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+fn pattern() -> Vec<u8> {
+    (0..64 * 1024).map(|i: usize| (i * 7 + (i >> 11)) as u8).collect()
+}
+
+// ---- Ours ----------------------------------------------------------------------
+
+/// One direction of the link: queued frames and a pool of spare buffers,
+/// so the link allocates nothing once warm.
+#[derive(Default)]
+struct Wire {
+    queue: VecDeque<Vec<u8>>,
+    pool: Vec<Vec<u8>>,
+}
+
+/// Emits everything `conn` sends as IPv4 datagrams into `wire`; returns the
+/// number of data segments.
+fn drain(conn: &mut TcpConnection, now: Instant, wire: &mut Wire, count: bool) -> u64 {
+    let (src, dst) = (ipv4(conn.local_addr()), ipv4(conn.remote_addr()));
+    let mut data = 0;
+    loop {
+        let mut frame = wire.pool.pop().unwrap_or_else(|| Vec::with_capacity(MTU));
+        let emitted = counted(count, || {
+            let seg = conn.poll_transmit(now)?;
+            let tcp_len = seg.repr.buffer_len();
+            frame.resize(20 + tcp_len, 0);
+            seg.emit_ipv4(src, dst, &mut frame[20..]);
+            Ipv4Repr::new(src, dst, IpProtocol::TCP, tcp_len, 64).emit(&mut Ipv4Packet::new_unchecked(&mut frame[..]));
+            Some(seg.repr.payload_len > 0)
+        });
+        match emitted {
+            Some(has_data) => {
+                data += u64::from(has_data);
+                wire.queue.push_back(frame);
+            }
+            None => {
+                wire.pool.push(frame);
+                return data;
+            }
+        }
+    }
+}
+
+fn ipv4(addr: SocketAddr) -> Ipv4Addr {
+    match addr.ip() {
+        IpAddr::V4(ip) => ip,
+        IpAddr::V6(_) => unreachable!("the bench uses IPv4 addresses only"),
+    }
+}
+
+/// Parses and verifies one frame: the IPv4 header, then the TCP segment.
+fn parse(frame: &[u8]) -> (TcpRepr, Bytes, SocketAddr, SocketAddr) {
+    let ip = Ipv4Packet::new_checked(frame).expect("our datagram parses");
+    let ip_repr = Ipv4Repr::parse(&ip).expect("our IPv4 checksum is right");
+    let tcp = TcpPacket::new_checked(ip.payload()).expect("our segment parses");
+    let repr = TcpRepr::parse(&tcp, ip_repr.src_addr, ip_repr.dst_addr).expect("our TCP checksum is right");
+    let payload = &ip.payload()[repr.header_len()..];
+    // The device's job: hand the frame up as `Bytes` (counted apart).
+    let payload = counted(false, || Bytes::copy_from_slice(payload));
+    let src = SocketAddr::new(IpAddr::V4(ip_repr.src_addr), repr.src_port);
+    let dst = SocketAddr::new(IpAddr::V4(ip_repr.dst_addr), repr.dst_port);
+    (repr, payload, src, dst)
+}
+
+/// Connects A to B; returns both established connections.
+fn handshake(start: WallInstant) -> (TcpConnection, TcpConnection) {
+    let now = || Instant::from_nanos(start.elapsed().as_nanos() as u64);
+    let config = TcpConfig { send_buffer: BUFFER, recv_buffer: BUFFER, ..TcpConfig::default() };
+    let a_addr = SocketAddr::new(IpAddr::V4(IP_A), 40_000);
+    let b_addr = SocketAddr::new(IpAddr::V4(IP_B), 5001);
+    let isn = IsnGenerator::new([7; 16]);
+    let mut a = TcpConnection::connect(now(), config.clone(), a_addr, b_addr, isn.isn(now(), a_addr, b_addr));
+    let mut listener = TcpListener::new(b_addr, config, 1, 1, isn, [9; 16]);
+    let mut to_b = Wire::default();
+    for _ in 0..16 {
+        drain(&mut a, now(), &mut to_b, false);
+        while let Some(frame) = to_b.queue.pop_front() {
+            let (repr, payload, src, dst) = parse(&frame);
+            listener.handle_segment(now(), dst, src, &repr, payload);
+        }
+        while let Some(t) = listener.poll_transmit(now()) {
+            let mut tcp = vec![0u8; t.repr.buffer_len()];
+            t.repr.emit(&mut TcpPacket::new_unchecked(&mut tcp[..]), IP_B, IP_A, |_| ());
+            let tcp = TcpPacket::new_checked(&tcp[..]).expect("our segment parses");
+            let repr = TcpRepr::parse(&tcp, IP_B, IP_A).expect("our TCP checksum is right");
+            a.handle_segment(now(), &repr, Bytes::new());
+        }
+        if let Some(b) = listener.accept() {
+            assert_eq!(a.state(), TcpState::Established);
+            return (a, b);
+        }
+    }
+    panic!("handshake did not complete");
+}
+
+/// Sends `total` bytes from one of our connections to the other;
+/// `reverse` makes the passive opener the sender.
+fn ours(total: usize, reverse: bool) -> Run {
+    let start = WallInstant::now();
+    let now = || Instant::from_nanos(start.elapsed().as_nanos() as u64);
+    let (a, b) = handshake(start);
+    let (mut tx, mut rx) = if reverse { (b, a) } else { (a, b) };
+    assert!(tx.sack_enabled(), "SACK negotiated");
+    let data = pattern();
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut forward, mut backward) = (Wire::default(), Wire::default());
+    let (mut written, mut received, mut segments) = (0usize, 0usize, 0u64);
+    let (mut steady_segments, mut link_allocations) = (0u64, 0u64);
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    let began = WallInstant::now();
+    // Each round moves at least one segment; the bound is generous.
+    for _ in 0..total {
+        let steady = received > total / 10;
+        let t = now();
+        if written < total {
+            let end = (total - written).min(data.len());
+            written += counted(steady, || tx.send(&data[..end])).expect("the sender stays open");
+        }
+        let sent = drain(&mut tx, t, &mut forward, steady);
+        segments += sent;
+        if steady {
+            steady_segments += sent;
+        }
+        while let Some(frame) = forward.queue.pop_front() {
+            let (repr, payload, _, _) = parse(&frame);
+            link_allocations += u64::from(steady);
+            counted(steady, || rx.handle_segment(t, &repr, payload));
+            forward.pool.push(frame);
+            drain(&mut rx, t, &mut backward, steady);
+        }
+        loop {
+            let n = counted(steady, || rx.recv(&mut buf));
+            if n == 0 {
+                break;
+            }
+            debug_assert!(buf[..n].iter().enumerate().all(|(i, &x)| x == data[(received + i) % data.len()]));
+            received += n;
+        }
+        drain(&mut rx, t, &mut backward, steady);
+        while let Some(frame) = backward.queue.pop_front() {
+            let (repr, payload, _, _) = parse(&frame);
+            link_allocations += u64::from(steady && !payload.is_empty());
+            counted(steady, || tx.handle_segment(t, &repr, payload));
+            backward.pool.push(frame);
+        }
+        for conn in [&mut tx, &mut rx] {
+            if conn.poll_deadline().is_some_and(|d| d <= t) {
+                counted(steady, || conn.handle_timeout(t));
+            }
+        }
+        if received >= total {
+            assert_eq!(tx.stats().retransmitted_segments, 0, "a lossless link needs no retransmission");
+            return Run {
+                bytes: total,
+                seconds: began.elapsed().as_secs_f64(),
+                segments,
+                steady_segments,
+                steady_allocations: ALLOCATIONS.load(Ordering::Relaxed),
+                link_allocations,
+            };
+        }
+    }
+    panic!("transfer stalled at {received} of {total} bytes");
+}
+
+// ---- smoltcp -------------------------------------------------------------------
+
+mod peer {
+    use super::*;
+    use smoltcp::iface::{Config, Interface, SocketSet};
+    use smoltcp::phy::{Device, DeviceCapabilities, Medium};
+    use smoltcp::socket::tcp;
+    use smoltcp::time::Instant as SmolInstant;
+    use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
+
+    type Queue = Rc<RefCell<VecDeque<Vec<u8>>>>;
+
+    /// One end of a two-queue link; frame buffers are recycled through a
+    /// shared pool, so the link allocates nothing once warm.
+    pub struct QueueDevice {
+        rx: Queue,
+        tx: Queue,
+        pool: Queue,
+    }
+
+    pub struct Rx {
+        frame: Vec<u8>,
+        pool: Queue,
+    }
+
+    pub struct Tx {
+        tx: Queue,
+        pool: Queue,
+    }
+
+    impl smoltcp::phy::RxToken for Rx {
+        fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+            let r = f(&self.frame);
+            self.pool.borrow_mut().push_back(self.frame);
+            r
+        }
+    }
+
+    impl smoltcp::phy::TxToken for Tx {
+        fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+            let mut frame = self.pool.borrow_mut().pop_front().unwrap_or_else(|| Vec::with_capacity(MTU));
+            frame.resize(len, 0);
+            let r = f(&mut frame);
+            self.tx.borrow_mut().push_back(frame);
+            r
+        }
+    }
+
+    impl Device for QueueDevice {
+        type RxToken<'a> = Rx;
+        type TxToken<'a> = Tx;
+
+        fn receive(&mut self, _: SmolInstant) -> Option<(Rx, Tx)> {
+            let frame = self.rx.borrow_mut().pop_front()?;
+            Some((Rx { frame, pool: self.pool.clone() }, Tx { tx: self.tx.clone(), pool: self.pool.clone() }))
+        }
+
+        fn transmit(&mut self, _: SmolInstant) -> Option<Tx> {
+            Some(Tx { tx: self.tx.clone(), pool: self.pool.clone() })
+        }
+
+        fn capabilities(&self) -> DeviceCapabilities {
+            let mut caps = DeviceCapabilities::default();
+            caps.medium = Medium::Ip;
+            caps.max_transmission_unit = MTU;
+            // Checksums: the default computes and verifies all of them.
+            caps
+        }
+    }
+
+    struct Host {
+        iface: Interface,
+        device: QueueDevice,
+        sockets: SocketSet<'static>,
+        handle: smoltcp::iface::SocketHandle,
+    }
+
+    fn host(ip: Ipv4Addr, rx: Queue, tx: Queue, pool: Queue, now: SmolInstant) -> Host {
+        let mut device = QueueDevice { rx, tx, pool };
+        let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut device, now);
+        iface.update_ip_addrs(|addrs| {
+            addrs.push(IpCidr::new(IpAddress::Ipv4(ip), 24)).expect("one address fits");
+        });
+        let socket = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; BUFFER]), tcp::SocketBuffer::new(vec![0; BUFFER]));
+        let mut sockets = SocketSet::new(vec![]);
+        let handle = sockets.add(socket);
+        Host { iface, device, sockets, handle }
+    }
+
+    impl Host {
+        fn poll(&mut self, now: SmolInstant) {
+            self.iface.poll(now, &mut self.device, &mut self.sockets);
+        }
+
+        fn socket(&mut self) -> &mut tcp::Socket<'static> {
+            self.sockets.get_mut::<tcp::Socket>(self.handle)
+        }
+    }
+
+    /// smoltcp sending `total` bytes from one interface to the other.
+    pub fn smoltcp(total: usize) -> Run {
+        let start = WallInstant::now();
+        let now = || SmolInstant::from_micros(start.elapsed().as_micros() as i64);
+        let (ab, ba, pool): (Queue, Queue, Queue) = Default::default();
+        let mut a = host(IP_A, ba.clone(), ab.clone(), pool.clone(), now());
+        let mut b = host(IP_B, ab.clone(), ba.clone(), pool, now());
+        b.socket().listen(5001).expect("port 5001 is free");
+        let cx = a.iface.context();
+        a.sockets
+            .get_mut::<tcp::Socket>(a.handle)
+            .connect(cx, (IpAddress::Ipv4(IP_B), 5001), 40_000)
+            .expect("connect starts");
+        for _ in 0..64 {
+            a.poll(now());
+            b.poll(now());
+            if a.socket().state() == tcp::State::Established && b.socket().state() == tcp::State::Established {
+                break;
+            }
+        }
+        assert_eq!(a.socket().state(), tcp::State::Established, "smoltcp handshake");
+        let data = pattern();
+        let mut buf = vec![0u8; 64 * 1024];
+        let (mut written, mut received, mut segments, mut steady_segments) = (0usize, 0usize, 0u64, 0u64);
+        ALLOCATIONS.store(0, Ordering::Relaxed);
+        let began = WallInstant::now();
+        for _ in 0..total {
+            let steady = received > total / 10;
+            let t = now();
+            if written < total {
+                let end = (total - written).min(data.len());
+                written += counted(steady, || a.socket().send_slice(&data[..end])).expect("the sender stays open");
+            }
+            counted(steady, || a.poll(t));
+            // Every frame from A carries data once established (pure ACKs
+            // go the other way).
+            let sent = ab.borrow().len() as u64;
+            segments += sent;
+            if steady {
+                steady_segments += sent;
+            }
+            counted(steady, || b.poll(t));
+            loop {
+                let n = counted(steady, || b.socket().recv_slice(&mut buf)).expect("the receiver stays open");
+                if n == 0 {
+                    break;
+                }
+                debug_assert!(buf[..n].iter().enumerate().all(|(i, &x)| x == data[(received + i) % data.len()]));
+                received += n;
+            }
+            counted(steady, || b.poll(t));
+            if received >= total {
+                return Run {
+                    bytes: total,
+                    seconds: began.elapsed().as_secs_f64(),
+                    segments,
+                    steady_segments,
+                    steady_allocations: ALLOCATIONS.load(Ordering::Relaxed),
+                    link_allocations: 0,
+                };
+            }
+        }
+        panic!("smoltcp transfer stalled at {received} of {total} bytes");
+    }
+}
+
+fn main() {
+    let mib: usize = match std::env::args().nth(1) {
+        None => 256,
+        Some(arg) => {
+            match arg.parse() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    eprintln!("usage: tcp_bench [MIB]: MIB, the transfer size in MiB, must be a positive integer, not {arg:?}");
+                    std::process::exit(2);
+                }
+            }
+        }
+    };
+    let total = mib << 20;
+    println!("bulk transfer of {mib} MiB over an in-memory IPv4 link, MTU {MTU}, checksums emitted and verified");
+    let forward = ours(total, false);
+    forward.print("mirage-net-stack A -> B");
+    let backward = ours(total, true);
+    backward.print("mirage-net-stack B -> A");
+    let peer = peer::smoltcp(total);
+    peer.print("smoltcp 0.12 A -> B");
+    let best = forward.gbps().min(backward.gbps());
+    println!("ratio (slower of our two directions / smoltcp): {:.2}x", best / peer.gbps());
+}
