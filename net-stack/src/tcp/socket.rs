@@ -101,8 +101,7 @@ pub const MAX_PENDING_RESETS: usize = 64;
 /// [`Ip::mtu`] gives the largest payload.
 const IPV4_HEADER_LEN: usize = 20;
 
-/// Bounds on what peers can make the layer hold (see the
-/// [module documentation](self)).
+/// Bounds on what peers can make a [`TcpLayer`] hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcpLimits {
     /// Connections in the table at most, in any state, counting those held
@@ -374,6 +373,21 @@ impl<I, P> Shared<I, P> {
 
 /// TCP over an IPv4 layer; a cheap handle (clones share the connections).
 ///
+/// # Bounds
+///
+/// The connection table holds at most [`TcpLimits::max_connections`]
+/// connections in any state, counting those held by listeners. When full,
+/// an unowned TIME-WAIT connection is dropped early to make room; if there
+/// is none, a SYN reaching a listener is dropped without an answer (the
+/// peer retries; a reset would make it give up) and [`Tcp::connect`] fails
+/// with kind [`ErrorKind::ResourceExhausted`]. Each listener holds at most
+/// its backlog (clamped to [`TcpLimits::max_backlog`]) of established
+/// connections and [`TcpLimits::syn_backlog`] half-open ones, then answers
+/// with SYN cookies. Per connection: the buffers of [`TcpConfig`] and
+/// [`DEFERRED_SEGMENTS`] segments queued while it sends. At most
+/// [`MAX_PENDING_RESETS`] resets and, per listener, [`MAX_PENDING_REPLIES`]
+/// answers waiting for ARP.
+///
 /// Feed it received TCP datagrams with [`TcpLayer::input`] and run
 /// [`TcpLayer::run`] beside the input loop; [`crate::stack::NetStack`]
 /// does both.
@@ -495,6 +509,9 @@ impl<I: Ip<Addr = Ipv4Addr>, P: Sleep + Random> TcpLayer<I, P> {
         let local = SocketAddrV4::new(packet.dst, repr.dst_port);
         let remote = SocketAddrV4::new(packet.src, repr.src_port);
         let slot = shared.conns.borrow().get(&(local, remote)).cloned();
+        // A connection that is CLOSED (its flow not yet dropped) answers
+        // as if it were not there (RFC 9293 §3.10.7.1).
+        let slot = slot.filter(|s| s.with(|c| c.state() != TcpState::Closed).unwrap_or(true));
         if let Some(slot) = slot {
             let delivered = slot.with(|c| c.handle_segment(now, &repr, payload.clone())).is_some();
             if !delivered {
@@ -631,16 +648,17 @@ impl<I: Ip<Addr = Ipv4Addr>, P: Sleep + Random> TcpLayer<I, P> {
             }
             self.flush_connection(&slot).await;
             let closed = slot.with(|c| c.is_closed()).unwrap_or(false);
-            let mut conns = shared.conns.borrow_mut();
-            let ours = conns.get(&key).is_some_and(|s| Rc::ptr_eq(s, &slot));
-            if !ours {
+            let done = {
+                let mut conns = shared.conns.borrow_mut();
+                let ours = conns.get(&key).is_some_and(|s| Rc::ptr_eq(s, &slot));
+                if ours && closed && !slot.has_flow.get() {
+                    conns.remove(&key);
+                }
+                !ours || (closed && !slot.has_flow.get())
+            };
+            if done {
                 return;
             }
-            if closed && !slot.has_flow.get() {
-                conns.remove(&key);
-                return;
-            }
-            drop(conns);
             self.wait_dirty(&slot.dirty, &slot.sender, slot.deadline.get()).await;
         }
     }
