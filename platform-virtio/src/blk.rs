@@ -105,6 +105,7 @@ struct State {
     /// is submitted.
     flushes_waiting: usize,
     next_id: u64,
+    most_in_flight: usize,
 }
 
 /// A virtio-blk device: 512-byte sectors, read-write unless the device
@@ -154,6 +155,7 @@ impl VirtioBlock {
             room_waiters: Vec::new(),
             flushes_waiting: 0,
             next_id: 0,
+            most_in_flight: 0,
         };
         Ok(VirtioBlock { state: RefCell::new(state), line, info, location })
     }
@@ -167,6 +169,12 @@ impl VirtioBlock {
     /// diagnostics).
     pub fn requests_in_flight(&self) -> usize {
         self.state.borrow().in_flight.len()
+    }
+
+    /// The most virtio requests the device has held at once since it was
+    /// set up (for tests and diagnostics).
+    pub fn most_in_flight(&self) -> usize {
+        self.state.borrow().most_in_flight
     }
 
     /// Acknowledges the device and moves every completed request from the
@@ -234,7 +242,12 @@ impl VirtioBlock {
         poll_fn(|cx| {
             let mut guard = self.state.borrow_mut();
             let state = &mut *guard;
-            self.reap(state);
+            // Completions are collected by the futures that wait for them
+            // (and here only when the queue is full), so the pieces of one
+            // call, and the calls of several tasks, go to the device together.
+            if state.flushes_waiting > 0 {
+                self.reap(state);
+            }
             if state.flushes_waiting > 0 {
                 push_waker(&mut state.room_waiters, cx.waker());
                 self.line.arm(cx.waker());
@@ -261,10 +274,17 @@ impl VirtioBlock {
                     request.waker = Some(cx.waker().clone());
                     let id = request.id;
                     state.in_flight.insert(token, request);
+                    state.most_in_flight = state.most_in_flight.max(state.in_flight.len());
                     Poll::Ready(Ok(Ticket { device: self, id, op, sector }))
                 }
-                Err(virtio_drivers::Error::QueueFull) => {
+                Err(virtio_drivers::Error::QueueFull) if !state.in_flight.is_empty() => {
                     record = Some(request);
+                    self.reap(state);
+                    if state.in_flight.len() < usize::from(state.device.virt_queue_size()) {
+                        // Room was made: try again at once.
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
                     push_waker(&mut state.room_waiters, cx.waker());
                     self.line.arm(cx.waker());
                     Poll::Pending

@@ -148,3 +148,12 @@ fn panic(info: &PanicInfo<'_>) -> ! {
 /// nothing unwinds, so it is never called.
 #[no_mangle]
 extern "C" fn rust_eh_personality() {}
+
+/// Landing pads in the precompiled `alloc` (built to unwind) resume
+/// unwinding through this symbol; with `panic = "abort"` no landing pad
+/// runs, so it is never called. Should it be, the kernel stops as on a
+/// panic rather than jump into nothing.
+#[no_mangle]
+extern "C" fn _Unwind_Resume() -> ! {
+    power_off(PANIC_STATUS)
+}
