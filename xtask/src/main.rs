@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! cargo xtask run APP [--platform unix] [-- APP-FLAGS...]
+//! cargo xtask run APP --platform virtio [--machine microvm|q35] [--disk IMAGE] [-- KERNEL-ARGS...]
+//! cargo xtask build APP --platform virtio
 //! cargo xtask test
 //! cargo xtask bench www-unix|udp|checksum|tcp|block
 //! ```
@@ -27,6 +29,7 @@ mod bench;
 mod bench_programs;
 mod bench_report;
 mod steps;
+mod virtio;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -49,11 +52,28 @@ enum Task {
         /// Where it runs.
         #[arg(long, value_enum, default_value_t = Platform::Unix)]
         platform: Platform,
+        /// With `--platform virtio`: the machine QEMU emulates.
+        #[arg(long, value_enum, default_value_t = virtio::Machine::Microvm)]
+        machine: virtio::Machine,
+        /// With `--platform virtio`: a raw disk image to attach as the
+        /// first virtio-blk device (name it with `-- --block NAME`).
+        #[arg(long)]
+        disk: Option<PathBuf>,
         /// The program's flags, after `--`: the platform's (`-l debug`,
         /// `--block NAME=PATH`), then the application's own after a second
-        /// `--` (`cargo xtask run www -- -l debug -- --port 9000`).
+        /// `--` (`cargo xtask run www -- -l debug -- --port 9000`). For
+        /// `--platform virtio` they are the kernel command line.
         #[arg(last = true)]
         args: Vec<String>,
+    },
+    /// Build an example's image for a unikernel platform and print its
+    /// path and size.
+    Build {
+        /// The example: a directory of examples/ with a platform entry.
+        app: String,
+        /// Which platform (only `virtio` builds images so far).
+        #[arg(long, value_enum, default_value_t = Platform::Virtio)]
+        platform: Platform,
     },
     /// Run the whole test suite: formatting, lints, tests, documentation.
     Test,
@@ -97,7 +117,11 @@ type TaskError = String;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Task::Run { app, platform, args } => run(&app, platform, &args),
+        Task::Run { app, platform: Platform::Virtio, machine, disk, args } => {
+            run_virtio(&app, machine, disk.as_deref(), &args)
+        }
+        Task::Run { app, platform, args, .. } => run(&app, platform, &args),
+        Task::Build { app, platform } => build(&app, platform),
         Task::Test => steps::test(),
         Task::Bench { which } => match which {
             Benchmark::WwwUnix => bench::www_unix(),
@@ -146,9 +170,8 @@ fn apps(platform: &str) -> Vec<String> {
 fn run(app: &str, platform: Platform, args: &[String]) -> Result<ExitCode, TaskError> {
     let platform = match platform {
         Platform::Unix => "unix",
-        Platform::Virtio | Platform::Xen => {
-            return Err("the virtio and xen platforms are not yet available: use --platform unix".into())
-        }
+        Platform::Virtio => return run_virtio(app, virtio::Machine::Microvm, None, args),
+        Platform::Xen => return Err("the xen platform is not yet available: use --platform unix or virtio".into()),
     };
     let known = apps(platform);
     if !known.iter().any(|a| a == app) {
@@ -161,6 +184,40 @@ fn run(app: &str, platform: Platform, args: &[String]) -> Result<ExitCode, TaskE
         .status()
         .map_err(|e| format!("cannot start cargo to run {package}: {e}"))?;
     Ok(exit_code(status))
+}
+
+/// Refuses an app without a `virtio` entry, naming those with one.
+fn check_virtio_app(app: &str) -> Result<(), TaskError> {
+    let known = apps("virtio");
+    if known.iter().any(|a| a == app) {
+        return Ok(());
+    }
+    Err(format!("unknown app {app:?}; the apps for --platform virtio are: {}", known.join(", ")))
+}
+
+/// `cargo xtask run APP --platform virtio`: builds the image and boots it
+/// in QEMU (see `virtio.rs`).
+fn run_virtio(
+    app: &str,
+    machine: virtio::Machine,
+    disk: Option<&Path>,
+    args: &[String],
+) -> Result<ExitCode, TaskError> {
+    check_virtio_app(app)?;
+    virtio::run(app, machine, disk, args)
+}
+
+/// `cargo xtask build APP --platform virtio`.
+fn build(app: &str, platform: Platform) -> Result<ExitCode, TaskError> {
+    match platform {
+        Platform::Virtio => {
+            check_virtio_app(app)?;
+            virtio::build(app).map(|_| ExitCode::SUCCESS)
+        }
+        Platform::Unix | Platform::Xen => {
+            Err("only --platform virtio builds images; unix apps run with `cargo xtask run`".into())
+        }
+    }
 }
 
 /// The exit status of a child as ours (a child killed by a signal is a
@@ -192,6 +249,12 @@ mod tests {
         assert!(e.contains("unknown app \"nope\"") && e.contains("www"), "{e}");
         let e = run("www", Platform::Xen, &[]).unwrap_err();
         assert!(e.contains("not yet available"), "{e}");
+        let e = run_virtio("nope", virtio::Machine::Microvm, None, &[]).unwrap_err();
+        assert!(e.contains("unknown app \"nope\"") && e.contains("block") && e.contains("kv"), "{e}");
+        let e = build("hello", Platform::Unix).unwrap_err();
+        assert!(e.contains("only --platform virtio"), "{e}");
+        let cli = Cli::try_parse_from(["xtask", "run", "block", "--platform", "virtio", "--machine", "q35"]).unwrap();
+        assert!(matches!(cli.command, Task::Run { machine: virtio::Machine::Q35, .. }));
     }
 
     #[test]
