@@ -284,6 +284,7 @@ pub fn on_vector(vector: u8) {
         if let Some((apic, _)) = lines.slots.get(slot).and_then(Option::as_ref).and_then(|line| ioapic_for(line.gsi)) {
             if let Some(line) = &lines.slots[slot] {
                 apic.set_masked(line.gsi, true);
+                apic.end_of_interrupt(vector);
             }
         }
         lines.fire(slot)

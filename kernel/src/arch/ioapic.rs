@@ -19,6 +19,8 @@
 /// Register select (index) and window (data), offsets from the base.
 const IOREGSEL: usize = 0x00;
 const IOWIN: usize = 0x10;
+/// Directed EOI register (I/O APIC version 0x20 and later).
+const EOI: usize = 0x40;
 
 /// Register indices.
 const IOAPICVER: u32 = 0x01;
@@ -42,6 +44,7 @@ pub struct IoApic {
     base: u64,
     gsi_base: u32,
     pins: u32,
+    version: u32,
 }
 
 impl IoApic {
@@ -59,13 +62,14 @@ impl IoApic {
         if base % 0x1000 != 0 || base + 0x1000 > MAPPED_DEVICE_END {
             return None;
         }
-        let mut apic = IoApic { base, gsi_base, pins: 0 };
+        let mut apic = IoApic { base, gsi_base, pins: 0, version: 0 };
         let version = apic.read(IOAPICVER);
         let (id, max_entry) = (version & 0xff, (version >> 16) & 0xff);
         if !(0x11..=0x2f).contains(&id) || !(7..=239).contains(&max_entry) {
             return None;
         }
         apic.pins = max_entry + 1;
+        apic.version = id;
         Some(apic)
     }
 
@@ -110,6 +114,18 @@ impl IoApic {
         self.write(IOREDTBL + 2 * pin, ENTRY_MASKED);
         self.write(IOREDTBL + 2 * pin + 1, u32::from(apic_id) << 24);
         self.write(IOREDTBL + 2 * pin, ENTRY_MASKED | ENTRY_LEVEL | u32::from(vector));
+    }
+
+    /// Ends a level-triggered interrupt of `vector` at the I/O APIC itself
+    /// (clearing Remote IRR), for machines where the local APIC's EOI
+    /// broadcast does not reach it (observed on QEMU q35). Only version
+    /// 0x20 and later have the register; older ones rely on the broadcast.
+    pub fn end_of_interrupt(&self, vector: u8) {
+        if self.version >= 0x20 {
+            // SAFETY: as in `read`; the EOI register only clears Remote IRR
+            // of entries with this vector.
+            unsafe { ((self.base as usize + EOI) as *mut u32).write_volatile(u32::from(vector)) };
+        }
     }
 
     /// Masks (`true`) or unmasks `gsi`, keeping the rest of its entry.

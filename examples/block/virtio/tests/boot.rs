@@ -56,20 +56,26 @@ fn disk(len: u64) -> (tempfile::TempDir, PathBuf) {
 /// device; returns QEMU's
 /// exit code and the serial output.
 fn boot(disk: Option<&Path>, append: &str) -> (Option<i32>, String) {
+    boot_on("microvm", disk, append)
+}
+
+/// [`boot`] on `machine`: `microvm` (virtio-mmio) or `q35` (virtio-pci).
+fn boot_on(machine: &str, disk: Option<&Path>, append: &str) -> (Option<i32>, String) {
+    let pci = machine != "microvm";
     let mut command = Command::new("qemu-system-x86_64");
     command
-        .args(["-M", "microvm", "-accel", "tcg", "-m", "128", "-nodefaults", "-nographic", "-no-reboot"])
+        .args(["-M", machine, "-accel", "tcg", "-m", "128", "-nodefaults", "-nographic", "-no-reboot"])
         .args(["-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel"])
         .arg(image())
         .args(["-append", append])
         // The entropy source: block-app draws its seed from it (QEMU's
         // default CPU model has no RDRAND to fall back on).
-        .args(["-device", "virtio-rng-device"]);
+        .args(["-device", if pci { "virtio-rng-pci" } else { "virtio-rng-device" }]);
     if let Some(disk) = disk {
         command
             .arg("-drive")
             .arg(format!("if=none,file={},format=raw,id=d0", disk.display()))
-            .args(["-device", "virtio-blk-device,drive=d0"]);
+            .args(["-device", if pci { "virtio-blk-pci,drive=d0" } else { "virtio-blk-device,drive=d0" }]);
     }
     let mut qemu =
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start qemu");
@@ -125,8 +131,22 @@ fn verifies_a_16_mib_disk_on_microvm() {
 #[test]
 fn concurrent_and_cancelled_reads_return_the_right_data() {
     require_qemu!();
+    check_selftest("microvm");
+}
+
+#[test]
+fn virtio_pci_on_q35_passes_the_selftest_and_the_block_example() {
+    require_qemu!();
+    check_selftest("q35");
     let (_dir, path) = disk(4 << 20);
-    let (status, output) = boot(Some(&path), "--block disk=virtio:0 -- selftest");
+    let (status, output) = boot_on("q35", Some(&path), "--block disk");
+    assert_eq!(status, Some(qemu_status(0)), "output:\n{output}");
+    assert!(output.contains("all 8192 sectors are intact"), "{output}");
+}
+
+fn check_selftest(machine: &str) {
+    let (_dir, path) = disk(4 << 20);
+    let (status, output) = boot_on(machine, Some(&path), "--block disk=virtio:0 -- selftest");
     assert_eq!(status, Some(qemu_status(0)), "output:\n{output}");
     let line = output.lines().find(|l| l.contains("concurrent reads verified")).expect("selftest line");
     let most: usize = line.rsplit("at most ").next().and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
