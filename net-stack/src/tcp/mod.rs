@@ -87,8 +87,8 @@ mod connection;
 mod listener;
 mod reassembly;
 mod rto;
-mod socket;
 mod sack;
+mod socket;
 
 use core::time::Duration;
 
@@ -98,8 +98,8 @@ pub use congestion::CongestionControl;
 pub use connection::{
     reset_for_unknown, ConnectionError, ConnectionStats, SendError, TcpConnection, TcpSegment, TcpState,
 };
-pub use sack::MAX_SACKED_RANGES;
 pub use listener::{IsnGenerator, ListenerStats, ListenerTransmit, TcpListener, MAX_PENDING_REPLIES};
+pub use sack::MAX_SACKED_RANGES;
 pub use socket::{
     TcpLayer, TcpLimits, TcpListenerHandle, TcpStats, TcpStream, TcpUsage, DEFERRED_SEGMENTS, EPHEMERAL_PORTS,
     MAX_PENDING_RESETS,
