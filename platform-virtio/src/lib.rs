@@ -7,6 +7,7 @@
 //! | [`VirtioPlatform`] | `mirage_types::platform::Platform`: the kernel's clocks and executor, virtio-rng entropy |
 //! | [`Devices`] | the devices the command line named, taken by name |
 //! | [`VirtioBlock`] | virtio-blk as `mirage_types::block::BlockDevice`, requests in flight together |
+//! | [`VirtioNet`] | virtio-net as `mirage_types::net::NetworkDevice`, driver-owned recycled buffers, frames in flight |
 //! | [`rng`] | virtio-rng as the entropy source, RDRAND without it |
 //! | [`flags`] | `--block NAME[=virtio:N]`, `--net`, `--ipv4`, `--ipv4-gateway` |
 //! | [`discovery`] | finds virtio devices: virtio-mmio slots on QEMU microvm, PCI bus 0 on q35, each with its interrupt line |
@@ -48,9 +49,11 @@ pub mod blk;
 pub mod discovery;
 pub mod flags;
 pub mod hal;
+pub mod net;
 pub mod pci;
 mod platform;
 pub mod rng;
 
 pub use blk::VirtioBlock;
+pub use net::VirtioNet;
 pub use platform::{run, DeviceError, Devices, VirtioPlatform};
