@@ -198,12 +198,13 @@ fn faults(loss: f64) -> LinkFaults {
     }
 }
 
-/// 10 MiB from A to B's echo server and back, byte-exact, under `loss`;
+/// `size` bytes from A to B's echo server and back, byte-exact, under
+/// `loss` (with the reordering, duplication and corruption of [`faults`]);
 /// afterwards both stacks hold no connection once TIME-WAIT is over.
-fn echo_10_mib(seed: u64, loss: f64, limit: Duration) {
+fn echo_through_b(seed: u64, loss: f64, size: usize, limit: Duration) {
     let n = net(seed, faults(loss), patient(), TcpLimits::default(), TcpLimits::default());
     serve_echo(&n, 16);
-    let data = pattern(seed, 10 << 20);
+    let data = pattern(seed, size);
     let echoed = n
         .sim
         .run_until(
@@ -239,30 +240,46 @@ fn assert_no_connections_after_time_wait(n: &Net) {
 
 #[test]
 fn echo_10_mib_on_a_clean_link() {
-    echo_10_mib(11, 0.0, Duration::from_secs(120));
+    echo_through_b(11, 0.0, 10 << 20, Duration::from_secs(120));
 }
 
+// The echo tests under loss once stalled for some seeds (23 at 5 %, for
+// one): B's echo task blocked writing with its send buffer full, so it
+// stopped reading and B's receive window closed; every segment from A was
+// then unacceptable, and B dropped it without looking at its ACK, so B
+// never learned that its data had arrived. Seed 23 and the others that
+// stalled are kept here.
+
 #[test]
-#[ignore = "known stall under loss: some seeds stop making progress mid-transfer (see net-stack/README.md, TCP)"]
 fn echo_10_mib_under_5_percent_loss() {
-    for seed in [21, 22] {
-        echo_10_mib(seed, 0.05, Duration::from_secs(1800));
+    for seed in [21, 22, 23] {
+        echo_through_b(seed, 0.05, 10 << 20, Duration::from_secs(1800));
     }
 }
 
 #[test]
-#[ignore = "known stall under loss: some seeds stop making progress mid-transfer (see net-stack/README.md, TCP)"]
 fn echo_10_mib_under_10_percent_loss() {
     for seed in [31, 32] {
-        echo_10_mib(seed, 0.10, Duration::from_secs(3600));
+        echo_through_b(seed, 0.10, 10 << 20, Duration::from_secs(3600));
     }
 }
 
+/// At 30 % loss each way a 10 MiB echo takes over an hour of virtual time
+/// (retransmissions are lost too, and the RTO backs off), so 1 MiB.
 #[test]
-#[ignore = "known stall under loss: some seeds stop making progress mid-transfer (see net-stack/README.md, TCP)"]
-fn echo_10_mib_under_30_percent_loss() {
-    for seed in [41, 42] {
-        echo_10_mib(seed, 0.30, Duration::from_secs(6 * 3600));
+fn echo_1_mib_under_30_percent_loss() {
+    for seed in [41, 42, 43] {
+        echo_through_b(seed, 0.30, 1 << 20, Duration::from_secs(3600));
+    }
+}
+
+/// Many seeds, smaller transfers: seeds 21, 25 and 26 stalled at 5 %
+/// before the zero-window fix.
+#[test]
+fn echo_1_mib_under_loss_over_many_seeds() {
+    for seed in 20..28 {
+        echo_through_b(seed, 0.05, 1 << 20, Duration::from_secs(1800));
+        echo_through_b(seed + 100, 0.10, 1 << 20, Duration::from_secs(1800));
     }
 }
 

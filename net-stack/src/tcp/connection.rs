@@ -896,6 +896,22 @@ impl TcpConnection {
             if !flags.rst() {
                 self.ack_now = true;
             }
+            // RFC 9293 §3.10.7.4: "If the RCV.WND is zero, no segments will
+            // be acceptable, but special allowance should be made to accept
+            // valid ACKs". Without it, a receiver whose buffer is full never
+            // learns that its own data was acknowledged: if its reader waits
+            // for that (an echo server blocked writing), neither side moves.
+            // The peer's SEG.SEQ may be past RCV.NXT (it sent what we could
+            // not take) but never past a window we advertised, and none is
+            // larger than the receive buffer. The ACK still passes RFC 5961
+            // §5.2's range check in `process_ack`.
+            let peer_edge = self.rcv_nxt + (self.config.recv_buffer + 1);
+            if rcv_wnd == 0 && flags.ack() && !flags.syn() && !flags.rst() && seq.in_range(self.rcv_nxt, peer_edge) {
+                self.last_recv = now;
+                if self.process_ack(now, repr) {
+                    self.after_ack(now, flags);
+                }
+            }
             return;
         }
         self.last_recv = now;
@@ -948,25 +964,8 @@ impl TcpConnection {
                 return;
             }
         }
-        if !self.process_ack(now, repr) {
+        if !self.process_ack(now, repr) || !self.after_ack(now, flags) {
             return;
-        }
-        match self.state {
-            TcpState::FinWait1 if self.fin_acked() => self.state = TcpState::FinWait2,
-            TcpState::Closing if self.fin_acked() => self.enter_time_wait(now),
-            TcpState::LastAck if self.fin_acked() => {
-                self.enter_closed(None);
-                return;
-            }
-            TcpState::TimeWait => {
-                // A retransmitted FIN: acknowledge it and restart 2·MSL.
-                if flags.fin() {
-                    self.ack_now = true;
-                    self.enter_time_wait(now);
-                }
-                return;
-            }
-            _ => {}
         }
 
         // Seventh: segment text.
@@ -994,6 +993,30 @@ impl TcpConnection {
                 self.ack_now = true;
             }
         }
+    }
+
+    /// The state changes an acceptable ACK makes (RFC 9293 §3.10.7.4,
+    /// fifth step, per state). Returns false if the segment's text and
+    /// FIN are not to be processed.
+    fn after_ack(&mut self, now: Instant, flags: TcpFlags) -> bool {
+        match self.state {
+            TcpState::FinWait1 if self.fin_acked() => self.state = TcpState::FinWait2,
+            TcpState::Closing if self.fin_acked() => self.enter_time_wait(now),
+            TcpState::LastAck if self.fin_acked() => {
+                self.enter_closed(None);
+                return false;
+            }
+            TcpState::TimeWait => {
+                // A retransmitted FIN: acknowledge it and restart 2·MSL.
+                if flags.fin() {
+                    self.ack_now = true;
+                    self.enter_time_wait(now);
+                }
+                return false;
+            }
+            _ => {}
+        }
+        true
     }
 
     fn establish(&mut self, now: Instant, repr: &TcpRepr) {
@@ -1854,6 +1877,35 @@ mod tests {
         // Reading opened the window by more than half the buffer: update.
         let (update, _) = h.expect(ACK, 1001, 5005);
         assert_eq!(update.window_len, 4);
+    }
+
+    #[test]
+    fn a_zero_window_still_takes_acks() {
+        // RFC 9293 §3.10.7.4: with RCV.WND zero no segment is acceptable,
+        // "but special allowance should be made to accept valid ACKs". Our
+        // buffer is full and our data is in flight; the peer's segments
+        // (data we cannot take, a pure ACK from beyond RCV.NXT) still
+        // acknowledge it.
+        let mut h = Harness::established(TcpConfig { recv_buffer: 4, delayed_ack: Duration::ZERO, ..config() });
+        h.send(ACK, 5001, 1001, b"abcd");
+        h.expect(ACK, 1001, 5005);
+        assert_eq!(h.conn.send(b"0123456789").unwrap(), 10);
+        let (data, _) = h.expect(ACK, 1001, 5005);
+        assert_eq!(data.payload_len, 10);
+        // Data at RCV.NXT with an ACK of our first 4 bytes: the data is
+        // refused (the window is zero), the ACK is taken.
+        h.send(ACK, 5005, 1005, b"efgh");
+        h.expect(ACK, 1011, 5005);
+        assert_eq!(h.conn.send_queued(), 6);
+        // A pure ACK whose SEQ is past RCV.NXT (the peer sent what we
+        // refused) acknowledges the rest.
+        h.send(ACK, 5009, 1011, b"");
+        assert_eq!(h.conn.send_queued(), 0);
+        assert_eq!(h.conn.recv_available(), 4, "nothing was taken into the full buffer");
+        // The RFC 5961 §5.2 range check still applies: an ACK of data we
+        // never sent changes nothing.
+        h.send(ACK, 5005, 2000, b"");
+        assert_eq!(h.conn.send_queued(), 0);
     }
 
     #[test]

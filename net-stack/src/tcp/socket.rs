@@ -513,6 +513,15 @@ impl<I: Ip<Addr = Ipv4Addr>, P: Sleep + Random> TcpLayer<I, P> {
         // as if it were not there (RFC 9293 §3.10.7.1).
         let slot = slot.filter(|s| s.with(|c| c.state() != TcpState::Closed).unwrap_or(true));
         if let Some(slot) = slot {
+            log::trace!(
+                "tcp {local} <- {remote}: seq {} ack {} len {} {:?} win {} sack {:?}",
+                repr.seq_number.0,
+                repr.ack_number.0,
+                repr.payload_len,
+                repr.flags,
+                repr.window_len,
+                repr.options.sack_blocks
+            );
             let delivered = slot.with(|c| c.handle_segment(now, &repr, payload.clone())).is_some();
             if !delivered {
                 let mut deferred = slot.deferred.borrow_mut();
@@ -766,6 +775,16 @@ impl<I: Ip<Addr = Ipv4Addr>, P: Sleep + Random> TcpLayer<I, P> {
                 while conn.recv(&mut discard) > 0 {}
             }
             let Some(segment) = conn.poll_transmit(now) else { break };
+            log::trace!(
+                "tcp {} -> {}: seq {} ack {} len {} {:?} win {}",
+                slot.local,
+                slot.remote,
+                segment.repr.seq_number.0,
+                segment.repr.ack_number.0,
+                segment.repr.payload_len,
+                segment.repr.flags,
+                segment.repr.window_len,
+            );
             let syn = segment.repr.flags.syn() && !segment.repr.flags.ack();
             let options = WriteOptions { src: Some(src), ..WriteOptions::default() };
             let result = shared
@@ -776,6 +795,7 @@ impl<I: Ip<Addr = Ipv4Addr>, P: Sleep + Random> TcpLayer<I, P> {
                 Ok(()) => shared.count(|s| s.segments_out += 1),
                 Err(e) => {
                     shared.count(|s| s.send_errors += 1);
+                    log::debug!("tcp {} -> {}: sending a segment failed: {e}", slot.local, slot.remote);
                     // A SYN nobody can be reached for fails the connect at
                     // once instead of after the connect timeout.
                     if syn && matches!(e.kind(), IpErrorKind::NoRoute | IpErrorKind::HostUnreachable) {
@@ -785,6 +805,18 @@ impl<I: Ip<Addr = Ipv4Addr>, P: Sleep + Random> TcpLayer<I, P> {
                 }
             }
         }
+        log::trace!(
+            "tcp {} -> {}: {} cwnd {} ssthresh {} rto {:?} queued {} deadline {:?} now {:?}",
+            slot.local,
+            slot.remote,
+            conn.state(),
+            conn.cwnd(),
+            conn.ssthresh(),
+            conn.rto(),
+            conn.send_queued(),
+            conn.poll_deadline(),
+            shared.platform.now()
+        );
         slot.state.set(conn.state());
         slot.deadline.set(conn.poll_deadline());
         *slot.conn.borrow_mut() = Some(conn);
