@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo xtask run APP [--platform unix] [-- APP-FLAGS...]
-//! cargo xtask run APP --platform virtio [--machine microvm|q35] [--disk IMAGE] [-- KERNEL-ARGS...]
+//! cargo xtask run APP --platform virtio [--machine microvm|q35] [--disk IMAGE]
+//!     [--tap IFACE | --forward HOSTPORT:GUESTPORT...] [-- KERNEL-ARGS...]
 //! cargo xtask build APP --platform virtio
 //! cargo xtask test
 //! cargo xtask bench www-unix|udp|checksum|tcp|block
@@ -59,6 +60,8 @@ enum Task {
         /// first virtio-blk device (name it with `-- --block NAME`).
         #[arg(long)]
         disk: Option<PathBuf>,
+        #[command(flatten)]
+        net: virtio::NetOptions,
         /// The program's flags, after `--`: the platform's (`-l debug`,
         /// `--block NAME=PATH`), then the application's own after a second
         /// `--` (`cargo xtask run www -- -l debug -- --port 9000`). For
@@ -117,8 +120,8 @@ type TaskError = String;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Task::Run { app, platform: Platform::Virtio, machine, disk, args } => {
-            run_virtio(&app, machine, disk.as_deref(), &args)
+        Task::Run { app, platform: Platform::Virtio, machine, disk, net, args } => {
+            run_virtio(&app, machine, disk.as_deref(), &net, &args)
         }
         Task::Run { app, platform, args, .. } => run(&app, platform, &args),
         Task::Build { app, platform } => build(&app, platform),
@@ -170,7 +173,9 @@ fn apps(platform: &str) -> Vec<String> {
 fn run(app: &str, platform: Platform, args: &[String]) -> Result<ExitCode, TaskError> {
     let platform = match platform {
         Platform::Unix => "unix",
-        Platform::Virtio => return run_virtio(app, virtio::Machine::Microvm, None, args),
+        Platform::Virtio => {
+            return run_virtio(app, virtio::Machine::Microvm, None, &virtio::NetOptions::default(), args)
+        }
         Platform::Xen => return Err("the xen platform is not yet available: use --platform unix or virtio".into()),
     };
     let known = apps(platform);
@@ -201,10 +206,11 @@ fn run_virtio(
     app: &str,
     machine: virtio::Machine,
     disk: Option<&Path>,
+    net: &virtio::NetOptions,
     args: &[String],
 ) -> Result<ExitCode, TaskError> {
     check_virtio_app(app)?;
-    virtio::run(app, machine, disk, args)
+    virtio::run(app, machine, disk, net, args)
 }
 
 /// `cargo xtask build APP --platform virtio`.
@@ -249,12 +255,18 @@ mod tests {
         assert!(e.contains("unknown app \"nope\"") && e.contains("www"), "{e}");
         let e = run("www", Platform::Xen, &[]).unwrap_err();
         assert!(e.contains("not yet available"), "{e}");
-        let e = run_virtio("nope", virtio::Machine::Microvm, None, &[]).unwrap_err();
+        let e = run_virtio("nope", virtio::Machine::Microvm, None, &virtio::NetOptions::default(), &[]).unwrap_err();
         assert!(e.contains("unknown app \"nope\"") && e.contains("block") && e.contains("kv"), "{e}");
         let e = build("hello", Platform::Unix).unwrap_err();
         assert!(e.contains("only --platform virtio"), "{e}");
         let cli = Cli::try_parse_from(["xtask", "run", "block", "--platform", "virtio", "--machine", "q35"]).unwrap();
         assert!(matches!(cli.command, Task::Run { machine: virtio::Machine::Q35, .. }));
+        let cli =
+            Cli::try_parse_from(["xtask", "run", "www", "--platform", "virtio", "--forward", "8080:8080"]).unwrap();
+        assert!(
+            matches!(cli.command, Task::Run { net: virtio::NetOptions { ref forward, .. }, .. } if forward.len() == 1)
+        );
+        assert!(Cli::try_parse_from(["xtask", "run", "www", "--tap", "t0", "--forward", "1:1"]).is_err());
     }
 
     #[test]
