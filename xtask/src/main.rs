@@ -6,7 +6,7 @@
 //!     [--tap IFACE | --forward HOSTPORT:GUESTPORT...] [-- KERNEL-ARGS...]
 //! cargo xtask build APP --platform virtio
 //! cargo xtask test
-//! cargo xtask bench www-unix|udp|checksum|tcp|block
+//! cargo xtask bench www-unix|udp|checksum|tcp|block|unikernel
 //! ```
 //!
 //! - `run` builds and runs an example (`examples/APP`) on a platform; only
@@ -29,6 +29,7 @@ mod apt;
 mod bench;
 mod bench_programs;
 mod bench_report;
+mod bench_unikernel;
 mod steps;
 mod virtio;
 
@@ -112,6 +113,8 @@ enum Benchmark {
     Tcp,
     /// Block devices and KV stores beside fio (mirage-kv's block-bench).
     Block,
+    /// Virtio unikernel image sizes, boot times and smallest memory beside Linux.
+    Unikernel,
 }
 
 /// A failure of a task, with what to do about it.
@@ -132,6 +135,7 @@ fn main() -> ExitCode {
             Benchmark::Checksum => bench_programs::checksum(),
             Benchmark::Tcp => bench_programs::tcp(),
             Benchmark::Block => bench_programs::block(),
+            Benchmark::Unikernel => bench_unikernel::unikernel(),
         },
     };
     match outcome {
