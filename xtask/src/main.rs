@@ -284,7 +284,7 @@ mod tests {
         let e = Cli::try_parse_from(["xtask", "run", "www", "--platform", "bsd"]).err().unwrap().to_string();
         assert!(e.contains("unix") && e.contains("virtio") && e.contains("xen"), "{e}");
         assert!(Cli::try_parse_from(["xtask", "bench", "nothing"]).is_err());
-        for name in ["www-unix", "udp", "checksum", "tcp", "block"] {
+        for name in ["www-unix", "udp", "checksum", "tcp", "block", "unikernel"] {
             assert!(Cli::try_parse_from(["xtask", "bench", name]).is_ok(), "bench {name}");
         }
     }
