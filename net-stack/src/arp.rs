@@ -242,6 +242,13 @@ impl ArpCache {
                 return Ok(Lookup::Resolved(entry.mac));
             }
         }
+        // A failure is held only until its deadline. Forget an expired one
+        // here rather than waiting for `handle_timeout`: the caller's input
+        // loop may be asleep until a frame arrives, and a peer with nothing
+        // to send would otherwise stay unreachable for good.
+        if self.pending.get(&ip).is_some_and(|p| p.failed && p.deadline <= now) {
+            self.pending.remove(&ip);
+        }
         if let Some(p) = self.pending.get(&ip) {
             return Ok(if p.failed { Lookup::Failed { attempts: p.attempts } } else { Lookup::Waiting });
         }
@@ -853,6 +860,22 @@ mod tests {
         c.handle_timeout(t(6000));
         assert_eq!(c.pending_count(), 0);
         assert_eq!(c.lookup(t(6000), PEER_IP).unwrap(), Lookup::Waiting);
+    }
+
+    #[test]
+    fn an_expired_failure_is_retried_even_without_timer_processing() {
+        // The input loop may never run the timers (no frame arrives); a
+        // lookup after the hold must start a new resolution by itself.
+        let mut c = ArpCache::new(US, ArpConfig { announce_count: 0, ..ArpConfig::default() });
+        c.set_addresses(t(0), &[OUR_IP]);
+        c.lookup(t(0), PEER_IP).unwrap();
+        for i in 1..=5 {
+            c.handle_timeout(t(1000 * i));
+        }
+        drain(&mut c);
+        assert_eq!(c.lookup(t(5500), PEER_IP).unwrap(), Lookup::Failed { attempts: 5 }, "held");
+        assert_eq!(c.lookup(t(6000), PEER_IP).unwrap(), Lookup::Waiting, "hold over: a new resolution");
+        assert_eq!(drain(&mut c).len(), 1, "and its first request is queued");
     }
 
     #[test]
