@@ -22,7 +22,6 @@
 //! never allocates per segment on the send path: [`TcpConnection::poll_transmit`]
 //! lends the payload out of the send buffer.
 
-use alloc::collections::VecDeque;
 use core::fmt;
 use core::net::SocketAddr;
 use core::time::Duration;
@@ -31,6 +30,7 @@ use bytes::Bytes;
 use mirage_types::tcp::Keepalive;
 use mirage_types::time::Instant;
 
+use super::buffer::RingBuffer;
 use super::congestion::{AckAction, Congestion};
 use super::reassembly::Reassembly;
 use super::rto::RttEstimator;
@@ -216,7 +216,7 @@ pub struct TcpConnection {
     /// Shift the peer applies to the windows it sends (RFC 7323 §2.2).
     snd_wscale: u8,
     /// Bytes from `send_start` on: unacknowledged, then unsent.
-    send_buf: VecDeque<u8>,
+    send_buf: RingBuffer,
     send_start: SeqNumber,
     /// The user shut the write side: a FIN follows the data.
     fin_queued: bool,
@@ -228,7 +228,7 @@ pub struct TcpConnection {
     rcv_nxt: SeqNumber,
     /// Our shift (RFC 7323 §2.2); 0 unless both SYNs carried the option.
     rcv_wscale: u8,
-    recv_buf: VecDeque<u8>,
+    recv_buf: RingBuffer,
     ooo: Reassembly,
     /// Sequence number of a FIN that arrived ahead of missing data.
     ooo_fin: Option<SeqNumber>,
@@ -370,14 +370,14 @@ impl TcpConnection {
             snd_wl2: SeqNumber(0),
             max_snd_wnd: 0,
             snd_wscale: 0,
-            send_buf: VecDeque::new(),
+            send_buf: RingBuffer::new(config.send_buffer),
             send_start: iss + 1,
             fin_queued: false,
             smss: DEFAULT_PEER_MSS.min(rmss),
             irs: SeqNumber(0),
             rcv_nxt: SeqNumber(0),
             rcv_wscale: if config.window_scaling { rcv_wscale } else { 0 },
-            recv_buf: VecDeque::new(),
+            recv_buf: RingBuffer::new(config.recv_buffer),
             ooo: Reassembly::new(config.max_ooo_segments),
             ooo_fin: None,
             rcv_adv: SeqNumber(0),
@@ -460,7 +460,7 @@ impl TcpConnection {
     /// Bytes [`Self::send`] would take now.
     pub fn send_capacity(&self) -> usize {
         if self.can_queue_data() {
-            self.config.send_buffer.saturating_sub(self.send_buf.len())
+            self.send_buf.free()
         } else {
             0
         }
@@ -542,9 +542,7 @@ impl TcpConnection {
         if !self.can_queue_data() {
             return Err(SendError::Closed);
         }
-        let n = data.len().min(self.send_capacity());
-        self.send_buf.extend(&data[..n]);
-        Ok(n)
+        Ok(self.send_buf.write(data))
     }
 
     fn can_queue_data(&self) -> bool {
@@ -560,10 +558,7 @@ impl TcpConnection {
     /// more can come. Reading opens the receive window; a window update is
     /// sent when it grew enough (RFC 9293 §3.8.6.2.2).
     pub fn recv(&mut self, buf: &mut [u8]) -> usize {
-        let n = buf.len().min(self.recv_buf.len());
-        for (dst, src) in buf.iter_mut().zip(self.recv_buf.drain(..n)) {
-            *dst = src;
-        }
+        let n = self.recv_buf.read(buf);
         if n > 0 && self.is_synchronized() && !self.fin_received {
             let threshold = (self.config.recv_buffer / 2).min(self.rmss).max(1);
             let edge = self.rcv_nxt + self.window_to_advertise();
@@ -1058,7 +1053,7 @@ impl TcpConnection {
                 self.snd_nxt = ack;
             }
             let data_acked = (ack - self.send_start).min(self.send_buf.len());
-            self.send_buf.drain(..data_acked);
+            self.send_buf.consume(data_acked);
             self.send_start += data_acked;
             self.sample_rtt(now, repr);
             // RFC 6298 §5.2–5.3.
@@ -1161,7 +1156,7 @@ impl TcpConnection {
     /// Free space in the receive buffer: the receive window (RFC 9293
     /// §3.8.6.2.2; out-of-order data lies inside it).
     fn receive_space(&self) -> usize {
-        self.config.recv_buffer.saturating_sub(self.recv_buf.len())
+        self.recv_buf.free()
     }
 
     fn take_data(&mut self, now: Instant, seq: SeqNumber, mut payload: Bytes) {
@@ -1188,13 +1183,18 @@ impl TcpConnection {
             return;
         }
         let filled_gap = !self.ooo.is_empty();
-        let mut taken = payload.len();
-        self.recv_buf.extend(&payload[..]);
-        self.rcv_nxt += payload.len();
+        // Everything here lies inside the window we offered, so it fits;
+        // counting what the buffer took keeps RCV.NXT true to the bytes
+        // held even if that ever failed (the peer would resend the rest).
+        let mut taken = self.recv_buf.write(&payload);
+        self.rcv_nxt += taken;
         while let Some(chunk) = self.ooo.pop_ready(self.rcv_nxt) {
-            taken += chunk.len();
-            self.rcv_nxt += chunk.len();
-            self.recv_buf.extend(&chunk[..]);
+            let n = self.recv_buf.write(&chunk);
+            taken += n;
+            self.rcv_nxt += n;
+            if n < chunk.len() {
+                break;
+            }
         }
         if self.ooo_fin == Some(self.rcv_nxt) {
             self.take_fin(now);
@@ -1479,14 +1479,7 @@ impl TcpConnection {
             }
             self.record_sent(now, seq, seg_len);
         }
-        let (a, b) = self.send_buf.as_slices();
-        let payload = if offset + len <= a.len() {
-            [&a[offset..offset + len], &[][..]]
-        } else if offset >= a.len() {
-            [&b[offset - a.len()..offset - a.len() + len], &[][..]]
-        } else {
-            [&a[offset..], &b[..offset + len - a.len()]]
-        };
+        let payload = self.send_buf.slices(offset, len);
         TcpSegment { repr, payload }
     }
 

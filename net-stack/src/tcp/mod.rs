@@ -82,6 +82,7 @@
 //! pseudo-headers (the core is address-family neutral, the checksum helper
 //! is IPv4); ECN; TCP Fast Open; path MTU discovery.
 
+mod buffer;
 mod congestion;
 mod connection;
 mod listener;

@@ -1,0 +1,250 @@
+//! A bounded byte ring: the send and receive buffers of a connection.
+//!
+//! Bytes go in and out as slices (one or two `copy_from_slice` each, never
+//! byte by byte), and the bytes held can be lent out as at most two slices,
+//! which is how a segment's payload reaches the emitter without a copy in
+//! between.
+//!
+//! Bound: a ring never holds more than the `limit` it was made with, and
+//! its storage never exceeds that limit. Storage is allocated as data
+//! arrives, doubling from [`MIN_STORAGE`] bytes, so an idle connection (or
+//! one that moves little data) does not pay for its full buffers; once it
+//! has grown, the steady state allocates nothing.
+
+use alloc::vec::Vec;
+
+/// The first allocation, in bytes (unless the limit is smaller).
+const MIN_STORAGE: usize = 4096;
+
+/// A FIFO of at most `limit` bytes.
+#[derive(Debug)]
+pub(crate) struct RingBuffer {
+    /// The storage; its whole length is usable. Empty until the first write.
+    storage: Vec<u8>,
+    /// Index in `storage` of the oldest byte.
+    head: usize,
+    /// Bytes held, starting at `head` and wrapping at `storage.len()`.
+    len: usize,
+    limit: usize,
+}
+
+impl RingBuffer {
+    /// An empty ring that will hold at most `limit` bytes; allocates nothing yet.
+    pub(crate) const fn new(limit: usize) -> RingBuffer {
+        RingBuffer { storage: Vec::new(), head: 0, len: 0, limit }
+    }
+
+    /// Bytes held.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes that can still be written.
+    pub(crate) fn free(&self) -> usize {
+        self.limit - self.len
+    }
+
+    /// Appends as much of `data` as fits and returns how many bytes that was.
+    pub(crate) fn write(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(self.free());
+        if n == 0 {
+            return 0;
+        }
+        self.reserve(self.len + n);
+        let cap = self.storage.len();
+        // The first free byte, and the free run from it to the end of
+        // storage (all the free space, when the data wraps already).
+        let tail = (self.head + self.len) % cap;
+        let first = n.min(cap - tail);
+        self.storage[tail..tail + first].copy_from_slice(&data[..first]);
+        self.storage[..n - first].copy_from_slice(&data[first..n]);
+        self.len += n;
+        n
+    }
+
+    /// Moves up to `out.len()` of the oldest bytes into `out` and returns
+    /// how many.
+    pub(crate) fn read(&mut self, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.len);
+        let [a, b] = self.slices(0, n);
+        out[..a.len()].copy_from_slice(a);
+        out[a.len()..n].copy_from_slice(b);
+        self.consume(n);
+        n
+    }
+
+    /// Drops the `n` oldest bytes (all of them if `n` is larger).
+    pub(crate) fn consume(&mut self, n: usize) {
+        let n = n.min(self.len);
+        self.len -= n;
+        // Restarting at 0 when empty keeps later writes in one piece.
+        self.head = if self.len == 0 { 0 } else { (self.head + n) % self.storage.len() };
+    }
+
+    /// Drops every byte; keeps the storage.
+    pub(crate) fn clear(&mut self) {
+        self.consume(self.len);
+    }
+
+    /// The `len` bytes from `offset` on (counted from the oldest byte), as
+    /// at most two slices in order; the second is empty unless the range
+    /// wraps. Both are clamped to the bytes held.
+    pub(crate) fn slices(&self, offset: usize, len: usize) -> [&[u8]; 2] {
+        let offset = offset.min(self.len);
+        let len = len.min(self.len - offset);
+        if len == 0 {
+            return [&[], &[]];
+        }
+        let cap = self.storage.len();
+        let start = (self.head + offset) % cap;
+        let first = len.min(cap - start);
+        [&self.storage[start..start + first], &self.storage[..len - first]]
+    }
+
+    /// Makes room for `needed` bytes in all (`needed <= limit`), keeping
+    /// what is held.
+    fn reserve(&mut self, needed: usize) {
+        let cap = self.storage.len();
+        if needed <= cap {
+            return;
+        }
+        let new_cap = needed.max(cap.saturating_mul(2)).max(MIN_STORAGE).min(self.limit);
+        let mut storage = Vec::with_capacity(new_cap);
+        let [a, b] = self.slices(0, self.len);
+        storage.extend_from_slice(a);
+        storage.extend_from_slice(b);
+        storage.resize(new_cap, 0);
+        self.storage = storage;
+        self.head = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::collections::VecDeque;
+    use proptest::prelude::*;
+    use std::vec;
+
+    fn contents(ring: &RingBuffer) -> Vec<u8> {
+        let [a, b] = ring.slices(0, ring.len());
+        [a, b].concat()
+    }
+
+    #[test]
+    fn allocates_nothing_until_written_and_never_beyond_the_limit() {
+        let mut ring = RingBuffer::new(10_000);
+        assert_eq!(ring.storage.len(), 0);
+        assert_eq!(ring.write(&[1; 100]), 100);
+        assert_eq!(ring.storage.len(), MIN_STORAGE);
+        assert_eq!(ring.write(&[2; 20_000]), 9_900);
+        assert_eq!(ring.storage.len(), 10_000);
+        assert_eq!(ring.free(), 0);
+        assert_eq!(ring.write(&[3; 5]), 0);
+    }
+
+    #[test]
+    fn a_tiny_limit_is_respected() {
+        let mut ring = RingBuffer::new(4);
+        assert_eq!(ring.write(b"abcdef"), 4);
+        assert_eq!(ring.storage.len(), 4);
+        let mut out = [0; 3];
+        assert_eq!(ring.read(&mut out), 3);
+        assert_eq!(&out, b"abc");
+        assert_eq!(ring.write(b"xyz"), 3);
+        assert_eq!(contents(&ring), b"dxyz");
+        // "d" sits at the end of the storage, "xyz" wrapped to its start.
+        assert_eq!(ring.slices(0, 10), [&b"d"[..], &b"xyz"[..]]);
+        assert_eq!(ring.slices(1, 2), [&b"xy"[..], &b""[..]]);
+    }
+
+    #[test]
+    fn growth_keeps_wrapped_data_in_order() {
+        let mut ring = RingBuffer::new(3 * MIN_STORAGE);
+        let first: Vec<u8> = (0..MIN_STORAGE).map(|i| i as u8).collect();
+        ring.write(&first);
+        ring.consume(MIN_STORAGE - 10);
+        // Wraps within the first allocation, then grows while wrapped.
+        ring.write(&[0xaa; 20]);
+        assert_eq!(ring.storage.len(), MIN_STORAGE);
+        ring.write(&[0xbb; MIN_STORAGE]);
+        assert_eq!(ring.storage.len(), 2 * MIN_STORAGE);
+        let mut expected = first[MIN_STORAGE - 10..].to_vec();
+        expected.extend_from_slice(&[0xaa; 20]);
+        expected.extend_from_slice(&[0xbb; MIN_STORAGE]);
+        assert_eq!(contents(&ring), expected);
+    }
+
+    #[test]
+    fn a_zero_limit_holds_nothing() {
+        let mut ring = RingBuffer::new(0);
+        assert_eq!(ring.write(b"a"), 0);
+        assert_eq!(ring.read(&mut [0; 4]), 0);
+        assert_eq!(ring.slices(0, 4), [&[][..], &[][..]]);
+        ring.consume(3);
+        assert!(ring.is_empty());
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Write(Vec<u8>),
+        Read(usize),
+        Consume(usize),
+        Clear,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => proptest::collection::vec(any::<u8>(), 0..300).prop_map(Op::Write),
+            3 => (0usize..300).prop_map(Op::Read),
+            2 => (0usize..300).prop_map(Op::Consume),
+            1 => Just(Op::Clear),
+        ]
+    }
+
+    proptest! {
+        /// The ring behaves as a `VecDeque` capped at `limit`, whatever the
+        /// operations, and its slices always show exactly what it holds.
+        #[test]
+        fn behaves_as_a_bounded_deque(limit in 0usize..1000, ops in proptest::collection::vec(op(), 0..60),
+                                      offset in 0usize..1100, len in 0usize..1100) {
+            let mut ring = RingBuffer::new(limit);
+            let mut model = VecDeque::new();
+            for op in ops {
+                match op {
+                    Op::Write(data) => {
+                        let n = ring.write(&data);
+                        prop_assert_eq!(n, data.len().min(limit - model.len()));
+                        model.extend(&data[..n]);
+                    }
+                    Op::Read(n) => {
+                        let mut out = vec![0xa5; n];
+                        let got = ring.read(&mut out);
+                        let want: Vec<u8> = model.drain(..n.min(model.len())).collect();
+                        prop_assert_eq!(&out[..got], &want[..]);
+                        prop_assert!(out[got..].iter().all(|&b| b == 0xa5));
+                    }
+                    Op::Consume(n) => {
+                        ring.consume(n);
+                        model.drain(..n.min(model.len()));
+                    }
+                    Op::Clear => {
+                        ring.clear();
+                        model.clear();
+                    }
+                }
+                prop_assert_eq!(ring.len(), model.len());
+                prop_assert!(ring.storage.len() <= limit);
+                prop_assert_eq!(contents(&ring), model.iter().copied().collect::<Vec<u8>>());
+            }
+            let [a, b] = ring.slices(offset, len);
+            let start = offset.min(model.len());
+            let end = start + len.min(model.len() - start);
+            prop_assert_eq!([a, b].concat(), model.range(start..end).copied().collect::<Vec<u8>>());
+        }
+    }
+}
