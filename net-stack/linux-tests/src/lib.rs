@@ -4,11 +4,18 @@
 //! checking for the tools a test needs (so it can print SKIP with the
 //! Debian package to install), a network namespace deleted however the
 //! test ends, a TAP device whose kernel end lives in that namespace, and
-//! child processes killed when the test ends.
+//! child processes killed when the test ends; and [`FaultyNetwork`], which
+//! makes the path to the kernel lossy on our side of the TAP device, for
+//! kernels without `tc netem`.
 //!
 //! Every test needs root and /dev/net/tun. The Debian packages the tests
 //! use: iproute2 (`ip`), iputils-ping (`ping`), dnsmasq-base (`dnsmasq`),
 //! socat (`socat`).
+
+pub mod faulty;
+pub mod tcp_services;
+
+pub use faulty::{DirectionCounts, FaultCounts, FaultyNetwork, NetemFaults};
 
 use std::path::Path;
 use std::process::{Child, Command};
