@@ -17,8 +17,10 @@ pub mod tcp_services;
 
 pub use faulty::{DirectionCounts, FaultCounts, FaultyNetwork, NetemFaults};
 
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use mirage_platform_unix::tap::TapNetwork;
 
@@ -31,6 +33,39 @@ pub fn sh(args: &[&str]) -> Result<String, String> {
         return Err(format!("{args:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr)));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs `args` in namespace `ns` under `limit` (killed by `timeout`
+/// after it, so coreutils' `timeout` must be installed), with `input` on
+/// its stdin; returns its stdout, or an error with the command, its status
+/// and its stderr. Blocks the calling thread.
+pub fn run_in_netns(ns: &str, args: &[&str], input: Option<Vec<u8>>, limit: Duration) -> Result<Vec<u8>, String> {
+    let secs = limit.as_secs().max(1).to_string();
+    let argv: Vec<&str> =
+        ["timeout", &secs, "ip", "netns", "exec", ns].into_iter().chain(args.iter().copied()).collect();
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{argv:?}: {e}"))?;
+    // A separate writer, since the command may echo while it reads: one
+    // thread writing and reading both pipes could deadlock on full pipes.
+    let writer = match (input, child.stdin.take()) {
+        (Some(data), Some(mut stdin)) => Some(std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        })),
+        _ => None,
+    };
+    let out = child.wait_with_output().map_err(|e| format!("{argv:?}: {e}"))?;
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+    if !out.status.success() {
+        return Err(format!("{argv:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(out.stdout)
 }
 
 /// Whether `tool` is an executable file in a directory of `PATH`.

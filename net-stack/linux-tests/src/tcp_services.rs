@@ -8,7 +8,6 @@
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -22,7 +21,7 @@ use mirage_types::net::NetworkDevice;
 use mirage_types::stack::Stack;
 use mirage_types::tcp::{Tcp, TcpListener};
 
-use crate::{iface_name, missing, Netns};
+use crate::{iface_name, missing, run_in_netns, Netns};
 
 /// The TCP port of the echo service on our stack.
 pub const ECHO_PORT: u16 = 7;
@@ -76,36 +75,14 @@ async fn http_once<F: Flow>(mut flow: F, body: Rc<Vec<u8>>) {
     }
 }
 
-/// Runs `args` in namespace `ns` under `limit` (killed by `timeout`
-/// after it), with `input` on its stdin; returns its stdout, or an error
-/// with the command, its status and its stderr.
+/// [`run_in_netns`] on a blocking thread, so the event loop (and our
+/// stack) keeps running while the command does.
 pub async fn run_in(ns: &str, args: &[&str], input: Option<Vec<u8>>, limit: Duration) -> Result<Vec<u8>, String> {
-    let secs = limit.as_secs().max(1).to_string();
-    let mut argv: Vec<String> = ["timeout", &secs, "ip", "netns", "exec", ns].iter().map(|s| s.to_string()).collect();
-    argv.extend(args.iter().map(|s| s.to_string()));
+    let ns = ns.to_string();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("{argv:?}: {e}"))?;
-        let writer = match (input, child.stdin.take()) {
-            (Some(data), Some(mut stdin)) => Some(std::thread::spawn(move || {
-                use std::io::Write;
-                let _ = stdin.write_all(&data);
-            })),
-            _ => None,
-        };
-        let out = child.wait_with_output().map_err(|e| format!("{argv:?}: {e}"))?;
-        if let Some(w) = writer {
-            let _ = w.join();
-        }
-        if !out.status.success() {
-            return Err(format!("{argv:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr)));
-        }
-        Ok(out.stdout)
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_in_netns(&ns, &args, input, limit)
     })
     .await
     .map_err(|e| format!("joining the command: {e}"))?
