@@ -58,7 +58,7 @@ impl RingBuffer {
         let cap = self.storage.len();
         // The first free byte, and the free run from it to the end of
         // storage (all the free space, when the data wraps already).
-        let tail = (self.head + self.len) % cap;
+        let tail = wrap(self.head + self.len, cap);
         let first = n.min(cap - tail);
         self.storage[tail..tail + first].copy_from_slice(&data[..first]);
         self.storage[..n - first].copy_from_slice(&data[first..n]);
@@ -82,7 +82,7 @@ impl RingBuffer {
         let n = n.min(self.len);
         self.len -= n;
         // Restarting at 0 when empty keeps later writes in one piece.
-        self.head = if self.len == 0 { 0 } else { (self.head + n) % self.storage.len() };
+        self.head = if self.len == 0 { 0 } else { wrap(self.head + n, self.storage.len()) };
     }
 
     /// Drops every byte; keeps the storage.
@@ -100,7 +100,7 @@ impl RingBuffer {
             return [&[], &[]];
         }
         let cap = self.storage.len();
-        let start = (self.head + offset) % cap;
+        let start = wrap(self.head + offset, cap);
         let first = len.min(cap - start);
         [&self.storage[start..start + first], &self.storage[..len - first]]
     }
@@ -120,6 +120,17 @@ impl RingBuffer {
         storage.resize(new_cap, 0);
         self.storage = storage;
         self.head = 0;
+    }
+}
+
+/// `index % cap` for an index below `2 * cap`, which every caller's is
+/// (a position below `cap` plus a count of at most `cap`), without the
+/// division `%` costs (tens of cycles, several times per segment).
+fn wrap(index: usize, cap: usize) -> usize {
+    if index >= cap {
+        index - cap
+    } else {
+        index
     }
 }
 
