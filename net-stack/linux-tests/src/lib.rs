@@ -9,8 +9,9 @@
 //! kernels without `tc netem`.
 //!
 //! Every test needs root and /dev/net/tun. The Debian packages the tests
-//! use: iproute2 (`ip`), iputils-ping (`ping`), dnsmasq-base (`dnsmasq`),
-//! socat (`socat`).
+//! use: iproute2 (`ip`, `tc`), iputils-ping (`ping`), dnsmasq-base
+//! (`dnsmasq`), socat (`socat`), curl (`curl`), netcat-openbsd (`nc`),
+//! coreutils (`timeout`).
 
 pub mod faulty;
 pub mod tcp_services;
