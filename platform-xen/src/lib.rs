@@ -1,0 +1,3 @@
+//! Run mirage-rs applications as Xen PVH guests.
+
+#![no_std]
