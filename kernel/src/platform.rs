@@ -65,14 +65,26 @@ impl fmt::Display for ClockError {
     }
 }
 
-/// Measures the TSC against the PIT and reads the wall clock from the CMOS
-/// RTC. Call once at boot with interrupts masked; until then the clocks
+/// Measures the TSC against the PIT (on Xen: takes the frequency Xen
+/// reports in CPUID) and reads the wall clock from the CMOS RTC. Call once at boot with interrupts masked; until then the clocks
 /// read zero.
 ///
 /// `Ok` carries the TSC frequency in Hz. A CMOS clock that cannot be read
 /// is not an error: the wall clock then starts at the epoch, and a warning
 /// says so once logging is up (see [`wall_clock_is_set`]).
 pub fn init_clocks() -> Result<u64, ClockError> {
+    if let Some(khz) = cpu::xen_tsc_khz() {
+        // Xen says the frequency it keeps the guest's TSC at, and a PVH
+        // guest has no PIT to measure it with.
+        let hz = u64::from(khz) * 1000;
+        let scale = TscScale::from_hz(hz).map_err(ClockError::BadFrequency)?;
+        TSC_MULT.store(scale.mult(), Ordering::Relaxed);
+        TSC_AT_BOOT.store(cpu::rdtsc(), Ordering::Relaxed);
+        if let Some(wall) = cmos::read_rtc().and_then(|r| r.to_posix().ok()) {
+            WALL_SECS_AT_BOOT.store(wall.secs(), Ordering::Relaxed);
+        }
+        return Ok(hz);
+    }
     pit::start_free_running();
     let mut previous = pit::read_counter();
     let start = cpu::rdtsc();

@@ -1,3 +1,41 @@
-//! Run mirage-rs applications as Xen PVH guests.
+//! Run mirage-rs applications as Xen PVH guests: the Xen half of the
+//! unikernel platforms, on top of `mirage-kernel` (whose PVH entry Xen
+//! boots directly).
+//!
+//! | item | what it is |
+//! |---|---|
+//! | [`run`] | the entry point: Xen set-up, command line, logger on the Xen console, the application on the kernel's executor |
+//! | [`XenPlatform`] | `mirage_types::platform::Platform`: the kernel's clocks and executor, Xen's wall clock, shutdown by hypercall |
+//! | [`XenConsole`] | `mirage_types::console::Console` through the `console_io` hypercall (dom0 only) |
+//! | [`hypercall`] | Xen detection (CPUID), the hypercall page, raw calls |
+//! | [`hypervisor`] | typed hypercalls: `console_io`, `sched_op`, `memory_op`, `hvm_op`, `event_channel_op`, `grant_table_op` |
+//! | [`shared_info`] | the shared info page: Xen system time, wall clock, event channel bitmaps |
+//! | [`probe`] | a report of the interfaces reached, each used once |
+//! | [`abi`] | hypercall numbers and argument layouts from Xen's public headers |
+//!
+//! The kernel measures no TSC on Xen: it takes the frequency from Xen's
+//! CPUID time leaf (a PVH guest has no PIT). Idling blocks in Xen with
+//! `SCHEDOP_poll` and a timeout, so no timer device or interrupt is
+//! needed. What is not done yet: see the crate's README.
+//!
+//! # Cargo features
+//!
+//! This crate has no Cargo features. It is `#![no_std]` + `alloc`; its
+//! hypercalls compile on the host (so clippy, rustdoc and the unit tests
+//! of the pure parts run there) but only work in a kernel image on Xen.
 
-#![no_std]
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod abi;
+mod console;
+pub mod hypercall;
+pub mod hypervisor;
+mod platform;
+pub mod probe;
+pub mod shared_info;
+
+pub use console::{console_io_allowed, XenConsole};
+pub use hypercall::XenError;
+pub use platform::{exit, run, XenIdle, XenPlatform, XEN_SETUP_STATUS};

@@ -81,6 +81,33 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
     CpuidResult { eax, ebx, ecx, edx }
 }
 
+/// The first CPUID leaf a hypervisor may use; hypervisors that offer
+/// several interfaces (Xen with Viridian) place theirs every 0x100 leaves.
+const HYPERVISOR_LEAVES: core::ops::Range<u32> = 0x4000_0000..0x4001_0000;
+
+/// The CPUID base leaf of Xen's interface ("XenVMMXenVMM" in EBX, ECX,
+/// EDX of the base leaf) and its largest leaf, if the kernel runs on Xen.
+pub fn xen_cpuid_base() -> Option<(u32, u32)> {
+    // Without the hypervisor bit (CPUID.01H:ECX[31]) the 0x4000_0000 leaves
+    // echo the highest basic leaf and mean nothing.
+    if cpuid(1, 0).ecx & (1 << 31) == 0 {
+        return None;
+    }
+    HYPERVISOR_LEAVES.step_by(0x100).find_map(|base| {
+        let id = cpuid(base, 0);
+        let signature = [id.ebx.to_le_bytes(), id.ecx.to_le_bytes(), id.edx.to_le_bytes()];
+        (signature.concat() == *b"XenVMMXenVMM" && id.eax >= base + 3).then_some((base, id.eax))
+    })
+}
+
+/// The guest TSC frequency in kHz that Xen reports in its time leaf
+/// (the base leaf plus 3, sub-leaf 0, ECX), if the kernel runs on Xen and
+/// it says. Xen guests have no PIT to calibrate against (PVH has none).
+pub fn xen_tsc_khz() -> Option<u32> {
+    let (base, _) = xen_cpuid_base()?;
+    Some(cpuid(base + 3, 0).ecx).filter(|&khz| khz != 0)
+}
+
 /// Whether the CPU has RDRAND (CPUID.01H:ECX bit 30).
 pub fn has_rdrand() -> bool {
     cpuid(1, 0).ecx & (1 << 30) != 0

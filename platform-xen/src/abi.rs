@@ -1,0 +1,299 @@
+//! The parts of Xen's public ABI this crate uses: hypercall numbers,
+//! sub-commands and argument structures, laid out as
+//! `xen/include/public/*.h` defines them for x86_64 (`xen.h`, `sched.h`,
+//! `memory.h`, `hvm/hvm_op.h`, `hvm/params.h`, `event_channel.h`,
+//! `grant_table.h`, `vcpu.h`). Pure data; the layout tests below pin every
+//! field offset the hypervisor reads or writes.
+
+/// `__HYPERVISOR_memory_op`.
+pub const HYPERCALL_MEMORY_OP: usize = 12;
+/// `__HYPERVISOR_xen_version`.
+pub const HYPERCALL_XEN_VERSION: usize = 17;
+/// `__HYPERVISOR_console_io`.
+pub const HYPERCALL_CONSOLE_IO: usize = 18;
+/// `__HYPERVISOR_grant_table_op`.
+pub const HYPERCALL_GRANT_TABLE_OP: usize = 20;
+/// `__HYPERVISOR_sched_op`.
+pub const HYPERCALL_SCHED_OP: usize = 29;
+/// `__HYPERVISOR_event_channel_op`.
+pub const HYPERCALL_EVENT_CHANNEL_OP: usize = 32;
+/// `__HYPERVISOR_hvm_op`.
+pub const HYPERCALL_HVM_OP: usize = 34;
+
+/// The bytes of one hypercall's stub in the hypercall page.
+pub const HYPERCALL_STUB_LEN: usize = 32;
+/// The size of a Xen page (x86).
+pub const PAGE_SIZE: usize = 4096;
+
+/// `DOMID_SELF`: the calling domain.
+pub const DOMID_SELF: u16 = 0x7ff0;
+
+/// `XENVER_version`: returns `major << 16 | minor`.
+pub const XENVER_VERSION: u64 = 0;
+
+/// `CONSOLEIO_write`.
+pub const CONSOLEIO_WRITE: u64 = 0;
+
+/// `SCHEDOP_shutdown`.
+pub const SCHEDOP_SHUTDOWN: u64 = 2;
+/// `SCHEDOP_poll`.
+pub const SCHEDOP_POLL: u64 = 3;
+/// `SCHEDOP_poll` accepts at most this many ports (Xen's `do_poll`).
+pub const SCHEDOP_POLL_MAX_PORTS: usize = 128;
+
+/// `XENMEM_add_to_physmap`.
+pub const XENMEM_ADD_TO_PHYSMAP: u64 = 7;
+/// `XENMAPSPACE_shared_info`.
+pub const XENMAPSPACE_SHARED_INFO: u32 = 0;
+/// `XENMAPSPACE_grant_table`.
+pub const XENMAPSPACE_GRANT_TABLE: u32 = 1;
+
+/// `HVMOP_get_param`.
+pub const HVMOP_GET_PARAM: u64 = 1;
+/// `HVM_PARAM_STORE_PFN`: the xenstore ring's page frame.
+pub const HVM_PARAM_STORE_PFN: u32 = 1;
+/// `HVM_PARAM_STORE_EVTCHN`: the xenstore ring's event channel.
+pub const HVM_PARAM_STORE_EVTCHN: u32 = 2;
+/// `HVM_PARAM_CONSOLE_PFN`: the PV console ring's page frame.
+pub const HVM_PARAM_CONSOLE_PFN: u32 = 17;
+/// `HVM_PARAM_CONSOLE_EVTCHN`: the PV console ring's event channel.
+pub const HVM_PARAM_CONSOLE_EVTCHN: u32 = 18;
+
+/// `EVTCHNOP_bind_interdomain`.
+pub const EVTCHNOP_BIND_INTERDOMAIN: u64 = 0;
+/// `EVTCHNOP_bind_virq`.
+pub const EVTCHNOP_BIND_VIRQ: u64 = 1;
+/// `EVTCHNOP_close`.
+pub const EVTCHNOP_CLOSE: u64 = 3;
+/// `EVTCHNOP_send`.
+pub const EVTCHNOP_SEND: u64 = 4;
+/// `EVTCHNOP_alloc_unbound`.
+pub const EVTCHNOP_ALLOC_UNBOUND: u64 = 6;
+
+/// `GNTTABOP_query_size`.
+pub const GNTTABOP_QUERY_SIZE: u64 = 6;
+
+/// `struct sched_shutdown`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SchedShutdown {
+    /// `SHUTDOWN_*`.
+    pub reason: u32,
+}
+
+/// `struct sched_poll`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SchedPoll {
+    /// Guest address of the ports (`XEN_GUEST_HANDLE(evtchn_port_t)`).
+    pub ports: u64,
+    /// How many ports.
+    pub nr_ports: u32,
+    /// Absolute Xen system time (ns) to give up at; 0 for never.
+    pub timeout: u64,
+}
+
+/// `struct xen_add_to_physmap`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AddToPhysmap {
+    /// The domain (`DOMID_SELF`).
+    pub domid: u16,
+    /// Pages for `XENMAPSPACE_gmfn_range`; unused otherwise.
+    pub size: u16,
+    /// `XENMAPSPACE_*`.
+    pub space: u32,
+    /// The index within the space (the grant-table frame number).
+    pub idx: u64,
+    /// The guest page frame to map it at.
+    pub gpfn: u64,
+}
+
+/// `struct xen_hvm_param`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HvmParam {
+    /// The domain (`DOMID_SELF`).
+    pub domid: u16,
+    /// `HVM_PARAM_*`.
+    pub index: u32,
+    /// The value read.
+    pub value: u64,
+}
+
+/// `struct evtchn_alloc_unbound`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EvtchnAllocUnbound {
+    /// The domain the port is allocated in.
+    pub dom: u16,
+    /// The domain allowed to bind the other end.
+    pub remote_dom: u16,
+    /// Out: the port.
+    pub port: u32,
+}
+
+/// `struct evtchn_bind_interdomain`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EvtchnBindInterdomain {
+    /// The domain holding the unbound port.
+    pub remote_dom: u16,
+    /// The unbound port.
+    pub remote_port: u32,
+    /// Out: our end.
+    pub local_port: u32,
+}
+
+/// `struct evtchn_bind_virq`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EvtchnBindVirq {
+    /// `VIRQ_*`.
+    pub virq: u32,
+    /// The vCPU it is delivered to.
+    pub vcpu: u32,
+    /// Out: the port.
+    pub port: u32,
+}
+
+/// `struct evtchn_send` and `struct evtchn_close`: one port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EvtchnPort {
+    /// The port.
+    pub port: u32,
+}
+
+/// `struct gnttab_query_size`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GnttabQuerySize {
+    /// The domain (`DOMID_SELF`).
+    pub dom: u16,
+    /// Out: frames in use.
+    pub nr_frames: u32,
+    /// Out: the most frames the domain may have.
+    pub max_nr_frames: u32,
+    /// Out: `GNTST_*`.
+    pub status: i16,
+}
+
+/// Offsets in the shared info page (`struct shared_info`, x86_64).
+pub mod shared_info {
+    /// `vcpu_info[0].time` (`struct vcpu_time_info`).
+    pub const VCPU0_TIME: usize = 32;
+    /// `vcpu_time_info.version`: odd while Xen updates the record.
+    pub const TIME_VERSION: usize = 0;
+    /// `vcpu_time_info.tsc_timestamp`.
+    pub const TIME_TSC_TIMESTAMP: usize = 8;
+    /// `vcpu_time_info.system_time` (ns).
+    pub const TIME_SYSTEM_TIME: usize = 16;
+    /// `vcpu_time_info.tsc_to_system_mul`.
+    pub const TIME_MUL: usize = 24;
+    /// `vcpu_time_info.tsc_shift`.
+    pub const TIME_SHIFT: usize = 28;
+    /// `evtchn_pending`: one bit per port.
+    pub const EVTCHN_PENDING: usize = 2048;
+    /// `evtchn_mask`: one bit per port.
+    pub const EVTCHN_MASK: usize = 2560;
+    /// The ports the 2-level event channel ABI has (the bitmaps' bits).
+    pub const EVTCHN_2L_PORTS: u32 = 4096;
+    /// `wc_version`: odd while Xen updates the wall clock.
+    pub const WC_VERSION: usize = 3072;
+    /// `wc_sec`: low 32 bits of the wall-clock seconds at system time 0.
+    pub const WC_SEC: usize = 3076;
+    /// `wc_nsec`.
+    pub const WC_NSEC: usize = 3080;
+    /// `wc_sec_hi`: high 32 bits of the seconds (64-bit guests).
+    pub const WC_SEC_HI: usize = 3084;
+}
+
+/// Xen system time (ns) from a TSC reading and the `vcpu_time_info`
+/// values: `system_time + ((tsc - tsc_timestamp) << shift) * mul >> 32`
+/// (`xen/include/public/xen.h`), with a negative shift shifting right.
+pub fn system_time(tsc: u64, tsc_timestamp: u64, system_time: u64, mul: u32, shift: i8) -> u64 {
+    let mut delta = tsc.wrapping_sub(tsc_timestamp);
+    // A TSC read before the record's stamp (another update raced) counts as
+    // no time: system time must not go back by almost 2^64 ns.
+    if delta > u64::MAX / 2 {
+        delta = 0;
+    }
+    let delta = if shift >= 0 { delta << shift.unsigned_abs() } else { delta >> shift.unsigned_abs() };
+    let scaled = (u128::from(delta) * u128::from(mul)) >> 32;
+    system_time.wrapping_add(scaled as u64)
+}
+
+/// The name of a Xen error number (the negated value a hypercall
+/// returns), for messages.
+pub fn errno_name(errno: i64) -> &'static str {
+    match errno.checked_neg().unwrap_or(0) {
+        1 => "EPERM",
+        2 => "ENOENT",
+        3 => "ESRCH",
+        12 => "ENOMEM",
+        13 => "EACCES",
+        14 => "EFAULT",
+        16 => "EBUSY",
+        17 => "EEXIST",
+        22 => "EINVAL",
+        28 => "ENOSPC",
+        38 => "ENOSYS",
+        95 => "EOPNOTSUPP",
+        _ => "unknown error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::mem::{offset_of, size_of};
+
+    use super::*;
+
+    #[test]
+    fn structures_have_the_headers_layout() {
+        assert_eq!(
+            (size_of::<SchedPoll>(), offset_of!(SchedPoll, nr_ports), offset_of!(SchedPoll, timeout)),
+            (24, 8, 16)
+        );
+        assert_eq!(size_of::<AddToPhysmap>(), 24);
+        assert_eq!(
+            (offset_of!(AddToPhysmap, space), offset_of!(AddToPhysmap, idx), offset_of!(AddToPhysmap, gpfn)),
+            (4, 8, 16)
+        );
+        assert_eq!((size_of::<HvmParam>(), offset_of!(HvmParam, index), offset_of!(HvmParam, value)), (16, 4, 8));
+        assert_eq!((size_of::<EvtchnAllocUnbound>(), offset_of!(EvtchnAllocUnbound, port)), (8, 4));
+        assert_eq!(
+            (offset_of!(EvtchnBindInterdomain, remote_port), offset_of!(EvtchnBindInterdomain, local_port)),
+            (4, 8)
+        );
+        assert_eq!((size_of::<EvtchnBindVirq>(), offset_of!(EvtchnBindVirq, port)), (12, 8));
+        assert_eq!((offset_of!(GnttabQuerySize, nr_frames), offset_of!(GnttabQuerySize, max_nr_frames)), (4, 8));
+        assert_eq!((offset_of!(GnttabQuerySize, status), size_of::<GnttabQuerySize>()), (12, 16));
+    }
+
+    #[test]
+    fn system_time_scales_the_tsc_delta() {
+        // mul = 2^31 halves: a 2 GHz TSC. 2000 ticks after the stamp is 1000 ns.
+        assert_eq!(system_time(12_000, 10_000, 5_000, 1 << 31, 0), 6_000);
+        // shift 1 doubles before the multiplication, -1 halves.
+        assert_eq!(system_time(12_000, 10_000, 0, 1 << 31, 1), 2_000);
+        assert_eq!(system_time(12_000, 10_000, 0, 1 << 31, -1), 500);
+        // A TSC behind the stamp gives the stamp's time, not a huge jump.
+        assert_eq!(system_time(9_999, 10_000, 7, 1 << 31, 0), 7);
+        // No overflow for hours of ticks at the largest multiplier.
+        let hour_at_4ghz = 4_000_000_000u64 * 3600;
+        assert_eq!(
+            system_time(hour_at_4ghz, 0, 0, u32::MAX, -2),
+            ((u128::from(hour_at_4ghz >> 2) * u128::from(u32::MAX)) >> 32) as u64
+        );
+    }
+
+    #[test]
+    fn error_numbers_have_names() {
+        assert_eq!(errno_name(-1), "EPERM");
+        assert_eq!(errno_name(-38), "ENOSYS");
+        assert_eq!(errno_name(-9999), "unknown error");
+        assert_eq!(errno_name(i64::MIN), "unknown error");
+    }
+}

@@ -1,0 +1,188 @@
+//! [`XenPlatform`], the idle loop on `SCHEDOP_poll`, and [`run`].
+
+use alloc::rc::Rc;
+use alloc::string::String;
+use core::fmt;
+use core::future::Future;
+
+use mirage_console::{LogFilter, Logger};
+use mirage_kernel::arch::port::Port;
+use mirage_kernel::cmdline::KernelArgs;
+use mirage_kernel::executor::{Executor, Idle};
+use mirage_kernel::platform::{APP_ERROR_STATUS, USAGE_STATUS};
+use mirage_kernel::{BootInfo, KernelClock, KernelPlatform};
+use mirage_types::console::Console;
+use mirage_types::platform::Platform;
+use mirage_types::random::{Random, RandomError};
+use mirage_types::time::{Instant, MonotonicClock, PosixTime, Sleep, WallClock};
+
+use crate::console::{console_io_allowed, XenConsole};
+use crate::hypercall::{self, XenError};
+use crate::hypervisor::{poll, shutdown, ShutdownReason};
+use crate::shared_info;
+
+/// The exit status when Xen cannot be set up (not on Xen, no hypercall
+/// page, shared info not mappable); the kernel's boot failures use 100.
+pub const XEN_SETUP_STATUS: u8 = 103;
+
+/// QEMU's `isa-debug-exit` port, which the test harness gives the machine
+/// Xen runs on; only the hardware domain reaches it.
+const QEMU_DEBUG_EXIT_PORT: u16 = 0xf4;
+
+/// Waits for the executor's next deadline by blocking the vCPU in Xen
+/// (`SCHEDOP_poll` with a timeout, no ports): no timer device and no
+/// interrupt needed, and any event channel notification wakes it early.
+#[derive(Debug, Default)]
+pub struct XenIdle;
+
+impl Idle for XenIdle {
+    fn now(&self) -> Instant {
+        KernelClock.now()
+    }
+
+    fn wait(&mut self, deadline: Option<Instant>) {
+        let timeout = match deadline {
+            None => 0,
+            Some(deadline) => {
+                let now = KernelClock.now();
+                if deadline <= now {
+                    return;
+                }
+                let Some(xen_now) = shared_info::now() else { return };
+                // 0 would mean "no timeout": the result is at least 1.
+                xen_now.saturating_add((deadline - now).as_nanos() as u64).max(1)
+            }
+        };
+        // On failure the executor calls again: the loop spins instead of
+        // sleeping, which is slower but not wrong.
+        let _ = poll(&[], timeout);
+    }
+}
+
+/// The platform handle of applications on Xen: the kernel's clocks,
+/// executor and RDRAND ([`KernelPlatform`]), Xen's wall clock, and exit
+/// through `SCHEDOP_shutdown`. Cheap to clone; clones share one event loop.
+#[derive(Clone)]
+pub struct XenPlatform {
+    kernel: KernelPlatform,
+}
+
+impl MonotonicClock for XenPlatform {
+    fn now(&self) -> Instant {
+        self.kernel.now()
+    }
+}
+
+impl WallClock for XenPlatform {
+    /// Xen's wall clock (`wc_sec`/`wc_nsec` plus Xen system time), which
+    /// the toolstack or dom0 keeps; the epoch if Xen has none.
+    fn wall_time(&self) -> PosixTime {
+        let (Some((secs, nanos)), Some(system)) = (shared_info::wall_clock_base(), shared_info::now()) else {
+            return self.kernel.wall_time();
+        };
+        let total = u128::from(nanos) + u128::from(system);
+        let secs = secs.saturating_add((total / 1_000_000_000) as i64);
+        PosixTime::new(secs, (total % 1_000_000_000) as u32).unwrap_or(PosixTime::EPOCH)
+    }
+}
+
+impl Sleep for XenPlatform {
+    /// Cancel-safe: dropping the future removes its timer.
+    async fn sleep_until(&self, deadline: Instant) {
+        self.kernel.sleep_until(deadline).await
+    }
+}
+
+impl Random for XenPlatform {
+    /// RDRAND, as [`KernelPlatform`] (Xen passes it through when the CPU
+    /// has it).
+    fn fill(&self, buf: &mut [u8]) -> Result<(), RandomError> {
+        self.kernel.fill(buf)
+    }
+}
+
+impl Platform for XenPlatform {
+    fn spawn(&self, task: impl Future<Output = ()> + 'static) {
+        self.kernel.spawn(task)
+    }
+
+    fn args(&self) -> &[String] {
+        self.kernel.args()
+    }
+
+    /// Shuts the domain down: `SHUTDOWN_poweroff` for status 0,
+    /// `SHUTDOWN_crash` otherwise (a domU's toolstack sees no number). The
+    /// hardware domain first writes the status to QEMU's `isa-debug-exit`
+    /// port, so under the test harness QEMU exits with `status * 2 + 1`.
+    fn exit(&self, status: u8) -> ! {
+        exit(status)
+    }
+}
+
+/// See [`XenPlatform::exit`].
+pub fn exit(status: u8) -> ! {
+    if console_io_allowed() {
+        // SAFETY: the hardware domain may use the port; without QEMU's
+        // isa-debug-exit behind it, a write to 0xf4 (no device on PCs) is
+        // ignored.
+        unsafe { Port::new(QEMU_DEBUG_EXIT_PORT) }.write_u8(status);
+    }
+    let reason = if status == 0 { ShutdownReason::PowerOff } else { ShutdownReason::Crash };
+    let error = shutdown(reason);
+    XenConsole.write_diagnostic(alloc::format!("mirage-platform-xen: cannot shut down: {error}\n").as_bytes());
+    mirage_kernel::arch::power::power_off(status)
+}
+
+/// Sets up the hypercall page and maps shared info.
+fn init() -> Result<(), XenError> {
+    hypercall::init()?;
+    shared_info::map()?;
+    Ok(())
+}
+
+/// Runs an application as a Xen guest: sets up the hypercall page and
+/// shared info, parses the command line (`[-l FILTER] [-- ARGS...]`, as
+/// `mirage_kernel::run`), logs to [`XenConsole`], runs `app` on the
+/// kernel's executor idling in Xen, and shuts the domain down with status
+/// 0 if it returned `Ok`, [`APP_ERROR_STATUS`] after logging the error,
+/// [`USAGE_STATUS`] for a bad command line, [`XEN_SETUP_STATUS`] if Xen
+/// cannot be set up (the reason is printed on the Xen console where
+/// possible and on COM1).
+pub fn run<F, Fut, E>(boot: BootInfo, app: F) -> !
+where
+    F: FnOnce(XenPlatform) -> Fut,
+    Fut: Future<Output = Result<(), E>> + 'static,
+    E: fmt::Display + 'static,
+{
+    let fail = |status: u8, message: &dyn fmt::Display| -> ! {
+        let line = alloc::format!("mirage-platform-xen: {message}\n");
+        XenConsole.write_diagnostic(line.as_bytes());
+        mirage_kernel::SerialConsole.write_diagnostic(line.as_bytes());
+        exit(status)
+    };
+    if let Err(e) = init() {
+        fail(XEN_SETUP_STATUS, &e);
+    }
+    let args = KernelArgs::parse(&boot.command_line).unwrap_or_else(|e| fail(USAGE_STATUS, &e));
+    let filter: LogFilter = args.log_filter.parse().unwrap_or_else(|e| fail(USAGE_STATUS, &e));
+    // Only fails if a logger is installed already, which then stays.
+    let _ = Logger::new(XenConsole, KernelClock, filter).install();
+    log::debug!(
+        "heap {:#x}..{:#x} ({} MiB), TSC {} kHz, command line {:?}",
+        boot.heap.start,
+        boot.heap.end,
+        (boot.heap.end - boot.heap.start) >> 20,
+        boot.tsc_hz / 1000,
+        boot.command_line
+    );
+    let executor = Executor::new();
+    let app_args: Rc<[String]> = args.app_args.into();
+    let platform = XenPlatform { kernel: KernelPlatform::new(executor.clone(), app_args) };
+    match executor.block_on(app(platform), &mut XenIdle) {
+        Ok(()) => exit(0),
+        Err(e) => {
+            log::error!("application failed: {e}");
+            exit(APP_ERROR_STATUS)
+        }
+    }
+}

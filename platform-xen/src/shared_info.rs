@@ -1,0 +1,141 @@
+//! The shared info page: Xen's time records, the wall clock and the
+//! 2-level event channel bitmaps, mapped once with
+//! `XENMEM_add_to_physmap(XENMAPSPACE_shared_info)` into a page of ours.
+
+use core::sync::atomic::{fence, AtomicU64, Ordering};
+
+use mirage_kernel::arch::cpu;
+
+use crate::abi::shared_info::*;
+use crate::abi::{system_time, PAGE_SIZE, XENMAPSPACE_SHARED_INFO};
+use crate::hypercall::{leak_page, XenError};
+use crate::hypervisor::add_to_physmap;
+
+/// The shared info page's address, 0 until [`map`].
+static PAGE: AtomicU64 = AtomicU64::new(0);
+
+/// How often a reader retries while Xen updates a record. Xen's updates
+/// take microseconds; a record still odd after this many tries is read as
+/// it is rather than spinning forever.
+const MAX_RETRIES: u32 = 1_000;
+
+/// Maps the shared info page; idempotent. Returns its address.
+pub fn map() -> Result<u64, XenError> {
+    let existing = PAGE.load(Ordering::Relaxed);
+    if existing != 0 {
+        return Ok(existing);
+    }
+    let page = leak_page("shared info")?;
+    add_to_physmap(XENMAPSPACE_SHARED_INFO, 0, page / PAGE_SIZE as u64)?;
+    PAGE.store(page, Ordering::Relaxed);
+    Ok(page)
+}
+
+/// Reads the u32 or u64 at `offset` of the mapped page.
+fn read<T: Copy>(page: u64, offset: usize) -> T {
+    debug_assert!(offset + core::mem::size_of::<T>() <= PAGE_SIZE);
+    // SAFETY: `page` is the mapped shared info page (set by `map` only after
+    // Xen mapped it), every offset used is within it and aligned for `T`
+    // (the header's layout), and Xen writes it concurrently, hence volatile.
+    unsafe { core::ptr::read_volatile((page as *const u8).add(offset).cast::<T>()) }
+}
+
+/// Xen system time in ns (vCPU 0's record), or `None` before [`map`].
+pub fn now() -> Option<u64> {
+    let page = PAGE.load(Ordering::Relaxed);
+    if page == 0 {
+        return None;
+    }
+    let mut result = 0;
+    for _ in 0..MAX_RETRIES {
+        let version: u32 = read(page, VCPU0_TIME + TIME_VERSION);
+        fence(Ordering::Acquire);
+        let stamp: u64 = read(page, VCPU0_TIME + TIME_TSC_TIMESTAMP);
+        let base: u64 = read(page, VCPU0_TIME + TIME_SYSTEM_TIME);
+        let mul: u32 = read(page, VCPU0_TIME + TIME_MUL);
+        let shift: i8 = read(page, VCPU0_TIME + TIME_SHIFT);
+        result = system_time(cpu::rdtsc(), stamp, base, mul, shift);
+        fence(Ordering::Acquire);
+        if version & 1 == 0 && read::<u32>(page, VCPU0_TIME + TIME_VERSION) == version {
+            break;
+        }
+    }
+    Some(result)
+}
+
+/// The wall-clock time (seconds, nanoseconds since the Unix epoch) at Xen
+/// system time 0, or `None` before [`map`].
+pub fn wall_clock_base() -> Option<(i64, u32)> {
+    let page = PAGE.load(Ordering::Relaxed);
+    if page == 0 {
+        return None;
+    }
+    let mut result = (0, 0);
+    for _ in 0..MAX_RETRIES {
+        let version: u32 = read(page, WC_VERSION);
+        fence(Ordering::Acquire);
+        let secs = (u64::from(read::<u32>(page, WC_SEC_HI)) << 32) | u64::from(read::<u32>(page, WC_SEC));
+        result = (secs as i64, read::<u32>(page, WC_NSEC));
+        fence(Ordering::Acquire);
+        if version & 1 == 0 && read::<u32>(page, WC_VERSION) == version {
+            break;
+        }
+    }
+    Some(result)
+}
+
+/// The word and bit of `port` in an event channel bitmap.
+fn bit(port: u32) -> Option<(usize, u64)> {
+    (port < EVTCHN_2L_PORTS).then(|| ((port / 64) as usize * 8, 1u64 << (port % 64)))
+}
+
+/// Whether `port` is pending; `None` before [`map`] or for a port beyond
+/// the 2-level ABI's [`EVTCHN_2L_PORTS`].
+pub fn is_pending(port: u32) -> Option<bool> {
+    let page = PAGE.load(Ordering::Relaxed);
+    let (word, mask) = bit(port)?;
+    (page != 0).then(|| read::<u64>(page, EVTCHN_PENDING + word) & mask != 0)
+}
+
+/// Clears `port`'s pending bit, as a guest does once it has handled the
+/// event. Does nothing before [`map`] or for a port out of range.
+pub fn clear_pending(port: u32) {
+    let page = PAGE.load(Ordering::Relaxed);
+    let Some((word, mask)) = bit(port) else { return };
+    if page == 0 {
+        return;
+    }
+    // SAFETY: the word lies within the mapped page and is 8-byte aligned;
+    // Xen sets bits in it concurrently, so the clear must be atomic, which
+    // an `AtomicU64` at that address gives (the page is ordinary RAM).
+    let word = unsafe { &*((page as usize + EVTCHN_PENDING + word) as *const AtomicU64) };
+    word.fetch_and(!mask, Ordering::SeqCst);
+}
+
+/// Whether `port` is masked in the 2-level bitmap.
+pub fn is_masked(port: u32) -> Option<bool> {
+    let page = PAGE.load(Ordering::Relaxed);
+    let (word, mask) = bit(port)?;
+    (page != 0).then(|| read::<u64>(page, EVTCHN_MASK + word) & mask != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_map_to_their_bitmap_bit() {
+        assert_eq!(bit(0), Some((0, 1)));
+        assert_eq!(bit(65), Some((8, 2)));
+        assert_eq!(bit(EVTCHN_2L_PORTS - 1), Some((504, 1 << 63)));
+        assert_eq!(bit(EVTCHN_2L_PORTS), None);
+    }
+
+    #[test]
+    fn nothing_is_read_before_the_page_is_mapped() {
+        assert_eq!(now(), None);
+        assert_eq!(wall_clock_base(), None);
+        assert_eq!(is_pending(3), None);
+        clear_pending(3);
+    }
+}
