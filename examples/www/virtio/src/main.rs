@@ -47,9 +47,7 @@ fn main(boot: mirage_kernel::BootInfo) -> ! {
         let config = www::Config::from_args(platform.args())?;
         let net = VirtioNet::new(devices.net_device("net0")?)?;
         let archive = match devices.block("htdocs") {
-            Ok(block) => {
-                Some(TarKv::mount(block).await.map_err(|e| format!("mounting the tar archive htdocs: {e}"))?)
-            }
+            Ok(block) => Some(TarKv::mount(block).await.map_err(|e| format!("mounting the tar archive htdocs: {e}"))?),
             Err(DeviceError::MissingBlock(_)) => None,
             Err(e) => return Err(e.into()),
         };
