@@ -4,7 +4,9 @@
 //! cargo xtask run APP [--platform unix] [-- APP-FLAGS...]
 //! cargo xtask run APP --platform virtio [--machine microvm|q35] [--disk IMAGE]
 //!     [--tap IFACE | --forward HOSTPORT:GUESTPORT...] [-- KERNEL-ARGS...]
-//! cargo xtask build APP --platform virtio
+//! cargo xtask build APP --platform virtio|xen
+//! cargo xtask run APP --platform xen [-- KERNEL-ARGS...]
+//! cargo xtask xen prepare|dom0 IMAGE|domu IMAGE [-- KERNEL-ARGS...]
 //! cargo xtask test
 //! cargo xtask bench www-unix|udp|checksum|tcp|block|unikernel
 //! ```
@@ -32,6 +34,7 @@ mod bench_report;
 mod bench_unikernel;
 mod steps;
 mod virtio;
+mod xen;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -75,12 +78,15 @@ enum Task {
     Build {
         /// The example: a directory of examples/ with a platform entry.
         app: String,
-        /// Which platform (only `virtio` builds images so far).
+        /// Which platform (`virtio` or `xen`: the unikernel platforms).
         #[arg(long, value_enum, default_value_t = Platform::Virtio)]
         platform: Platform,
     },
     /// Run the whole test suite: formatting, lints, tests, documentation.
     Test,
+    /// Xen under QEMU: prepare the harness, boot an image as dom0 or domU.
+    #[command(subcommand)]
+    Xen(xen::XenTask),
     /// Run a benchmark and append its figures to docs/benchmarks.md.
     Bench {
         /// Which benchmark.
@@ -129,6 +135,7 @@ fn main() -> ExitCode {
         Task::Run { app, platform, args, .. } => run(&app, platform, &args),
         Task::Build { app, platform } => build(&app, platform),
         Task::Test => steps::test(),
+        Task::Xen(task) => xen::task(&task),
         Task::Bench { which } => match which {
             Benchmark::WwwUnix => bench::www_unix(),
             Benchmark::Udp => bench_programs::udp(),
@@ -180,7 +187,10 @@ fn run(app: &str, platform: Platform, args: &[String]) -> Result<ExitCode, TaskE
         Platform::Virtio => {
             return run_virtio(app, virtio::Machine::Microvm, None, &virtio::NetOptions::default(), args)
         }
-        Platform::Xen => return Err("the xen platform is not yet available: use --platform unix or virtio".into()),
+        Platform::Xen => {
+            check_app(app, "xen")?;
+            return xen::run(app, args);
+        }
     };
     let known = apps(platform);
     if !known.iter().any(|a| a == app) {
@@ -193,6 +203,15 @@ fn run(app: &str, platform: Platform, args: &[String]) -> Result<ExitCode, TaskE
         .status()
         .map_err(|e| format!("cannot start cargo to run {package}: {e}"))?;
     Ok(exit_code(status))
+}
+
+/// Refuses an app without an entry for `platform`, naming those with one.
+fn check_app(app: &str, platform: &str) -> Result<(), TaskError> {
+    let known = apps(platform);
+    if known.iter().any(|a| a == app) {
+        return Ok(());
+    }
+    Err(format!("unknown app {app:?}; the apps for --platform {platform} are: {}", known.join(", ")))
 }
 
 /// Refuses an app without a `virtio` entry, naming those with one.
@@ -224,8 +243,12 @@ fn build(app: &str, platform: Platform) -> Result<ExitCode, TaskError> {
             check_virtio_app(app)?;
             virtio::build(app).map(|_| ExitCode::SUCCESS)
         }
-        Platform::Unix | Platform::Xen => {
-            Err("only --platform virtio builds images; unix apps run with `cargo xtask run`".into())
+        Platform::Xen => {
+            check_app(app, "xen")?;
+            xen::build(app).map(|_| ExitCode::SUCCESS)
+        }
+        Platform::Unix => {
+            Err("only --platform virtio and xen build images; unix apps run with `cargo xtask run`".into())
         }
     }
 }
@@ -258,11 +281,11 @@ mod tests {
         let e = run("nope", Platform::Unix, &[]).unwrap_err();
         assert!(e.contains("unknown app \"nope\"") && e.contains("www"), "{e}");
         let e = run("www", Platform::Xen, &[]).unwrap_err();
-        assert!(e.contains("not yet available"), "{e}");
+        assert!(e.contains("unknown app \"www\"") && e.contains("hello"), "{e}");
         let e = run_virtio("nope", virtio::Machine::Microvm, None, &virtio::NetOptions::default(), &[]).unwrap_err();
         assert!(e.contains("unknown app \"nope\"") && e.contains("block") && e.contains("kv"), "{e}");
         let e = build("hello", Platform::Unix).unwrap_err();
-        assert!(e.contains("only --platform virtio"), "{e}");
+        assert!(e.contains("only --platform virtio and xen"), "{e}");
         let cli = Cli::try_parse_from(["xtask", "run", "block", "--platform", "virtio", "--machine", "q35"]).unwrap();
         assert!(matches!(cli.command, Task::Run { machine: virtio::Machine::Q35, .. }));
         let cli =

@@ -1,0 +1,654 @@
+//! `cargo xtask xen prepare|dom0 IMAGE|domu IMAGE` and `cargo xtask
+//! build/run APP --platform xen`: Xen 4.17 with Debian's packages under
+//! QEMU's software emulation, to boot PVH images on the real hypervisor.
+//!
+//! - `prepare` makes sure QEMU is version 10 or later (installing it from
+//!   bookworm-backports, adding that apt source if missing), downloads the
+//!   Debian packages of Xen, its toolstack and a Linux kernel with
+//!   `apt-get download` into `target/xen-harness/debs` (nothing is
+//!   installed on the host), unpacks them, and builds the dom0 root file
+//!   system. Reused when present; delete `target/xen-harness` to redo it.
+//! - `dom0 IMAGE [-- ARGS]` boots the image as Xen's PVH dom0 (no
+//!   toolstack): Xen and the guest both print on the serial line, and the
+//!   guest's status comes back through QEMU's `isa-debug-exit` as the
+//!   command's exit status.
+//! - `domu IMAGE` boots Xen with Debian's Linux as dom0, which starts
+//!   xenstored and xenconsoled and `xl create`s the image as a PVH domU
+//!   with an 8 MiB disk (`xvda`) and a network interface (dom0's end
+//!   10.0.0.1/24); the guest's console, read with `xl console`, is printed
+//!   between `===== guest console =====` and `===== end guest console =====`.
+//!
+//! Every run has a timeout; one that times out is retried once (the
+//! Linux dom0 hangs before its init in about 1 boot in 17 under TCG), and
+//! a second timeout fails with the log's path and its end. QEMU runs with
+//! `-cpu EPYC,+svm,-monitor`: Xen needs SVM with nested paging for PVH
+//! guests, and its idle loop faults on MWAIT under TCG.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::{cargo, workspace_root, TaskError};
+
+/// The Debian packages `prepare` downloads, besides the kernel (whose name
+/// changes with security updates and is asked of apt).
+const PACKAGES: &[&str] = &[
+    "xen-hypervisor-4.17-amd64",
+    "xen-utils-4.17",
+    "xen-utils-common",
+    "libxenmisc4.17",
+    "libxenstore4",
+    "libxencall1",
+    "libxendevicemodel1",
+    "libxenevtchn1",
+    "libxenforeignmemory1",
+    "libxengnttab1",
+    "libxenhypfs1",
+    "libxentoolcore1",
+    "libxentoollog1",
+    "libyajl2",
+    "xenstore-utils",
+    "busybox-static",
+    "libc6",
+    "libgcc-s1",
+    "liblzma5",
+    "libuuid1",
+    "zlib1g",
+    "libzstd1",
+];
+
+/// The toolstack programs dom0 runs.
+const XEN_PROGRAMS: &[&str] = &["xl", "xenstored", "xenconsoled", "xenconsole", "xen-init-dom0", "libxl-save-helper"];
+
+/// The kernel modules dom0 loads, in order, relative to the modules tree.
+const MODULES: &[&str] = &[
+    "drivers/xen/xen-evtchn.ko",
+    "drivers/xen/xen-gntdev.ko",
+    "drivers/xen/xen-gntalloc.ko",
+    "drivers/xen/xen-privcmd.ko",
+    "drivers/xen/xenfs/xenfs.ko",
+    "drivers/block/xen-blkback/xen-blkback.ko",
+    "drivers/net/xen-netback/xen-netback.ko",
+    "drivers/block/loop.ko",
+];
+
+/// The apt source file `prepare` adds for QEMU 10 when apt has none for
+/// bookworm-backports.
+const BACKPORTS_SOURCE: &str = "/etc/apt/sources.list.d/bookworm-backports.sources";
+
+/// Path A's run time is about 1.5 s plus the guest's own; path B's about
+/// 15 s. Both limits leave room for a loaded 2-core machine.
+pub const DOM0_TIMEOUT: Duration = Duration::from_secs(90);
+/// See [`DOM0_TIMEOUT`].
+pub const DOMU_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// The markers around the domU's console in the serial log.
+pub const GUEST_CONSOLE_START: &str = "===== guest console =====";
+/// See [`GUEST_CONSOLE_START`].
+pub const GUEST_CONSOLE_END: &str = "===== end guest console =====";
+
+/// `cargo xtask xen ...`.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum XenTask {
+    /// Download and unpack Xen, Linux and the toolstack; install QEMU >= 10.
+    Prepare,
+    /// Boot IMAGE as Xen's PVH dom0; exit with the guest's status.
+    Dom0 {
+        /// The PVH kernel image (ELF).
+        image: PathBuf,
+        /// The guest's command line.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Boot Xen with a Linux dom0 and run IMAGE as a PVH domU; print its console.
+    Domu {
+        /// The PVH kernel image (ELF).
+        image: PathBuf,
+        /// The guest's command line.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+/// Runs a `cargo xtask xen` task.
+pub fn task(task: &XenTask) -> Result<ExitCode, TaskError> {
+    match task {
+        XenTask::Prepare => prepare().map(|_| ExitCode::SUCCESS),
+        XenTask::Dom0 { image, args } => dom0(image, args).map(ExitCode::from),
+        XenTask::Domu { image, args } => domu(image, args).map(|_| ExitCode::SUCCESS),
+    }
+}
+
+/// Where the harness keeps its downloads and files.
+pub fn harness_dir() -> PathBuf {
+    workspace_root().join("target/xen-harness")
+}
+
+/// Runs `command`, failing with `what` and its status.
+fn checked(what: &str, command: &mut Command) -> Result<(), TaskError> {
+    let status = command.status().map_err(|e| format!("{what}: cannot start {command:?}: {e}"))?;
+    if !status.success() {
+        return Err(format!("{what} failed ({status}): {command:?}"));
+    }
+    Ok(())
+}
+
+/// QEMU's major version, from `qemu-system-x86_64 --version`.
+fn qemu_major() -> Option<u32> {
+    let out = Command::new("qemu-system-x86_64").arg("--version").output().ok()?;
+    parse_qemu_major(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The major version in "QEMU emulator version 10.0.2 (Debian ...)".
+fn parse_qemu_major(text: &str) -> Option<u32> {
+    let version = text.split("version ").nth(1)?;
+    version.split('.').next()?.trim().parse().ok()
+}
+
+/// Installs QEMU 10 from bookworm-backports unless QEMU >= 10 is there.
+fn ensure_qemu_10() -> Result<(), TaskError> {
+    if qemu_major().is_some_and(|major| major >= 10) {
+        return Ok(());
+    }
+    println!("==> QEMU >= 10 is needed for Xen domUs; installing it from bookworm-backports");
+    let sources_mention_backports = fs::read_dir("/etc/apt/sources.list.d")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .chain(fs::read_dir("/etc/apt").into_iter().flatten().flatten())
+        .filter(|e| e.path().is_file())
+        .any(|e| fs::read_to_string(e.path()).is_ok_and(|t| t.contains("bookworm-backports")));
+    if !sources_mention_backports {
+        println!("==> adding the apt source {BACKPORTS_SOURCE}");
+        fs::write(
+            BACKPORTS_SOURCE,
+            "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\n\
+             Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+        )
+        .map_err(|e| format!("cannot write {BACKPORTS_SOURCE} (run as root): {e}"))?;
+    }
+    println!("==> apt-get update");
+    checked("apt-get update", Command::new("apt-get").arg("update"))?;
+    println!("==> apt-get install -y -t bookworm-backports qemu-system-x86");
+    checked(
+        "installing QEMU from bookworm-backports",
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", "-t", "bookworm-backports", "qemu-system-x86"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    match qemu_major() {
+        Some(major) if major >= 10 => Ok(()),
+        other => Err(format!("QEMU is still version {other:?} after installing from bookworm-backports")),
+    }
+}
+
+/// The files `prepare` leaves, which the runs need.
+struct Harness {
+    xen: PathBuf,
+    vmlinuz: PathBuf,
+    rootfs: PathBuf,
+}
+
+impl Harness {
+    fn at(dir: &Path) -> Harness {
+        Harness { xen: dir.join("xen"), vmlinuz: dir.join("vmlinuz"), rootfs: dir.join("rootfs") }
+    }
+
+    fn is_complete(&self) -> bool {
+        self.xen.is_file() && self.vmlinuz.is_file() && self.rootfs.join("init").is_file()
+    }
+}
+
+/// `cargo xtask xen prepare` (see the module documentation).
+pub fn prepare() -> Result<(), TaskError> {
+    ensure_qemu_10()?;
+    crate::apt::ensure(&["cpio", "gzip"])?;
+    let dir = harness_dir();
+    let harness = Harness::at(&dir);
+    if harness.is_complete() {
+        println!("==> Xen harness already prepared in {}", dir.display());
+        return Ok(());
+    }
+    let debs = dir.join("debs");
+    let unpacked = dir.join("unpacked");
+    fs::create_dir_all(&debs).map_err(|e| format!("cannot create {}: {e}", debs.display()))?;
+    let kernel = linux_package()?;
+    println!("==> downloading {} Debian packages and {kernel} into {}", PACKAGES.len(), debs.display());
+    checked(
+        "apt-get download (is the Debian mirror reachable?)",
+        Command::new("apt-get").arg("download").args(PACKAGES).arg(&kernel).current_dir(&debs),
+    )?;
+    let _ = fs::remove_dir_all(&unpacked);
+    for entry in fs::read_dir(&debs).map_err(|e| format!("cannot list {}: {e}", debs.display()))?.flatten() {
+        if entry.path().extension().is_some_and(|x| x == "deb") {
+            checked("unpacking a package", Command::new("dpkg-deb").arg("-x").arg(entry.path()).arg(&unpacked))?;
+        }
+    }
+    let xen_gz = unpacked.join("boot/xen-4.17-amd64.gz");
+    let xen = Command::new("zcat").arg(&xen_gz).output().map_err(|e| format!("cannot run zcat: {e}"))?;
+    if !xen.status.success() || xen.stdout.is_empty() {
+        return Err(format!("cannot decompress {}", xen_gz.display()));
+    }
+    fs::write(&harness.xen, &xen.stdout).map_err(|e| format!("cannot write {}: {e}", harness.xen.display()))?;
+    let vmlinuz = only_entry(&unpacked.join("boot"), "vmlinuz-")?;
+    copy(&vmlinuz, &harness.vmlinuz)?;
+    build_rootfs(&unpacked, &harness.rootfs)?;
+    println!("==> Xen harness prepared in {}", dir.display());
+    Ok(())
+}
+
+/// The current `linux-image-6.1.0-NN-amd64` package, which
+/// `linux-image-amd64` depends on.
+fn linux_package() -> Result<String, TaskError> {
+    let out = Command::new("apt-cache")
+        .args(["depends", "linux-image-amd64"])
+        .output()
+        .map_err(|e| format!("cannot run apt-cache: {e}"))?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("Depends: "))
+        .find(|name| name.starts_with("linux-image-") && name.as_bytes().get(12).is_some_and(u8::is_ascii_digit))
+        .map(str::to_string)
+        .ok_or_else(|| "apt-cache names no kernel package for linux-image-amd64 (apt-get update?)".to_string())
+}
+
+/// The one entry of `dir` whose name starts with `prefix`.
+fn only_entry(dir: &Path, prefix: &str) -> Result<PathBuf, TaskError> {
+    fs::read_dir(dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix)))
+        .ok_or_else(|| format!("no {prefix}* in {}", dir.display()))
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), TaskError> {
+    fs::copy(from, to).map(|_| ()).map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
+}
+
+fn write_executable(path: &Path, text: &str) -> Result<(), TaskError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("cannot make {} executable: {e}", path.display()))
+}
+
+/// Copies the shared libraries (`lib*.so.*`) of `from` into `to`, links
+/// as links.
+fn copy_libraries(from: &Path, to: &Path) -> Result<(), TaskError> {
+    let Ok(entries) = fs::read_dir(from) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("lib") && name.contains(".so.")) {
+            continue;
+        }
+        let target = to.join(&name);
+        match fs::read_link(entry.path()) {
+            Ok(link) => std::os::unix::fs::symlink(&link, &target)
+                .map_err(|e| format!("cannot link {}: {e}", target.display()))?,
+            Err(_) => copy(&entry.path(), &target)?,
+        }
+    }
+    Ok(())
+}
+
+/// dom0's root file system: busybox, the toolstack and its libraries, the
+/// Xen back-end modules, hotplug scripts that need no udev, and `/init`.
+fn build_rootfs(unpacked: &Path, rootfs: &Path) -> Result<(), TaskError> {
+    let _ = fs::remove_dir_all(rootfs);
+    for dir in [
+        "bin",
+        "sbin",
+        "etc/xen/scripts",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "run",
+        "var/lib/xen",
+        "var/log/xen/console",
+        "lib64",
+        "lib/x86_64-linux-gnu",
+        "usr/lib/x86_64-linux-gnu",
+        "usr/lib/xen-4.17/bin",
+        "lib/modules",
+    ] {
+        fs::create_dir_all(rootfs.join(dir)).map_err(|e| format!("cannot create {dir} in the rootfs: {e}"))?;
+    }
+    let busybox = unpacked.join("bin/busybox");
+    copy(&busybox, &rootfs.join("bin/busybox"))?;
+    let applets = Command::new(&busybox).arg("--list").output().map_err(|e| format!("cannot run busybox: {e}"))?;
+    for applet in String::from_utf8_lossy(&applets.stdout).lines().filter(|a| *a != "busybox" && !a.is_empty()) {
+        let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
+    }
+    std::os::unix::fs::symlink("/run", rootfs.join("var/run")).map_err(|e| format!("cannot link var/run: {e}"))?;
+    let loader = fs::canonicalize(unpacked.join("lib64/ld-linux-x86-64.so.2"))
+        .map_err(|e| format!("no dynamic loader among the unpacked packages: {e}"))?;
+    copy(&loader, &rootfs.join("lib64/ld-linux-x86-64.so.2"))?;
+    for dir in ["usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu"] {
+        copy_libraries(&unpacked.join(dir), &rootfs.join(dir))?;
+    }
+    for program in XEN_PROGRAMS {
+        let path = format!("usr/lib/xen-4.17/bin/{program}");
+        copy(&unpacked.join(&path), &rootfs.join(&path))?;
+    }
+    for entry in fs::read_dir(unpacked.join("usr/bin")).map_err(|e| format!("no usr/bin unpacked: {e}"))?.flatten() {
+        if entry.file_name().to_string_lossy().starts_with("xenstore") {
+            copy(&entry.path(), &rootfs.join("bin").join(entry.file_name()))?;
+        }
+    }
+    copy(&unpacked.join("etc/xen/xl.conf"), &rootfs.join("etc/xen/xl.conf"))?;
+    let modules = only_entry(&unpacked.join("lib/modules"), "")?.join("kernel");
+    for module in MODULES {
+        let name = Path::new(module).file_name().unwrap_or_default();
+        copy(&modules.join(module), &rootfs.join("lib/modules").join(name))?;
+    }
+    write_executable(&rootfs.join("etc/xen/scripts/block-attach"), BLOCK_SCRIPT)?;
+    write_executable(&rootfs.join("etc/xen/scripts/vif-attach"), VIF_SCRIPT)?;
+    write_executable(&rootfs.join("init"), &init_script())
+}
+
+/// The block hotplug script: Xen's needs udev and bash; blkback only needs
+/// to be told the device.
+const BLOCK_SCRIPT: &str = r#"#!/bin/sh
+# xl runs this with add|remove and XENBUS_PATH; the target is a loop device.
+[ "$1" = add ] || exit 0
+dev=$(xenstore-read "$XENBUS_PATH/params")
+xenstore-write "$XENBUS_PATH/physical-device" "$(stat -L -c '%t:%T' "$dev")" \
+  "$XENBUS_PATH/physical-device-path" "$dev" "$XENBUS_PATH/hotplug-status" connected
+"#;
+
+/// The network hotplug script: dom0's end of the domU's interface is
+/// 10.0.0.1/24, routed, no bridge.
+const VIF_SCRIPT: &str = r#"#!/bin/sh
+case "$1" in
+  online|add)
+    ip link set "$vif" up
+    ip addr add 10.0.0.1/24 dev "$vif"
+    xenstore-write "$XENBUS_PATH/hotplug-status" connected ;;
+esac
+exit 0
+"#;
+
+/// dom0's `/init`: brings up the toolstack, creates the guest paused,
+/// attaches `xl console` to a file, runs the guest until it ends or the
+/// time limit, prints its console between the markers, powers off.
+fn init_script() -> String {
+    format!(
+        r#"#!/bin/sh
+export PATH=/sbin:/bin:/usr/lib/xen-4.17/bin LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+mkdir -p /dev/pts; mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /run; mkdir -p /run/xen /run/xenstored /run/lock
+for m in {modules}; do insmod /lib/modules/$m || echo "harness: insmod $m failed"; done
+mkdir -p /proc/xen; mount -t xenfs xenfs /proc/xen
+xenstored --pid-file /run/xenstored.pid
+xen-init-dom0 >/dev/null
+xenconsoled --log=guest --log-dir=/var/log/xen/console --pid-file=/run/xenconsoled.pid
+dd if=/dev/zero of=/disk.img bs=1M count=8 2>/dev/null; losetup /dev/loop0 /disk.img
+echo "harness: toolstack up"
+if xl create -p /etc/xen/guest.cfg; then
+  timeout 120 xl console guest </dev/null >/console.txt 2>&1 &
+  sleep 1
+  xl unpause guest
+  echo "harness: guest running"
+  i=0; while xl list guest >/dev/null 2>&1 && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done
+  if xl list guest >/dev/null 2>&1; then echo "harness: guest still running after ${{i}}s, destroying"; xl destroy guest; fi
+  sleep 1
+else
+  echo "harness: xl create failed"
+fi
+echo "{start}"; cat /console.txt 2>/dev/null; echo "{end}"
+poweroff -f
+"#,
+        modules = MODULES.iter().filter_map(|m| Path::new(m).file_name()?.to_str()).collect::<Vec<_>>().join(" "),
+        start = GUEST_CONSOLE_START,
+        end = GUEST_CONSOLE_END,
+    )
+}
+
+/// Xen's command line for path A (the image is dom0).
+const DOM0_XEN_ARGS: &str =
+    "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all dom0=pvh dom0-iommu=none dom0_mem=64M";
+/// Xen's command line for path B (Linux is dom0).
+const DOMU_XEN_ARGS: &str = "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all dom0_mem=512M,max:512M";
+
+/// QEMU booting Xen with `modules` (multiboot: path and command line each,
+/// comma-separated; the first is dom0).
+fn qemu_command(xen: &Path, xen_args: &str, modules: &str) -> Command {
+    let mut command = Command::new("qemu-system-x86_64");
+    command
+        .args(["-accel", "tcg", "-M", "q35", "-cpu", "EPYC,+svm,-monitor", "-m", "1024", "-smp", "2"])
+        .args(["-nographic", "-no-reboot", "-display", "none", "-monitor", "none", "-serial", "stdio", "-nic", "none"])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel"])
+        .arg(xen)
+        .args(["-append", xen_args, "-initrd", modules])
+        .stdin(Stdio::null());
+    command
+}
+
+/// A multiboot module string: the image's path then its command line.
+/// QEMU separates modules with commas, so neither may contain one.
+fn module(image: &Path, args: &[String]) -> Result<String, TaskError> {
+    let image = fs::canonicalize(image).map_err(|e| format!("no image {}: {e}", image.display()))?;
+    let mut text = image.to_str().ok_or_else(|| format!("image path {} is not UTF-8", image.display()))?.to_string();
+    for arg in args {
+        text.push(' ');
+        text.push_str(arg);
+    }
+    if text.contains(',') {
+        return Err(format!("{text:?}: QEMU cannot pass a module path or argument containing a comma"));
+    }
+    Ok(text)
+}
+
+/// How a QEMU run ended.
+struct Outcome {
+    /// QEMU's exit code, `None` if killed at the timeout.
+    code: Option<i32>,
+    /// The serial output.
+    log: String,
+}
+
+/// Runs `command`, echoing its output and keeping it in `log_path`; kills
+/// it after `timeout`. QEMU's warnings about CPU features TCG lacks are
+/// left out.
+fn run_logged(mut command: Command, timeout: Duration, log_path: &Path) -> Result<Outcome, TaskError> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
+    let (lines, received) = mpsc::channel::<String>();
+    let mut readers = Vec::new();
+    let stdout = child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+    let stderr = child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+    for stream in [stdout, stderr].into_iter().flatten() {
+        let lines = lines.clone();
+        readers.push(std::thread::spawn(move || {
+            for line in BufReader::new(stream).split(b'\n').map_while(Result::ok) {
+                let _ = lines.send(String::from_utf8_lossy(&line).trim_end_matches('\r').to_string());
+            }
+        }));
+    }
+    drop(lines);
+    let started = Instant::now();
+    let mut log = String::new();
+    let take = |line: String, log: &mut String| {
+        if !line.contains("TCG doesn't support requested feature") {
+            println!("{line}");
+            log.push_str(&line);
+            log.push('\n');
+        }
+    };
+    let code = loop {
+        while let Ok(line) = received.recv_timeout(Duration::from_millis(50)) {
+            take(line, &mut log);
+        }
+        if let Some(status) = child.try_wait().map_err(|e| format!("cannot wait for QEMU: {e}"))? {
+            break status.code();
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+    };
+    for reader in readers {
+        let _ = reader.join();
+    }
+    for line in received.try_iter() {
+        take(line, &mut log);
+    }
+    let _ = std::io::stdout().flush();
+    fs::write(log_path, &log).map_err(|e| format!("cannot write {}: {e}", log_path.display()))?;
+    Ok(Outcome { code, log })
+}
+
+/// Runs a boot, once more if the first times out.
+fn run_with_retry(make: impl Fn() -> Command, timeout: Duration, log_path: &Path) -> Result<Outcome, TaskError> {
+    for attempt in 1..=2 {
+        let outcome = run_logged(make(), timeout, log_path)?;
+        if outcome.code.is_some() {
+            return Ok(outcome);
+        }
+        eprintln!("cargo xtask xen: the run timed out after {timeout:?} (attempt {attempt} of 2)");
+    }
+    let log = fs::read_to_string(log_path).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
+    Err(format!(
+        "QEMU did not finish within {timeout:?}, twice; the log is {}; its end:\n{}",
+        log_path.display(),
+        tail.join("\n")
+    ))
+}
+
+/// Prepares the harness if needed.
+fn prepared() -> Result<Harness, TaskError> {
+    let harness = Harness::at(&harness_dir());
+    if !harness.is_complete() {
+        prepare()?;
+    }
+    Ok(harness)
+}
+
+/// `cargo xtask xen dom0 IMAGE`: returns the guest's exit status.
+pub fn dom0(image: &Path, args: &[String]) -> Result<u8, TaskError> {
+    let harness = prepared()?;
+    let module = module(image, args)?;
+    let log = harness_dir().join("serial-dom0.log");
+    let outcome = run_with_retry(|| qemu_command(&harness.xen, DOM0_XEN_ARGS, &module), DOM0_TIMEOUT, &log)?;
+    match outcome.code.and_then(crate::virtio::guest_status) {
+        Some(status) => Ok(status),
+        None => Err(format!(
+            "QEMU ended (exit code {:?}) without the guest's status through isa-debug-exit; the log is {}",
+            outcome.code,
+            log.display()
+        )),
+    }
+}
+
+/// The guest's console from a path B serial log, if dom0 printed it.
+pub fn guest_console(log: &str) -> Option<&str> {
+    let start = log.find(GUEST_CONSOLE_START)? + GUEST_CONSOLE_START.len();
+    let end = start + log[start..].find(GUEST_CONSOLE_END)?;
+    Some(log[start..end].trim_matches('\n'))
+}
+
+/// `cargo xtask xen domu IMAGE`: succeeds when dom0 printed the guest's
+/// console.
+pub fn domu(image: &Path, args: &[String]) -> Result<(), TaskError> {
+    let harness = prepared()?;
+    copy(image, &harness.rootfs.join("guest.elf"))?;
+    let mut config = String::from(
+        "name = \"guest\"\ntype = \"pvh\"\nkernel = \"/guest.elf\"\nmemory = 32\nvcpus = 1\n\
+         on_poweroff = \"destroy\"\non_crash = \"preserve\"\n\
+         disk = [ \"format=raw, vdev=xvda, access=rw, script=/etc/xen/scripts/block-attach, target=/dev/loop0\" ]\n\
+         vif = [ \"mac=00:16:3e:00:00:01, script=/etc/xen/scripts/vif-attach\" ]\n",
+    );
+    if !args.is_empty() {
+        let line = args.join(" ");
+        if line.contains('"') {
+            return Err(format!("the guest's command line {line:?} may not contain a double quote"));
+        }
+        config.push_str(&format!("cmdline = \"{line}\"\n"));
+    }
+    let config_path = harness.rootfs.join("etc/xen/guest.cfg");
+    fs::write(&config_path, config).map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
+    let initrd = harness_dir().join("dom0-initrd.gz");
+    let pack = format!("find . | cpio -o -H newc 2>/dev/null | gzip -1 > '{}'", initrd.display());
+    checked("packing dom0's initramfs", Command::new("sh").args(["-c", &pack]).current_dir(&harness.rootfs))?;
+    let modules = format!("{} console=hvc0 earlyprintk=xen,{}", harness.vmlinuz.display(), initrd.display());
+    if modules.matches(',').count() != 1 {
+        return Err(format!("the harness path {} contains a comma, which QEMU cannot pass", harness_dir().display()));
+    }
+    let log = harness_dir().join("serial-domu.log");
+    let outcome = run_with_retry(|| qemu_command(&harness.xen, DOMU_XEN_ARGS, &modules), DOMU_TIMEOUT, &log)?;
+    match guest_console(&outcome.log) {
+        Some(_) => Ok(()),
+        None => Err(format!("dom0 did not print the guest's console; the log is {}", log.display())),
+    }
+}
+
+/// `cargo xtask build APP --platform xen`: builds `examples/APP/xen` with
+/// the kernel profile and returns the image's path.
+pub fn build(app: &str) -> Result<PathBuf, TaskError> {
+    let package = format!("{app}-xen");
+    checked(
+        &format!("building the {package} image"),
+        cargo().args(["build", "--package", &package, "--profile", "kernel"]),
+    )?;
+    let image = workspace_root().join("target/kernel").join(&package);
+    let size = fs::metadata(&image).map_err(|e| format!("no image at {}: {e}", image.display()))?.len();
+    println!("{} ({size} bytes)", image.display());
+    Ok(image)
+}
+
+/// `cargo xtask run APP --platform xen`: builds the image and boots it as
+/// dom0 (path A, where `console_io` prints); returns the guest's status.
+pub fn run(app: &str, args: &[String]) -> Result<ExitCode, TaskError> {
+    let image = build(app)?;
+    dom0(&image, args).map(ExitCode::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qemu_versions_parse() {
+        assert_eq!(parse_qemu_major("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\n"), Some(7));
+        assert_eq!(parse_qemu_major("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-1~bpo12+1)"), Some(10));
+        assert_eq!(parse_qemu_major("something else"), None);
+    }
+
+    #[test]
+    fn the_guest_console_is_cut_from_the_log() {
+        let log = format!("boot\n{GUEST_CONSOLE_START}\nline 1\nline 2\n{GUEST_CONSOLE_END}\nDOM0: done\n");
+        assert_eq!(guest_console(&log), Some("line 1\nline 2"));
+        assert_eq!(guest_console("no markers"), None);
+        assert_eq!(guest_console(&format!("{GUEST_CONSOLE_START}\nunfinished")), None);
+    }
+
+    #[test]
+    fn module_strings_carry_the_arguments_and_refuse_commas() {
+        let image = std::env::current_exe().unwrap();
+        let text = module(&image, &["-l".into(), "debug".into()]).unwrap();
+        assert!(text.ends_with(" -l debug") && text.starts_with('/'), "{text}");
+        assert!(module(&image, &["a,b".into()]).unwrap_err().contains("comma"));
+        assert!(module(Path::new("/nonexistent/image"), &[]).unwrap_err().contains("no image"));
+    }
+
+    #[test]
+    fn the_init_script_loads_every_module_and_prints_the_markers() {
+        let script = init_script();
+        for module in MODULES {
+            let name = Path::new(module).file_name().unwrap().to_str().unwrap();
+            assert!(script.contains(name), "{name}");
+        }
+        assert!(script.contains(GUEST_CONSOLE_START) && script.contains(GUEST_CONSOLE_END));
+    }
+}
