@@ -151,6 +151,27 @@ impl StartInfo {
         })
     }
 
+    /// Parses a start info of any version, memory map or not: for a
+    /// version 0 structure (Xen 4.17 gives its PVH dom0 one) the memory map
+    /// fields are 0 and the map must come from elsewhere (on Xen, the
+    /// `XENMEM_memory_map` hypercall, see [`parse_e820_map`]).
+    pub fn parse_any_version(bytes: &[u8]) -> Result<StartInfo, StartInfoError> {
+        match StartInfo::parse(bytes) {
+            Err(StartInfoError::NoMemoryMap { version }) => {
+                // Version 0 is the first 48 bytes; the map fields follow them.
+                check_len("start info", bytes, 48)?;
+                Ok(StartInfo {
+                    version,
+                    cmdline_paddr: u64_at(bytes, 24),
+                    rsdp_paddr: u64_at(bytes, 32),
+                    memmap_paddr: 0,
+                    memmap_entries: 0,
+                })
+            }
+            other => other,
+        }
+    }
+
     /// The size in bytes of the memory map table.
     pub fn memmap_len(&self) -> usize {
         self.memmap_entries * MEMMAP_ENTRY_LEN
@@ -179,6 +200,30 @@ impl MemoryRegion {
     pub fn range(&self) -> Range<u64> {
         self.start..self.start.saturating_add(self.len)
     }
+}
+
+/// The size of one entry of Xen's `XENMEM_memory_map` answer: a packed
+/// E820 entry (address, size, type), not the PVH table's 24 bytes.
+pub const E820_ENTRY_LEN: usize = 20;
+
+/// Parses `count` packed E820 entries (as `XENMEM_memory_map` returns
+/// them) from `bytes` into `out`, returning the filled part of `out`.
+///
+/// `Err` if `bytes` holds fewer entries or `out` has less room than `count`.
+pub fn parse_e820_map<'a>(
+    bytes: &[u8],
+    count: usize,
+    out: &'a mut [MemoryRegion],
+) -> Result<&'a [MemoryRegion], StartInfoError> {
+    if count > out.len() {
+        return Err(StartInfoError::TooManyMemoryRegions(u32::try_from(count).unwrap_or(u32::MAX)));
+    }
+    check_len("E820 memory map", bytes, count * E820_ENTRY_LEN)?;
+    for (i, slot) in out[..count].iter_mut().enumerate() {
+        let entry = &bytes[i * E820_ENTRY_LEN..(i + 1) * E820_ENTRY_LEN];
+        *slot = MemoryRegion { start: u64_at(entry, 0), len: u64_at(entry, 8), kind: u32_at(entry, 16) };
+    }
+    Ok(&out[..count])
 }
 
 /// Parses `count` memory map entries from `bytes` into `out`, returning
@@ -254,6 +299,32 @@ pub fn largest_free_region(map: &[MemoryRegion], reserved: &[Range<u64>], limit:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_0_parses_without_a_memory_map_when_asked() {
+        let info = StartInfo::parse_any_version(&start_info(0, 3)[..48]).unwrap();
+        assert_eq!((info.version, info.cmdline_paddr, info.memmap_paddr, info.memmap_entries), (0, 0x2000, 0, 0));
+        let info = StartInfo::parse_any_version(&start_info(1, 3)).unwrap();
+        assert_eq!((info.memmap_paddr, info.memmap_entries), (0x3000, 3));
+        assert!(matches!(StartInfo::parse_any_version(&start_info(0, 3)[..40]), Err(StartInfoError::Truncated { .. })));
+    }
+
+    #[test]
+    fn e820_entries_are_20_bytes_packed() {
+        let mut bytes = [0xa5u8; 2 * E820_ENTRY_LEN];
+        for (i, (start, len, kind)) in [(0u64, 0x9f000u64, 1u32), (0x100000, 0x3f00000, 2)].into_iter().enumerate() {
+            let e = &mut bytes[i * E820_ENTRY_LEN..];
+            e[0..8].copy_from_slice(&start.to_le_bytes());
+            e[8..16].copy_from_slice(&len.to_le_bytes());
+            e[16..20].copy_from_slice(&kind.to_le_bytes());
+        }
+        let mut out = [MemoryRegion::default(); 4];
+        let map = parse_e820_map(&bytes, 2, &mut out).unwrap();
+        assert_eq!(map[1], MemoryRegion { start: 0x100000, len: 0x3f00000, kind: 2 });
+        assert!(map[0].is_ram() && !map[1].is_ram());
+        assert!(parse_e820_map(&bytes, 3, &mut out).is_err());
+        assert!(parse_e820_map(&bytes, 5, &mut out).is_err());
+    }
 
     fn start_info(version: u32, entries: u32) -> [u8; START_INFO_LEN] {
         let mut bytes = [0xa5; START_INFO_LEN];

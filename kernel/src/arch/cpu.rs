@@ -95,8 +95,9 @@ pub fn xen_cpuid_base() -> Option<(u32, u32)> {
     }
     HYPERVISOR_LEAVES.step_by(0x100).find_map(|base| {
         let id = cpuid(base, 0);
-        let signature = [id.ebx.to_le_bytes(), id.ecx.to_le_bytes(), id.edx.to_le_bytes()];
-        (signature.concat() == *b"XenVMMXenVMM" && id.eax >= base + 3).then_some((base, id.eax))
+        // Compared word by word: this runs before the heap exists.
+        let xen = [id.ebx, id.ecx, id.edx] == [0x566e_6558, 0x65584d4d, 0x4d4d_566e]; // "XenVMMXenVMM"
+        (xen && id.eax >= base + 3).then_some((base, id.eax))
     })
 }
 

@@ -16,3 +16,4 @@ pub mod pit;
 pub mod port;
 pub mod power;
 pub mod serial;
+pub mod xen;

@@ -83,14 +83,24 @@ extern "C" fn mirage_kernel_entry(start_info_paddr: u32) -> ! {
     let Some(header) = physical_bytes(u64::from(start_info_paddr), START_INFO_LEN) else {
         fatal(format_args!("PVH start info address {start_info_paddr:#x} is not mapped"))
     };
-    let info = StartInfo::parse(header).unwrap_or_else(|e| fatal(format_args!("{e}")));
+    let info = StartInfo::parse_any_version(header).unwrap_or_else(|e| fatal(format_args!("{e}")));
 
     let mut regions = [MemoryRegion::default(); MAX_MEMMAP_ENTRIES];
-    let Some(memmap_bytes) = physical_bytes(info.memmap_paddr, info.memmap_len()) else {
-        fatal(format_args!("PVH memory map at {:#x} is not mapped", info.memmap_paddr))
+    let memory_map = if info.version == 0 {
+        // No map in the start info: only Xen boots PVH that way, and it
+        // answers the map by hypercall.
+        let mut e820 = [0u8; MAX_MEMMAP_ENTRIES * pvh::E820_ENTRY_LEN];
+        let Some(count) = crate::arch::xen::memory_map(&mut e820) else {
+            fatal(format_args!("PVH start info version 0 has no memory map and XENMEM_memory_map gave none"))
+        };
+        pvh::parse_e820_map(&e820, count, &mut regions).unwrap_or_else(|e| fatal(format_args!("{e}")))
+    } else {
+        let Some(memmap_bytes) = physical_bytes(info.memmap_paddr, info.memmap_len()) else {
+            fatal(format_args!("PVH memory map at {:#x} is not mapped", info.memmap_paddr))
+        };
+        pvh::parse_memory_map(memmap_bytes, info.memmap_entries, &mut regions)
+            .unwrap_or_else(|e| fatal(format_args!("{e}")))
     };
-    let memory_map = pvh::parse_memory_map(memmap_bytes, info.memmap_entries, &mut regions)
-        .unwrap_or_else(|e| fatal(format_args!("{e}")));
 
     let mut cmdline_copy = [0u8; MAX_CMDLINE_LEN];
     let cmdline_len = if info.cmdline_paddr == 0 {
