@@ -26,9 +26,10 @@
 //! that none leak.
 
 use alloc::rc::Rc;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::future::Future;
-use core::net::IpAddr;
+use core::net::{IpAddr, Ipv4Addr};
 use core::pin::Pin;
 use core::time::Duration;
 
@@ -36,15 +37,16 @@ use futures::future::{self, Either};
 use futures::stream::{FuturesUnordered, StreamExt};
 use mirage_types::arp::Arp;
 use mirage_types::ethernet::{EtherType, Ethernet, EthernetError};
-use mirage_types::ip::{Ip, IpError, IpProtocol};
+use mirage_types::ip::{Ip, IpError, IpProtocol, Ipv4Cidr};
 use mirage_types::net::NetworkDevice;
+use mirage_types::platform::Platform;
 use mirage_types::random::{Random, RandomError};
 use mirage_types::stack::Stack;
 use mirage_types::time::{Instant, Sleep};
 use mirage_types::udp::{Udp, UdpError};
 
 use crate::arp::{ArpConfig, ArpLayer};
-use crate::dhcp::{DhcpClient, DhcpConfig, DhcpDriver, StaticFallback, CLIENT_BIND_ADDR};
+use crate::dhcp::{DhcpClient, DhcpConfig, DhcpDriver, DhcpState, StaticFallback, CLIENT_BIND_ADDR};
 use crate::ethernet::EthernetLayer;
 use crate::icmp::{IcmpConfig, IcmpLayer};
 use crate::ipv4::reassembly::ReassemblyConfig;
@@ -87,6 +89,31 @@ pub enum BuildError {
     #[error("starting the DHCP client: {0}")]
     Dhcp(#[from] UdpError),
 }
+
+/// [`NetStack::wait_for_address`] gave up: the stack still had no IPv4
+/// address when its time was up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressTimeout {
+    /// How long it waited.
+    pub waited: Duration,
+    /// The DHCP client's state at the end, when the stack has one.
+    pub dhcp: Option<DhcpState>,
+}
+
+impl core::fmt::Display for AddressTimeout {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.dhcp {
+            Some(state) => write!(f, "no DHCP lease after {:?} (state {state})", self.waited),
+            None => write!(f, "no IPv4 address after {:?}, and no DHCP client to get one", self.waited),
+        }
+    }
+}
+
+impl core::error::Error for AddressTimeout {}
+
+/// How often [`NetStack::wait_for_address`] looks for an address: the
+/// address is a state the input loop sets, not an event one can wait on.
+pub const ADDRESS_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How a [`NetStack`] gets its IPv4 address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +175,16 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> StackBuilder<N, P> {
     /// The address from DHCP (replaces an earlier IPv4 choice).
     pub fn dhcp(self, config: DhcpConfig) -> Self {
         self.ipv4_mode(Ipv4Mode::Dhcp(config))
+    }
+
+    /// `address` (with `gateway`) when given, DHCP with the default timers
+    /// otherwise: the choice an `--ipv4 ADDR/PREFIX [--ipv4-gateway GW]`
+    /// flag makes (replaces an earlier IPv4 choice).
+    pub fn ipv4_or_dhcp(self, address: Option<Ipv4Cidr>, gateway: Option<Ipv4Addr>) -> Self {
+        match address {
+            Some(address) => self.ipv4(Ipv4Config { address, gateway }),
+            None => self.dhcp(DhcpConfig::default()),
+        }
     }
 
     /// The address from DHCP, or `fallback` if no lease has come `after`
@@ -322,6 +359,34 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> NetStack<N, P> {
         &self.platform
     }
 
+    /// Waits until the stack has an IPv4 address, for at most `timeout`,
+    /// and returns its configuration. With a static address it returns at
+    /// once; with DHCP, once the first lease is in effect, which it logs
+    /// (info level, `DHCP lease: ...`). Only the input loop
+    /// ([`NetStack::run`], on another task) or [`NetStack::configure`] can
+    /// give the stack an address, so one of them must be under way.
+    ///
+    /// It looks every [`ADDRESS_POLL_INTERVAL`]. Errors: `timeout` passed
+    /// without an address; the error holds the DHCP client's state. Cancel
+    /// safe: it changes nothing.
+    pub async fn wait_for_address(&self, timeout: Duration) -> Result<Ipv4Config, AddressTimeout> {
+        let started = self.platform.now();
+        let deadline = started + timeout;
+        loop {
+            if let Some(config) = self.ip.config() {
+                if let Some(lease) = self.dhcp().and_then(|dhcp| dhcp.lease()) {
+                    log::info!("DHCP lease: {lease}");
+                }
+                return Ok(config);
+            }
+            let now = self.platform.now();
+            if now >= deadline {
+                return Err(AddressTimeout { waited: timeout, dhcp: self.dhcp().map(|dhcp| dhcp.state()) });
+            }
+            self.platform.sleep_until(deadline.min(now + ADDRESS_POLL_INTERVAL)).await;
+        }
+    }
+
     /// Sets or removes the IPv4 configuration (and announces a new address
     /// by ARP). `Ok` means in effect and announced; on `Err` it is in effect
     /// but the announcement failed.
@@ -448,6 +513,22 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> NetStack<N, P> {
         // A failure to send an announcement is retried by nobody; the next
         // address change announces again.
         let _ = self.arp.handle_timers().await;
+    }
+}
+
+impl<N: NetworkDevice + 'static, P: Platform> NetStack<N, P> {
+    /// Runs [`NetStack::run`] as a task on the platform's event loop. The
+    /// loop ends only when the network device fails; that is logged (error
+    /// level, `network device DEVICE failed: ...`), and the stack receives
+    /// nothing from then on.
+    pub fn spawn_input_loop(self: &Rc<Self>, device: &str) {
+        let stack = self.clone();
+        let device = String::from(device);
+        self.platform.spawn(async move {
+            if let Err(e) = stack.run().await {
+                log::error!("network device {device} failed: {e}");
+            }
+        });
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use mirage_net_stack::dhcp::{DhcpConfig, DhcpState};
 use mirage_net_stack::ipv4::Ipv4Config;
-use mirage_net_stack::stack::{NetStack, StackBuilder};
+use mirage_net_stack::stack::{AddressTimeout, NetStack, StackBuilder, ADDRESS_POLL_INTERVAL};
 use mirage_net_stack::switch::{LinkFaults, Simulation, SwitchPort, VirtualClock, VirtualPlatform, VirtualSwitch};
 use mirage_net_stack::wire::dhcp::AddressList;
 use mirage_net_stack::wire::{DhcpMessageType, DhcpPacket, DhcpRepr};
@@ -394,4 +394,55 @@ fn static_fallback_applies_without_a_server_and_yields_to_a_lease() {
     // The DISCOVERs went out from 0.0.0.0 even with the fallback in place.
     let discover = control.seen(DhcpMessageType::Discover)[0];
     assert_eq!((discover.src, discover.dst), (IpAddr::V4(Ipv4Addr::UNSPECIFIED), Ipv4Addr::BROADCAST));
+}
+
+/// A client built the way the entry programs build theirs: the address
+/// flags through `ipv4_or_dhcp`, the input loop through `spawn_input_loop`.
+fn entry_client(net: &Net, address: Option<Ipv4Cidr>) -> Rc<TestStack> {
+    let port = net.switch.add_port(CLIENT_MAC);
+    let platform = VirtualPlatform::new(&net.sim, 77);
+    let builder = StackBuilder::new(port, platform).ipv4_or_dhcp(address, Some(SERVER_A));
+    let stack = Rc::new(net.sim.run_until(builder.build(), Duration::from_secs(1)).unwrap().unwrap());
+    stack.spawn_input_loop("port0");
+    stack
+}
+
+#[test]
+fn wait_for_address_returns_the_lease_once_it_is_in_effect() {
+    let net = Net::new(7);
+    net.server(SERVER_A, ServerControl::new(3600));
+    let client = entry_client(&net, None);
+    assert!(client.dhcp().is_some(), "no --ipv4: DHCP");
+    let started = net.clock.now();
+    let config = net.sim.run_until(client.wait_for_address(Duration::from_secs(60)), LIMIT).unwrap().unwrap();
+    assert_eq!(config.address, Ipv4Cidr::new(POOL[0], 24).unwrap());
+    assert_eq!(config.gateway, Some(SERVER_A));
+    assert!(bound(&client));
+    // The conflict probe alone takes 4 s: the wait really waited.
+    assert!(net.clock.now() >= started + Duration::from_secs(4), "returned at {}", net.clock.now());
+}
+
+#[test]
+fn wait_for_address_gives_up_at_its_timeout_with_the_dhcp_state() {
+    let net = Net::new(8);
+    let client = entry_client(&net, None);
+    let started = net.clock.now();
+    let waited = Duration::from_secs(10);
+    let error = net.sim.run_until(client.wait_for_address(waited), LIMIT).unwrap().unwrap_err();
+    assert_eq!(error, AddressTimeout { waited, dhcp: Some(DhcpState::Selecting) });
+    assert_eq!(error.to_string(), "no DHCP lease after 10s (state SELECTING)");
+    let ended = net.clock.now();
+    assert!(ended >= started + waited && ended <= started + waited + ADDRESS_POLL_INTERVAL, "ended at {ended}");
+}
+
+#[test]
+fn wait_for_address_returns_a_static_address_at_once() {
+    let net = Net::new(9);
+    let address = Ipv4Cidr::new(Ipv4Addr::new(10, 0, 0, 9), 24).unwrap();
+    let client = entry_client(&net, Some(address));
+    assert!(client.dhcp().is_none(), "--ipv4 given: no DHCP client");
+    let started = net.clock.now();
+    let config = net.sim.run_until(client.wait_for_address(Duration::from_secs(60)), LIMIT).unwrap().unwrap();
+    assert_eq!((config.address, config.gateway), (address, Some(SERVER_A)));
+    assert_eq!(net.clock.now(), started);
 }

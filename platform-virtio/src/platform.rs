@@ -23,6 +23,7 @@ use virtio_drivers::transport::DeviceType;
 use crate::blk::{BlockSetupError, VirtioBlock};
 use crate::discovery::{self, VirtioDevice};
 use crate::flags::{DeviceSpec, PlatformFlags};
+use crate::net::{NetSetupError, VirtioNet};
 use crate::rng::Entropy;
 
 /// The platform handle of virtio unikernels: `mirage-kernel`'s clocks,
@@ -99,6 +100,8 @@ pub enum DeviceError {
     Taken(String),
     /// The block device could not be set up.
     Block(BlockSetupError),
+    /// The network device could not be set up.
+    Net(NetSetupError),
 }
 
 impl fmt::Display for DeviceError {
@@ -116,6 +119,7 @@ impl fmt::Display for DeviceError {
             ),
             DeviceError::Taken(name) => write!(f, "the device {name} is connected already"),
             DeviceError::Block(e) => write!(f, "{e}"),
+            DeviceError::Net(e) => write!(f, "{e}"),
         }
     }
 }
@@ -141,8 +145,17 @@ impl Devices {
         VirtioBlock::new(device).map_err(DeviceError::Block)
     }
 
+    /// Connects the network device `--net NAME` named, with this crate's
+    /// driver ([`VirtioNet`]).
+    ///
+    /// Errors: no such flag, taken already, or the device failed to set up.
+    pub fn net(&self, name: &str) -> Result<VirtioNet, DeviceError> {
+        VirtioNet::new(self.net_device(name)?).map_err(DeviceError::Net)
+    }
+
     /// The virtio-net device `--net NAME` named, for a network driver to
-    /// set up. Errors: no such flag, or taken already.
+    /// set up (use [`Devices::net`] for this crate's driver). Errors: no
+    /// such flag, or taken already.
     pub fn net_device(&self, name: &str) -> Result<VirtioDevice, DeviceError> {
         take(&self.nets, name, DeviceError::MissingNet)
     }

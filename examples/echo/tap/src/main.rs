@@ -27,12 +27,7 @@ fn main() -> ExitCode {
             .build()
             .await?;
         let stack = Rc::new(stack);
-        let runner = stack.clone();
-        platform.spawn(async move {
-            if let Err(e) = runner.run().await {
-                log::error!("network device net0 failed: {e}");
-            }
-        });
+        stack.spawn_input_loop("net0");
         match echo::start(platform, &*stack, config).await {
             Ok(never) => match never {},
             Err(e) => Err(format!("cannot listen on TCP port {}: {e}", config.port).into()),

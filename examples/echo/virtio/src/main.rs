@@ -31,43 +31,16 @@ fn main(boot: mirage_kernel::BootInfo) -> ! {
     use alloc::format;
     use alloc::rc::Rc;
 
-    use mirage_net_stack::dhcp::DhcpConfig;
-    use mirage_net_stack::ipv4::Ipv4Config;
     use mirage_net_stack::stack::StackBuilder;
-    use mirage_platform_virtio::VirtioNet;
     use mirage_types::platform::Platform;
-    use mirage_types::stack::Stack;
-    use mirage_types::time::{MonotonicClock, Sleep};
 
     mirage_platform_virtio::run(boot, "echo", |platform, devices| async move {
         let config = echo::Config::from_args(platform.args())?;
-        let net = VirtioNet::new(devices.net_device("net0")?)?;
-        let builder = StackBuilder::new(net, platform.clone());
-        let builder = match devices.ipv4() {
-            Some(address) => builder.ipv4(Ipv4Config { address, gateway: devices.ipv4_gateway() }),
-            None => builder.dhcp(DhcpConfig::default()),
-        };
+        let builder = StackBuilder::new(devices.net("net0")?, platform.clone())
+            .ipv4_or_dhcp(devices.ipv4(), devices.ipv4_gateway());
         let stack = Rc::new(builder.build().await?);
-        let runner = stack.clone();
-        platform.spawn(async move {
-            if let Err(e) = runner.run().await {
-                log::error!("network device net0 failed: {e}");
-            }
-        });
-        if let Some(dhcp) = stack.dhcp() {
-            let deadline = platform.now() + DHCP_WAIT;
-            // Checked every 100 ms: the lease is a state the stack's task
-            // sets, not an event one can wait on.
-            while stack.addresses().is_empty() {
-                if platform.now() >= deadline {
-                    return Err(format!("no DHCP lease on net0 after {DHCP_WAIT:?} (state {})", dhcp.state()).into());
-                }
-                platform.sleep(core::time::Duration::from_millis(100)).await;
-            }
-            if let Some(lease) = dhcp.lease() {
-                log::info!("DHCP lease: {lease}");
-            }
-        }
+        stack.spawn_input_loop("net0");
+        stack.wait_for_address(DHCP_WAIT).await.map_err(|e| format!("net0: {e}"))?;
         match echo::start(platform, &*stack, config).await {
             Ok(never) => match never {},
             Err(e) => Err(format!("cannot listen on TCP port {}: {e}", config.port).into()),

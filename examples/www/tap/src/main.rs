@@ -36,12 +36,7 @@ fn main() -> ExitCode {
             .build()
             .await?;
         let stack = Rc::new(stack);
-        let runner = stack.clone();
-        platform.spawn(async move {
-            if let Err(e) = runner.run().await {
-                log::error!("network device net0 failed: {e}");
-            }
-        });
+        stack.spawn_input_loop("net0");
         let served = match archive {
             Some(tar) => www::start(platform, &*stack, tar, config).await,
             None => www::start(platform, &*stack, www::CrunchKv::new(), config).await,
