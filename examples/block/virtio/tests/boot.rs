@@ -8,41 +8,16 @@
 //! `qemu-system-x86`) and prints a SKIP line when it is absent.
 
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use mirage_kernel_host::kernel_image;
+use mirage_kernel_host::qemu::{exit_code, missing_qemu, Machine, Qemu};
 
 /// How long one boot may take before the test kills QEMU: the 16 MiB run
 /// takes about 4 s; TCG on a loaded 2-core machine can be much slower.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
-
-fn qemu_status(guest: i32) -> i32 {
-    (guest << 1) | 1
-}
-
-fn qemu_available() -> bool {
-    Command::new("qemu-system-x86_64").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success())
-}
-
-fn image() -> &'static PathBuf {
-    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-        let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kernel-images");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--profile", "kernel", "--manifest-path"])
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(&target)
-            .status()
-            .expect("run cargo to build the kernel image");
-        assert!(status.success(), "building the block-virtio image failed: {status}");
-        target.join("kernel/block-virtio")
-    })
-}
 
 /// A zeroed disk image of `len` bytes in a fresh directory.
 fn disk(len: u64) -> (tempfile::TempDir, PathBuf) {
@@ -53,59 +28,27 @@ fn disk(len: u64) -> (tempfile::TempDir, PathBuf) {
 }
 
 /// Boots on microvm with `disk` as a virtio-blk device and a virtio-rng
-/// device; returns QEMU's
-/// exit code and the serial output.
+/// device; returns QEMU's exit code and the serial output.
 fn boot(disk: Option<&Path>, append: &str) -> (Option<i32>, String) {
-    boot_on("microvm", disk, append)
+    boot_on(Machine::Microvm, disk, append)
 }
 
-/// [`boot`] on `machine`: `microvm` (virtio-mmio) or `q35` (virtio-pci).
-fn boot_on(machine: &str, disk: Option<&Path>, append: &str) -> (Option<i32>, String) {
-    let pci = machine != "microvm";
-    let mut command = Command::new("qemu-system-x86_64");
-    command
-        .args(["-M", machine, "-accel", "tcg", "-m", "128", "-nodefaults", "-nographic", "-no-reboot"])
-        .args(["-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel"])
-        .arg(image())
-        .args(["-append", append])
-        // The entropy source: block-app draws its seed from it (QEMU's
-        // default CPU model has no RDRAND to fall back on).
-        .args(["-device", if pci { "virtio-rng-pci" } else { "virtio-rng-device" }]);
+/// [`boot`] on `machine`.
+fn boot_on(machine: Machine, disk: Option<&Path>, append: &str) -> (Option<i32>, String) {
+    // The entropy source: block-app draws its seed from it (QEMU's
+    // default CPU model has no RDRAND to fall back on).
+    let mut qemu = Qemu::new(&kernel_image!(), machine).rng().append(append);
     if let Some(disk) = disk {
-        command
-            .arg("-drive")
-            .arg(format!("if=none,file={},format=raw,id=d0", disk.display()))
-            .args(["-device", if pci { "virtio-blk-pci,drive=d0" } else { "virtio-blk-device,drive=d0" }]);
+        qemu = qemu.disk(disk, false);
     }
-    let mut qemu =
-        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start qemu");
-    let mut stdout = qemu.stdout.take().expect("stdout is piped");
-    let reader = std::thread::spawn(move || {
-        let mut output = Vec::new();
-        let _ = stdout.read_to_end(&mut output);
-        output
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = qemu.try_wait().expect("wait for qemu") {
-            break status;
-        }
-        if started.elapsed() > BOOT_TIMEOUT {
-            let _ = qemu.kill();
-            let _ = qemu.wait();
-            let output = String::from_utf8_lossy(&reader.join().expect("reader thread")).into_owned();
-            panic!("QEMU ({append:?}) did not exit within {BOOT_TIMEOUT:?}; output:\n{output}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = String::from_utf8_lossy(&reader.join().expect("reader thread")).into_owned();
-    (status.code(), output)
+    let exit = qemu.run(BOOT_TIMEOUT);
+    (exit.code, exit.output)
 }
 
 macro_rules! require_qemu {
     () => {
-        if !qemu_available() {
-            println!("SKIP: qemu-system-x86_64 not found (Debian package qemu-system-x86)");
+        if let Some(reason) = missing_qemu() {
+            println!("SKIP: {reason}");
             return;
         }
     };
@@ -116,7 +59,7 @@ fn verifies_a_16_mib_disk_on_microvm() {
     require_qemu!();
     let (_dir, path) = disk(16 << 20);
     let (status, output) = boot(Some(&path), "--block disk");
-    assert_eq!(status, Some(qemu_status(0)), "output:\n{output}");
+    assert_eq!(status, Some(exit_code(0)), "output:\n{output}");
     assert!(output.contains("testing 32768 sectors of 512 bytes (16.0 MiB)"), "{output}");
     assert!(output.contains("all 32768 sectors are intact"), "{output}");
     // The pattern is really on the host's file: each sector names itself.
@@ -131,23 +74,23 @@ fn verifies_a_16_mib_disk_on_microvm() {
 #[test]
 fn concurrent_and_cancelled_reads_return_the_right_data() {
     require_qemu!();
-    check_selftest("microvm");
+    check_selftest(Machine::Microvm);
 }
 
 #[test]
 fn virtio_pci_on_q35_passes_the_selftest_and_the_block_example() {
     require_qemu!();
-    check_selftest("q35");
+    check_selftest(Machine::Q35);
     let (_dir, path) = disk(4 << 20);
-    let (status, output) = boot_on("q35", Some(&path), "--block disk");
-    assert_eq!(status, Some(qemu_status(0)), "output:\n{output}");
+    let (status, output) = boot_on(Machine::Q35, Some(&path), "--block disk");
+    assert_eq!(status, Some(exit_code(0)), "output:\n{output}");
     assert!(output.contains("all 8192 sectors are intact"), "{output}");
 }
 
-fn check_selftest(machine: &str) {
+fn check_selftest(machine: Machine) {
     let (_dir, path) = disk(4 << 20);
     let (status, output) = boot_on(machine, Some(&path), "--block disk=virtio:0 -- selftest");
-    assert_eq!(status, Some(qemu_status(0)), "output:\n{output}");
+    assert_eq!(status, Some(exit_code(0)), "output:\n{output}");
     let line = output.lines().find(|l| l.contains("concurrent reads verified")).expect("selftest line");
     let most: usize = line.rsplit("at most ").next().and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
     assert!(most > 1, "requests never overlapped: {line}");
@@ -158,15 +101,15 @@ fn check_selftest(machine: &str) {
 fn a_missing_device_and_a_bad_flag_stop_the_kernel_with_a_message() {
     require_qemu!();
     let (status, output) = boot(None, "--block disk");
-    assert_eq!(status, Some(qemu_status(2)), "output:\n{output}");
+    assert_eq!(status, Some(exit_code(2)), "output:\n{output}");
     assert!(
         output.contains("--block disk=virtio:0: there is no such device; this machine has 0 virtio-blk"),
         "{output}"
     );
     let (status, output) = boot(None, "--block disk=nvme:0");
-    assert_eq!(status, Some(qemu_status(2)), "output:\n{output}");
+    assert_eq!(status, Some(exit_code(2)), "output:\n{output}");
     assert!(output.contains("the device must be virtio:N"), "{output}");
     let (status, output) = boot(None, "");
-    assert_eq!(status, Some(qemu_status(1)), "output:\n{output}");
+    assert_eq!(status, Some(exit_code(1)), "output:\n{output}");
     assert!(output.contains("this application needs a block device named disk: pass --block disk"), "{output}");
 }

@@ -10,33 +10,16 @@
 //! (netcat-openbsd) and `timeout` (coreutils); without one it prints SKIP
 //! and the reason.
 
-use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mirage_net_stack_linux_tests::{iface_name, missing, KillOnDrop, Netns};
+use mirage_kernel_host::kernel_image;
+use mirage_kernel_host::qemu::{missing_qemu, Machine, Qemu};
+use mirage_net_stack_linux_tests::{iface_name, missing, Netns};
 
 /// How long the boot may take to reach the listening server.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
-
-fn image() -> &'static PathBuf {
-    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-        let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kernel-images");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--profile", "kernel", "--manifest-path"])
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(&target)
-            .status()
-            .expect("run cargo to build the kernel image");
-        assert!(status.success(), "building the echo-virtio image failed: {status}");
-        target.join("kernel/echo-virtio")
-    })
-}
 
 /// 256 KiB of xorshift bytes, with no line structure for `nc` to care about.
 fn payload() -> Vec<u8> {
@@ -53,9 +36,8 @@ fn payload() -> Vec<u8> {
 
 #[test]
 fn echoes_what_nc_sends() {
-    let qemu = Command::new("qemu-system-x86_64").arg("--version").stdout(Stdio::null()).status();
-    if !qemu.is_ok_and(|s| s.success()) {
-        println!("SKIP: qemu-system-x86_64 not found (Debian package qemu-system-x86)");
+    if let Some(reason) = missing_qemu() {
+        println!("SKIP: {reason}");
         return;
     }
     if let Some(reason) = missing(&[("nc", "netcat-openbsd"), ("timeout", "coreutils")]) {
@@ -68,38 +50,14 @@ fn echoes_what_nc_sends() {
     ns.exec(&["ip", "addr", "add", "10.83.0.1/24", "dev", &tap]).unwrap();
     ns.exec(&["ip", "link", "set", &tap, "up"]).unwrap();
 
-    let mut qemu = Command::new("ip")
-        .args(["netns", "exec", ns.name(), "timeout", "600", "qemu-system-x86_64"])
-        .args(["-M", "microvm", "-accel", "tcg", "-m", "128", "-nodefaults", "-nographic", "-no-reboot"])
-        .args(["-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-        .args(["-device", "virtio-rng-device", "-netdev"])
-        .arg(format!("tap,id=n0,ifname={tap},script=no,downscript=no"))
-        .args(["-device", "virtio-net-device,netdev=n0", "-kernel"])
-        .arg(image())
-        .args(["-append", "--net net0 --ipv4 10.83.0.2/24"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start qemu");
-    let mut stdout = qemu.stdout.take().unwrap();
-    let _qemu = KillOnDrop(qemu);
-    let output = Arc::new(Mutex::new(Vec::new()));
-    let sink = output.clone();
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().extend_from_slice(&chunk[..n]);
-        }
-    });
-    let serial = || String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
-    let started = Instant::now();
-    while !serial().contains("listening on 0.0.0.0:7") {
-        assert!(started.elapsed() < BOOT_TIMEOUT, "the server did not start; serial output:\n{}", serial());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let guest = Qemu::new(&kernel_image!(), Machine::Microvm)
+        .rng()
+        .tap(&tap)
+        .append("--net net0 --ipv4 10.83.0.2/24")
+        .in_netns(ns.name())
+        .spawn();
+    guest.wait_for("listening on 0.0.0.0:7", BOOT_TIMEOUT);
+    let serial = || guest.output();
 
     let data = payload();
     // -N: shut the connection down at the end of input, so the server's

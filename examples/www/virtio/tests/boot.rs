@@ -17,32 +17,21 @@
 //! (coreutils) and, for the DHCP run, `dnsmasq` (dnsmasq-base); without one
 //! it prints SKIP and the reason.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use mirage_kernel_host::kernel_image;
+use mirage_kernel_host::qemu::{exit_code, missing_qemu, Guest, Machine, Qemu};
 use mirage_net_stack_linux_tests::{iface_name, missing, KillOnDrop, Netns};
 
 /// How long a boot may take to reach the point a test waits for: about
 /// 5 s on an idle machine, much more under TCG on a loaded 2-core one.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// The bound QEMU runs under (`timeout`), in case the test process dies
-/// without killing it.
-const QEMU_LIFETIME_SECONDS: &str = "600";
-
-fn qemu_available() -> bool {
-    Command::new("qemu-system-x86_64").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success())
-}
-
 /// Why this test cannot run here, if it cannot.
 fn cannot_run(tools: &[(&str, &str)]) -> Option<String> {
-    if !qemu_available() {
-        return Some("qemu-system-x86_64 not found (Debian package qemu-system-x86)".into());
-    }
-    missing(&[&[("timeout", "coreutils")], tools].concat())
+    missing_qemu().or_else(|| missing(&[&[("timeout", "coreutils")], tools].concat()))
 }
 
 macro_rules! require {
@@ -52,23 +41,6 @@ macro_rules! require {
             return;
         }
     };
-}
-
-fn image() -> &'static PathBuf {
-    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-        let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kernel-images");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--profile", "kernel", "--manifest-path"])
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(&target)
-            .status()
-            .expect("run cargo to build the kernel image");
-        assert!(status.success(), "building the www-virtio image failed: {status}");
-        target.join("kernel/www-virtio")
-    })
 }
 
 /// A namespace with a persistent TAP interface `iface` holding the Linux
@@ -81,70 +53,15 @@ fn namespace(prefix: &str, iface: &str, cidr: &str) -> Netns {
     ns
 }
 
-/// A running guest: QEMU inside a namespace, its serial output collected.
-struct Guest {
-    _qemu: KillOnDrop,
-    output: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Guest {
-    /// Boots the image on `machine` (`microvm` or `q35`) inside `ns` with
-    /// virtio-net on `tap`, `disk` as a virtio-blk device, and `append` as
-    /// its command line.
-    fn boot(ns: &Netns, machine: &str, tap: &str, disk: Option<&Path>, append: &str) -> Guest {
-        let pci = machine != "microvm";
-        let suffix = if pci { "pci" } else { "device" };
-        let mut command = Command::new("ip");
-        command
-            .args(["netns", "exec", ns.name(), "timeout", QEMU_LIFETIME_SECONDS, "qemu-system-x86_64"])
-            .args(["-M", machine, "-accel", "tcg", "-m", "128", "-nodefaults", "-nographic", "-no-reboot"])
-            .args(["-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-            .args(["-device", &format!("virtio-rng-{suffix}")])
-            .arg("-netdev")
-            .arg(format!("tap,id=n0,ifname={tap},script=no,downscript=no"))
-            .args(["-device", &format!("virtio-net-{suffix},netdev=n0")]);
-        if let Some(disk) = disk {
-            command
-                .arg("-drive")
-                .arg(format!("if=none,file={},format=raw,id=d0,readonly=on", disk.display()))
-                .args(["-device", &format!("virtio-blk-{suffix},drive=d0")]);
-        }
-        command.arg("-kernel").arg(image()).args(["-append", append]);
-        let mut qemu =
-            command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start qemu");
-        let mut stdout = qemu.stdout.take().expect("stdout is piped");
-        let output = Arc::new(Mutex::new(Vec::new()));
-        let sink = output.clone();
-        // Ends when QEMU's stdout closes, i.e. when QEMU is killed at the latest.
-        std::thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().expect("output lock").extend_from_slice(&chunk[..n]);
-            }
-        });
-        Guest { _qemu: KillOnDrop(qemu), output }
+/// Boots the image on `machine` inside `ns` with virtio-net on `tap`,
+/// `disk` as a read-only virtio-blk device, and `append` as its command
+/// line.
+fn boot(ns: &Netns, machine: Machine, tap: &str, disk: Option<&Path>, append: &str) -> Guest {
+    let mut qemu = Qemu::new(&kernel_image!(), machine).rng().tap(tap).append(append).in_netns(ns.name());
+    if let Some(disk) = disk {
+        qemu = qemu.disk(disk, true);
     }
-
-    fn output(&self) -> String {
-        String::from_utf8_lossy(&self.output.lock().expect("output lock")).into_owned()
-    }
-
-    /// Waits (at most [`BOOT_TIMEOUT`]) until the serial output holds
-    /// `needle`; panics with the output otherwise.
-    fn wait_for(&self, needle: &str) {
-        let started = Instant::now();
-        while !self.output().contains(needle) {
-            assert!(
-                started.elapsed() < BOOT_TIMEOUT,
-                "no {needle:?} within {BOOT_TIMEOUT:?}; serial output:\n{}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+    qemu.spawn()
 }
 
 /// `curl` inside `ns`, bounded: the body of `url` written to `out`.
@@ -194,8 +111,8 @@ fn serves_the_index_and_10_mib_from_a_tar_disk_and_answers_ping() {
 
     let tap = iface_name("vw");
     let ns = namespace("mirage-vwww", &tap, "10.81.0.1/24");
-    let guest = Guest::boot(&ns, "microvm", &tap, Some(&archive), "--net net0 --ipv4 10.81.0.2/24 --block htdocs");
-    guest.wait_for("serving HTTP on 0.0.0.0:8080");
+    let guest = boot(&ns, Machine::Microvm, &tap, Some(&archive), "--net net0 --ipv4 10.81.0.2/24 --block htdocs");
+    guest.wait_for("serving HTTP on 0.0.0.0:8080", BOOT_TIMEOUT);
 
     let index = dir.path().join("index.out");
     curl(&ns, "http://10.81.0.2:8080/", &index).unwrap_or_else(|e| panic!("{e}\n{}", guest.output()));
@@ -232,8 +149,8 @@ fn takes_a_dhcp_lease_from_dnsmasq_and_serves() {
         .expect("start dnsmasq");
     let _dnsmasq = KillOnDrop(dnsmasq);
 
-    let guest = Guest::boot(&ns, "microvm", &tap, None, "--net net0");
-    guest.wait_for("serving HTTP on");
+    let guest = boot(&ns, Machine::Microvm, &tap, None, "--net net0");
+    guest.wait_for("serving HTTP on", BOOT_TIMEOUT);
     let output = guest.output();
     let lease = output.lines().find_map(|l| l.split("DHCP lease: ").nth(1)).expect("a lease line");
     let address = lease.split('/').next().unwrap().to_string();
@@ -250,8 +167,8 @@ fn serves_over_virtio_net_pci_on_q35() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temporary directory");
     let tap = iface_name("vq");
     let ns = namespace("mirage-vq35", &tap, "10.84.0.1/24");
-    let guest = Guest::boot(&ns, "q35", &tap, None, "--net net0 --ipv4 10.84.0.2/24");
-    guest.wait_for("serving HTTP on 0.0.0.0:8080");
+    let guest = boot(&ns, Machine::Q35, &tap, None, "--net net0 --ipv4 10.84.0.2/24");
+    guest.wait_for("serving HTTP on 0.0.0.0:8080", BOOT_TIMEOUT);
     assert!(guest.output().contains("virtio-net virtio:0 at PCI"), "{}", guest.output());
     let index = dir.path().join("index.out");
     curl(&ns, "http://10.84.0.2:8080/", &index).unwrap_or_else(|e| panic!("{e}\n{}", guest.output()));
@@ -262,20 +179,8 @@ fn serves_over_virtio_net_pci_on_q35() {
 #[test]
 fn a_missing_net_flag_stops_the_kernel_with_a_message() {
     require!(&[]);
-    // `timeout` bounds the run: reading the output ends when QEMU does.
-    let mut qemu = Command::new("timeout")
-        .args([QEMU_LIFETIME_SECONDS, "qemu-system-x86_64", "-M", "microvm", "-accel", "tcg", "-m", "128"])
-        .args(["-nodefaults", "-nographic", "-no-reboot", "-serial", "stdio"])
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel"])
-        .arg(image())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start qemu");
-    let mut output = String::new();
-    qemu.stdout.take().unwrap().read_to_string(&mut output).unwrap();
-    let status = qemu.wait().unwrap();
-    // Application error (1) through isa-debug-exit: 1 * 2 + 1.
-    assert_eq!(status.code(), Some(3), "{output}");
+    let exit = Qemu::new(&kernel_image!(), Machine::Microvm).run(BOOT_TIMEOUT);
+    let (status, output) = (exit.code, exit.output);
+    assert_eq!(status, Some(exit_code(1)), "{output}");
     assert!(output.contains("needs a network device named net0: pass --net net0"), "{output}");
 }
