@@ -179,6 +179,32 @@ pub struct GnttabQuerySize {
     pub status: i16,
 }
 
+/// `struct xencons_interface` (`io/console.h`): the PV console's page.
+/// Indices are free-running `u32` counters; a byte's slot is its index
+/// modulo the ring's size (a power of two). The guest produces `out` and
+/// the backend (xenconsoled) consumes it; `in` the other way round.
+#[repr(C)]
+#[derive(Debug)]
+pub struct XenconsInterface {
+    /// Input from the backend.
+    pub input: [u8; XENCONS_IN_SIZE],
+    /// Output to the backend.
+    pub output: [u8; XENCONS_OUT_SIZE],
+    /// How far the guest has read `input`.
+    pub in_cons: u32,
+    /// How far the backend has written `input`.
+    pub in_prod: u32,
+    /// How far the backend has read `output`.
+    pub out_cons: u32,
+    /// How far the guest has written `output`.
+    pub out_prod: u32,
+}
+
+/// The size of `xencons_interface.in`.
+pub const XENCONS_IN_SIZE: usize = 1024;
+/// The size of `xencons_interface.out`.
+pub const XENCONS_OUT_SIZE: usize = 2048;
+
 /// Offsets in the shared info page (`struct shared_info`, x86_64).
 pub mod shared_info {
     /// `vcpu_info[0].time` (`struct vcpu_time_info`).
@@ -270,6 +296,17 @@ mod tests {
         assert_eq!((size_of::<EvtchnBindVirq>(), offset_of!(EvtchnBindVirq, port)), (12, 8));
         assert_eq!((offset_of!(GnttabQuerySize, nr_frames), offset_of!(GnttabQuerySize, max_nr_frames)), (4, 8));
         assert_eq!((offset_of!(GnttabQuerySize, status), size_of::<GnttabQuerySize>()), (12, 16));
+        assert_eq!(
+            (
+                offset_of!(XenconsInterface, output),
+                offset_of!(XenconsInterface, in_cons),
+                offset_of!(XenconsInterface, in_prod),
+                offset_of!(XenconsInterface, out_cons),
+                offset_of!(XenconsInterface, out_prod),
+                size_of::<XenconsInterface>()
+            ),
+            (1024, 3072, 3076, 3080, 3084, 3088)
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! [`XenConsole`]: the hypervisor's console through `console_io`.
+//! [`XenConsole`]: the hypervisor's console through `console_io`, and
+//! [`DomainConsole`], the choice between it and the PV ring.
 
 use alloc::format;
 use alloc::string::String;
@@ -10,6 +11,7 @@ use mirage_types::flow::{ErrorKind, FlowError};
 use crate::abi::{CONSOLEIO_WRITE, HYPERCALL_CONSOLE_IO};
 use crate::hypercall::{call, XenError};
 use crate::hypervisor::console_write;
+use crate::ring_console::RingConsole;
 
 /// Whether Xen lets this domain use `console_io`: 0 not asked yet, 1 yes,
 /// 2 no.
@@ -64,5 +66,57 @@ impl Console for XenConsole {
 
     fn write_diagnostic(&self, bytes: &[u8]) {
         let _ = console_write(bytes);
+    }
+}
+
+/// The console this domain has: Xen's own through `console_io` for the
+/// hardware domain (dom0), the PV console ring ([`RingConsole`]) for a
+/// domU, which `console_io` refuses. `Copy`, `Send + Sync`.
+#[derive(Clone, Copy, Debug)]
+pub enum DomainConsole {
+    /// Xen's console (`console_io`).
+    Hypervisor(XenConsole),
+    /// The PV console ring, read in dom0 with `xl console`.
+    Ring(RingConsole),
+}
+
+impl DomainConsole {
+    /// Picks the console: `console_io` if Xen allows it, else the ring the
+    /// HVM parameters name, else `console_io` anyway (whose writes then
+    /// fail with `EPERM`: the domain has nowhere to write). Needs the
+    /// hypercall page; makes one or three hypercalls.
+    pub fn detect() -> DomainConsole {
+        if console_io_allowed() {
+            return DomainConsole::Hypervisor(XenConsole);
+        }
+        match RingConsole::from_hvm_params() {
+            Ok(ring) => DomainConsole::Ring(ring),
+            Err(_) => DomainConsole::Hypervisor(XenConsole),
+        }
+    }
+}
+
+impl Console for DomainConsole {
+    type Error = FlowError;
+
+    async fn read(&self, buf: &mut [u8]) -> Result<usize, FlowError> {
+        match self {
+            DomainConsole::Hypervisor(c) => c.read(buf).await,
+            DomainConsole::Ring(c) => c.read(buf).await,
+        }
+    }
+
+    async fn write(&self, buf: &[u8]) -> Result<usize, FlowError> {
+        match self {
+            DomainConsole::Hypervisor(c) => c.write(buf).await,
+            DomainConsole::Ring(c) => c.write(buf).await,
+        }
+    }
+
+    fn write_diagnostic(&self, bytes: &[u8]) {
+        match self {
+            DomainConsole::Hypervisor(c) => c.write_diagnostic(bytes),
+            DomainConsole::Ring(c) => c.write_diagnostic(bytes),
+        }
     }
 }

@@ -7,6 +7,8 @@
 //! | [`run`] | the entry point: Xen set-up, command line, logger on the Xen console, the application on the kernel's executor |
 //! | [`XenPlatform`] | `mirage_types::platform::Platform`: the kernel's clocks and executor, Xen's wall clock, shutdown by hypercall |
 //! | [`XenConsole`] | `mirage_types::console::Console` through the `console_io` hypercall (dom0 only) |
+//! | [`RingConsole`] | `Console` over a domU's PV console ring (`io/console.h`), read in dom0 by `xl console` |
+//! | [`DomainConsole`] | the console [`run`] logs to: `console_io` where Xen allows it, else the ring |
 //! | [`hypercall`] | Xen detection (CPUID), the hypercall page, raw calls |
 //! | [`hypervisor`] | typed hypercalls: `console_io`, `sched_op`, `memory_op`, `hvm_op`, `event_channel_op`, `grant_table_op` |
 //! | [`shared_info`] | the shared info page: Xen system time, wall clock, event channel bitmaps |
@@ -34,8 +36,10 @@ pub mod hypercall;
 pub mod hypervisor;
 mod platform;
 pub mod probe;
+mod ring_console;
 pub mod shared_info;
 
-pub use console::{console_io_allowed, XenConsole};
+pub use console::{console_io_allowed, DomainConsole, XenConsole};
 pub use hypercall::XenError;
 pub use platform::{exit, run, XenIdle, XenPlatform, XEN_SETUP_STATUS};
+pub use ring_console::RingConsole;

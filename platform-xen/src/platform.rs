@@ -16,7 +16,7 @@ use mirage_types::platform::Platform;
 use mirage_types::random::{Random, RandomError};
 use mirage_types::time::{Instant, MonotonicClock, PosixTime, Sleep, WallClock};
 
-use crate::console::{console_io_allowed, XenConsole};
+use crate::console::{console_io_allowed, DomainConsole};
 use crate::hypercall::{self, XenError};
 use crate::hypervisor::{poll, shutdown, ShutdownReason};
 use crate::shared_info;
@@ -127,9 +127,15 @@ pub fn exit(status: u8) -> ! {
         // ignored.
         unsafe { Port::new(QEMU_DEBUG_EXIT_PORT) }.write_u8(status);
     }
+    if let DomainConsole::Ring(ring) = DomainConsole::detect() {
+        // The toolstack destroys a domain that powered off: what the
+        // backend has not read by then is lost.
+        let _ = ring.flush();
+    }
     let reason = if status == 0 { ShutdownReason::PowerOff } else { ShutdownReason::Crash };
     let error = shutdown(reason);
-    XenConsole.write_diagnostic(alloc::format!("mirage-platform-xen: cannot shut down: {error}\n").as_bytes());
+    DomainConsole::detect()
+        .write_diagnostic(alloc::format!("mirage-platform-xen: cannot shut down: {error}\n").as_bytes());
     mirage_kernel::arch::power::power_off(status)
 }
 
@@ -142,7 +148,8 @@ fn init() -> Result<(), XenError> {
 
 /// Runs an application as a Xen guest: sets up the hypercall page and
 /// shared info, parses the command line (`[-l FILTER] [-- ARGS...]`, as
-/// `mirage_kernel::run`), logs to [`XenConsole`], runs `app` on the
+/// `mirage_kernel::run`), logs to the [`DomainConsole`] (Xen's console in
+/// dom0, the PV console ring in a domU), runs `app` on the
 /// kernel's executor idling in Xen, and shuts the domain down with status
 /// 0 if it returned `Ok`, [`APP_ERROR_STATUS`] after logging the error,
 /// [`USAGE_STATUS`] for a bad command line, [`XEN_SETUP_STATUS`] if Xen
@@ -156,7 +163,7 @@ where
 {
     let fail = |status: u8, message: &dyn fmt::Display| -> ! {
         let line = alloc::format!("mirage-platform-xen: {message}\n");
-        XenConsole.write_diagnostic(line.as_bytes());
+        DomainConsole::detect().write_diagnostic(line.as_bytes());
         mirage_kernel::SerialConsole.write_diagnostic(line.as_bytes());
         exit(status)
     };
@@ -166,7 +173,7 @@ where
     let args = KernelArgs::parse(&boot.command_line).unwrap_or_else(|e| fail(USAGE_STATUS, &e));
     let filter: LogFilter = args.log_filter.parse().unwrap_or_else(|e| fail(USAGE_STATUS, &e));
     // Only fails if a logger is installed already, which then stays.
-    let _ = Logger::new(XenConsole, KernelClock, filter).install();
+    let _ = Logger::new(DomainConsole::detect(), KernelClock, filter).install();
     log::debug!(
         "heap {:#x}..{:#x} ({} MiB), TSC {} kHz, command line {:?}",
         boot.heap.start,

@@ -383,6 +383,8 @@ export PATH=/sbin:/bin:/usr/lib/xen-4.17/bin LD_LIBRARY_PATH=/lib/x86_64-linux-g
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 mkdir -p /dev/pts; mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /run; mkdir -p /run/xen /run/xenstored /run/lock
+# xl console takes its lock in /var/lock and fails without the directory.
+ln -s /run/lock /var/lock
 for m in {modules}; do insmod /lib/modules/$m || echo "harness: insmod $m failed"; done
 mkdir -p /proc/xen; mount -t xenfs xenfs /proc/xen
 xenstored --pid-file /run/xenstored.pid
@@ -563,6 +565,9 @@ pub fn guest_console(log: &str) -> Option<&str> {
 pub fn domu(image: &Path, args: &[String]) -> Result<(), TaskError> {
     let harness = prepared()?;
     copy(image, &harness.rootfs.join("guest.elf"))?;
+    // Rewritten on every run, so a harness prepared by an older xtask gets
+    // the current script.
+    write_executable(&harness.rootfs.join("init"), &init_script())?;
     let mut config = String::from(
         "name = \"guest\"\ntype = \"pvh\"\nkernel = \"/guest.elf\"\nmemory = 32\nvcpus = 1\n\
          on_poweroff = \"destroy\"\non_crash = \"preserve\"\n\
