@@ -116,3 +116,36 @@ fn a_bad_command_line_is_a_usage_error_on_the_xen_console() {
     assert!(output.contains("unknown kernel flag \"--frobnicate\""), "{output}");
     assert!(!output.contains("hello from"), "{output}");
 }
+
+/// Path B: boots the image as a domU of a Linux dom0 (`cargo xtask xen
+/// domu`, ~1 min under TCG; the harness retries once on a hang) and
+/// returns the harness's exit status and its output, in which dom0 prints
+/// the guest's `xl console` between markers.
+fn boot_domu() -> (Option<i32>, String) {
+    let image = image().to_str().expect("UTF-8 path").to_string();
+    let out = xtask(&["xen", "domu", image.as_str()]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), text)
+}
+
+#[test]
+fn hello_greets_four_times_through_the_pv_console_ring_as_a_domu_and_powers_off() {
+    require_harness!();
+    let (status, output) = boot_domu();
+    assert_eq!(status, Some(0), "harness status; output:\n{output}");
+    let start = output.find("===== guest console =====").unwrap_or_else(|| panic!("no guest console:\n{output}"));
+    let end = output.find("===== end guest console =====").unwrap_or_else(|| panic!("no console end:\n{output}"));
+    let console = &output[start..end];
+    let probe = console.lines().find(|l| l.contains("xen probe:")).unwrap_or_else(|| panic!("no probe:\n{console}"));
+    // A domU's toolstack gives it a console ring and a xenstore ring.
+    assert!(probe.contains("Xen 4.17") && !probe.contains("console ring pfn 0x0 "), "{probe}");
+    let greetings: Vec<&str> = console.lines().filter(|l| l.contains("hello from mirage-rs")).collect();
+    assert_eq!(greetings.len(), 4, "console:\n{console}");
+    for (i, line) in greetings.iter().enumerate() {
+        assert!(line.contains(&format!("({}/4)", i + 1)), "line {i} out of order: {line}");
+    }
+    assert!(output.contains("harness: guest running"), "{output}");
+    // on_crash = "preserve" keeps a crashed domain, which the harness then
+    // reports as still running: its absence means SHUTDOWN_poweroff.
+    assert!(!output.contains("harness: guest still running"), "the guest did not power off:\n{output}");
+}
