@@ -17,7 +17,9 @@
 //! same kind of queue. Time is wall-clock time on one core; the cores see
 //! it as their `now`, so delayed-ACK timers run as in real use.
 //!
-//! Also printed: CPU time per segment (`perf stat -e instructions` reports
+//! Also printed: the segments the receiver sends back (ACKs and window
+//! updates) per data segment, so a difference in acknowledgment policy
+//! shows; CPU time per segment (`perf stat -e instructions` reports
 //! "not supported" in this VM, so no instruction counts), and heap
 //! allocations per segment in the steady state (after the first tenth of
 //! the transfer), counted by a global allocator. For our core they are
@@ -107,6 +109,8 @@ struct Run {
     segments: u64,
     /// Data segments emitted during the steady state.
     steady_segments: u64,
+    /// Segments the receiver emitted (ACKs and window updates).
+    acks: u64,
     /// Allocations inside the stack during the steady state.
     steady_allocations: u64,
     /// Allocations by the link (frames turned into `Bytes`) in the steady state.
@@ -121,10 +125,11 @@ impl Run {
     fn print(&self, name: &str) {
         let per_segment = |n: u64| n as f64 / self.steady_segments.max(1) as f64;
         println!(
-            "{name:<28} {:>7.2} Gbit/s  {:>6.0} ns/segment  {:>9} segments  allocations/segment: {:.3} in the stack, {:.3} by the link",
+            "{name:<28} {:>7.2} Gbit/s  {:>6.0} ns/segment  {:>9} segments  {:.3} ACKs/segment  allocations/segment: {:.3} in the stack, {:.3} by the link",
             self.gbps(),
             self.seconds * 1e9 / self.segments.max(1) as f64,
             self.segments,
+            self.acks as f64 / self.segments.max(1) as f64,
             per_segment(self.steady_allocations),
             per_segment(self.link_allocations),
         );
@@ -243,7 +248,7 @@ fn ours(total: usize, reverse: bool) -> Run {
     let data = pattern();
     let mut buf = vec![0u8; 64 * 1024];
     let (mut forward, mut backward) = (Wire::default(), Wire::default());
-    let (mut written, mut received, mut segments) = (0usize, 0usize, 0u64);
+    let (mut written, mut received, mut segments, mut acks) = (0usize, 0usize, 0u64, 0u64);
     let (mut steady_segments, mut link_allocations) = (0u64, 0u64);
     ALLOCATIONS.store(0, Ordering::Relaxed);
     let began = WallInstant::now();
@@ -279,6 +284,7 @@ fn ours(total: usize, reverse: bool) -> Run {
             received += n;
         }
         drain(&mut rx, t, &mut backward, steady);
+        acks += backward.queue.len() as u64;
         while let Some(frame) = backward.queue.pop_front() {
             let (repr, payload, _, _) = parse(&frame);
             link_allocations += u64::from(steady && !payload.is_empty());
@@ -297,6 +303,7 @@ fn ours(total: usize, reverse: bool) -> Run {
                 seconds: began.elapsed().as_secs_f64(),
                 segments,
                 steady_segments,
+                acks,
                 steady_allocations: ALLOCATIONS.load(Ordering::Relaxed),
                 link_allocations,
             };
@@ -428,6 +435,7 @@ mod peer {
         let data = pattern();
         let mut buf = vec![0u8; 64 * 1024];
         let (mut written, mut received, mut segments, mut steady_segments) = (0usize, 0usize, 0u64, 0u64);
+        let mut acks = 0u64;
         ALLOCATIONS.store(0, Ordering::Relaxed);
         let began = WallInstant::now();
         for _ in 0..total {
@@ -456,12 +464,15 @@ mod peer {
                 received += n;
             }
             counted(steady, || b.poll(t));
+            // A polls next, so B's segments of this round are all queued.
+            acks += ba.borrow().len() as u64;
             if received >= total {
                 return Run {
                     bytes: total,
                     seconds: began.elapsed().as_secs_f64(),
                     segments,
                     steady_segments,
+                    acks,
                     steady_allocations: ALLOCATIONS.load(Ordering::Relaxed),
                     link_allocations: 0,
                 };
