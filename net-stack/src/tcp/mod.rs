@@ -85,6 +85,8 @@
 mod buffer;
 mod congestion;
 mod connection;
+#[cfg(feature = "test-utils")]
+pub mod fuzz_driver;
 mod listener;
 mod reassembly;
 mod rto;
