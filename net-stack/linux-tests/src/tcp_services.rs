@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use mirage_net_stack::ipv4::Ipv4Config;
-use mirage_net_stack::stack::StackBuilder;
+use mirage_net_stack::stack::{NetStack, StackBuilder};
 use mirage_platform_unix::tap::TapNetwork;
 use mirage_platform_unix::UnixPlatform;
 use mirage_types::flow::Flow;
@@ -101,6 +101,8 @@ pub struct Session<D> {
     pub file: Rc<Vec<u8>>,
     /// A handle on the device our stack runs on.
     pub device: D,
+    /// Our stack, for tests that watch its `usage()`.
+    pub stack: Rc<NetStack<D, UnixPlatform>>,
 }
 
 /// Sets up a namespace `prefix-PID` with TAP interface `tag…` on
@@ -167,7 +169,8 @@ pub fn with_tcp_services<D, Fut>(
                 tokio::task::spawn_local(http_once(flow, served.clone()));
             }
         });
-        body(Session { ns: ns.name().to_string(), iface: iface.clone(), ours, file, device }).await;
+        body(Session { ns: ns.name().to_string(), iface: iface.clone(), ours, file, device, stack: stack.clone() })
+            .await;
         // Every connection was closed by both sides; give the last FINs
         // (and, on a lossy link, their retransmissions) a moment, then
         // nothing but TIME-WAIT may remain.
