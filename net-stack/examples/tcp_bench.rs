@@ -2,11 +2,12 @@
 //!
 //! ```text
 //! cargo run --release -p mirage-net-stack --example tcp_bench --features test-utils \
-//!     [-- [MIB] [--rounds N] [--only ours|smoltcp]]
+//!     [-- [MIB] [--rounds N] [--write BYTES] [--only ours|smoltcp]]
 //! ```
 //!
 //! Each stack transfers `MIB` MiB (default 256), best of `N` rounds (default
-//! 5), from one endpoint to
+//! 5), the application offering at most `BYTES` (default 65536) per send
+//! call, from one endpoint to
 //! another over an in-memory, lossless, zero-delay link with an IP MTU of
 //! 1500: every segment is emitted into an IPv4 datagram with real header
 //! and TCP checksums, queued, parsed and verified on the other side. Ours
@@ -139,12 +140,23 @@ impl Run {
 /// Measurements per stack and direction; the best one is printed.
 const ROUNDS: usize = 5;
 const MTU: usize = 1500;
+/// Bytes the application offers per `send` call unless `--write` says otherwise.
+const WRITE: usize = 64 * 1024;
 const BUFFER: usize = 256 * 1024;
 const IP_A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const IP_B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
 fn pattern() -> Vec<u8> {
     (0..64 * 1024).map(|i: usize| (i * 7 + (i >> 11)) as u8).collect()
+}
+
+/// What the application offers next: at most `write` bytes of the
+/// pattern, continuing where the last accepted byte left off (so the
+/// receiver's check holds whatever the stack accepted before).
+fn next_write(data: &[u8], written: usize, total: usize, write: usize) -> &[u8] {
+    let offset = written % data.len();
+    let len = (total - written).min(write).min(data.len() - offset);
+    &data[offset..offset + len]
 }
 
 // ---- Ours ----------------------------------------------------------------------
@@ -239,7 +251,7 @@ fn handshake(start: WallInstant) -> (TcpConnection, TcpConnection) {
 
 /// Sends `total` bytes from one of our connections to the other;
 /// `reverse` makes the passive opener the sender.
-fn ours(total: usize, reverse: bool) -> Run {
+fn ours(total: usize, write: usize, reverse: bool) -> Run {
     let start = WallInstant::now();
     let now = || Instant::from_nanos(start.elapsed().as_nanos() as u64);
     let (a, b) = handshake(start);
@@ -257,8 +269,8 @@ fn ours(total: usize, reverse: bool) -> Run {
         let steady = received > total / 10;
         let t = now();
         if written < total {
-            let end = (total - written).min(data.len());
-            written += counted(steady, || tx.send(&data[..end])).expect("the sender stays open");
+            let chunk = next_write(&data, written, total, write);
+            written += counted(steady, || tx.send(chunk)).expect("the sender stays open");
         }
         let sent = drain(&mut tx, t, &mut forward, steady);
         segments += sent;
@@ -412,7 +424,7 @@ mod peer {
     }
 
     /// smoltcp sending `total` bytes from one interface to the other.
-    pub fn smoltcp(total: usize) -> Run {
+    pub fn smoltcp(total: usize, write: usize) -> Run {
         let start = WallInstant::now();
         let now = || SmolInstant::from_micros(start.elapsed().as_micros() as i64);
         let (ab, ba, pool): (Queue, Queue, Queue) = Default::default();
@@ -442,8 +454,8 @@ mod peer {
             let steady = received > total / 10;
             let t = now();
             if written < total {
-                let end = (total - written).min(data.len());
-                written += counted(steady, || a.socket().send_slice(&data[..end])).expect("the sender stays open");
+                let chunk = next_write(&data, written, total, write);
+                written += counted(steady, || a.socket().send_slice(chunk)).expect("the sender stays open");
             }
             counted(steady, || a.poll(t));
             // Every frame from A carries data once established (pure ACKs
@@ -486,14 +498,15 @@ mod peer {
 struct Options {
     mib: usize,
     rounds: usize,
+    write: usize,
     ours: bool,
     smoltcp: bool,
 }
 
-const USAGE: &str = "usage: tcp_bench [MIB] [--rounds N] [--only ours|smoltcp]";
+const USAGE: &str = "usage: tcp_bench [MIB] [--rounds N] [--write BYTES] [--only ours|smoltcp]";
 
 fn options() -> Result<Options, String> {
-    let mut opts = Options { mib: 256, rounds: ROUNDS, ours: true, smoltcp: true };
+    let mut opts = Options { mib: 256, rounds: ROUNDS, write: WRITE, ours: true, smoltcp: true };
     let mut args = std::env::args().skip(1);
     let positive = |what: &str, arg: Option<String>| -> Result<usize, String> {
         match arg.as_deref().map(str::parse) {
@@ -504,6 +517,7 @@ fn options() -> Result<Options, String> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--rounds" => opts.rounds = positive("--rounds", args.next())?,
+            "--write" => opts.write = positive("--write", args.next())?,
             "--only" => match args.next().as_deref() {
                 Some("ours") => opts.smoltcp = false,
                 Some("smoltcp") => opts.ours = false,
@@ -520,18 +534,18 @@ fn main() {
         eprintln!("{USAGE}: {e}");
         std::process::exit(2);
     });
-    let Options { mib, rounds, .. } = opts;
+    let Options { mib, rounds, write, .. } = opts;
     let total = mib << 20;
     println!("bulk transfer of {mib} MiB over an in-memory IPv4 link, MTU {MTU}, checksums emitted and verified");
     println!("best of {rounds} rounds each, the stacks taking turns (the machine is shared: rounds differ)");
     let (mut forward, mut backward, mut peer) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         if opts.ours {
-            forward.push(ours(total, false));
-            backward.push(ours(total, true));
+            forward.push(ours(total, write, false));
+            backward.push(ours(total, write, true));
         }
         if opts.smoltcp {
-            peer.push(peer::smoltcp(total));
+            peer.push(peer::smoltcp(total, write));
         }
     }
     let best = |runs: Vec<Run>| runs.into_iter().max_by(|a, b| a.gbps().total_cmp(&b.gbps()));
