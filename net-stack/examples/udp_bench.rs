@@ -50,6 +50,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use mirage_net_stack::ipv4::Ipv4Config;
+use mirage_net_stack::reflector::{reflect_udp, udp_datagram_to};
 use mirage_net_stack::stack::StackBuilder;
 use mirage_net_stack::switch::{Simulation, SwitchPort, VirtualClock, VirtualPlatform, VirtualSwitch};
 use mirage_net_stack::wire::ArpPacket;
@@ -330,40 +331,11 @@ async fn reflect(port: SwitchPort) {
                     .await;
             }
             [0x08, 0x00] => {
-                if let Some(layout) = udp_to(&frame, IP_RAW) {
-                    let _ = port.transmit(frame.len(), |out| swap(&frame, out, layout)).await;
+                if let Some(layout) = udp_datagram_to(&frame, IP_RAW) {
+                    let _ = port.transmit(frame.len(), |out| reflect_udp(&frame, out, layout)).await;
                 }
             }
             _ => {}
         }
     }
-}
-
-/// Where the UDP header starts, if `frame` is an unfragmented IPv4 UDP
-/// datagram to `ip` whose headers fit in the frame.
-fn udp_to(frame: &[u8], ip: Ipv4Addr) -> Option<usize> {
-    let ip_header = frame.get(14..34)?;
-    let header_len = usize::from(ip_header[0] & 0x0f) * 4;
-    let more_fragments_or_offset = u16::from_be_bytes([ip_header[6], ip_header[7]]) & 0x3fff;
-    if ip_header[0] >> 4 != 4 || header_len < 20 || ip_header[9] != 17 || more_fragments_or_offset != 0 {
-        return None;
-    }
-    if ip_header[16..20] != ip.octets() {
-        return None;
-    }
-    let udp = 14 + header_len;
-    frame.get(udp..udp + 8)?;
-    Some(udp)
-}
-
-/// Copies `frame` into `out` with Ethernet addresses, IPv4 addresses and
-/// UDP ports swapped.
-fn swap(frame: &[u8], out: &mut [u8], udp: usize) {
-    out.copy_from_slice(frame);
-    out[0..6].copy_from_slice(&frame[6..12]);
-    out[6..12].copy_from_slice(&frame[0..6]);
-    out[26..30].copy_from_slice(&frame[30..34]);
-    out[30..34].copy_from_slice(&frame[26..30]);
-    out[udp..udp + 2].copy_from_slice(&frame[udp + 2..udp + 4]);
-    out[udp + 2..udp + 4].copy_from_slice(&frame[udp..udp + 2]);
 }

@@ -15,7 +15,8 @@
 //! # Cargo features
 //!
 //! - `test-utils`: exports the in-memory virtual switch and virtual time
-//!   (`switch`) that other crates' tests use. Off by default.
+//!   (`switch`) that other crates' tests use, and the raw UDP reflector
+//!   (`reflector`) the benchmarks compare the stack with. Off by default.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -35,5 +36,7 @@ pub mod stack;
 pub mod tcp;
 pub mod udp;
 
+#[cfg(any(test, feature = "test-utils"))]
+pub mod reflector;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod switch;
