@@ -85,6 +85,10 @@ pub struct BootInfo {
     pub heap: Range<u64>,
     /// The measured TSC frequency in Hz.
     pub tsc_hz: u64,
+    /// The physical address of the ACPI RSDP as the boot loader gave it
+    /// (`hvm_start_info.rsdp_paddr`), `None` when it gave none. Not
+    /// checked: a reader must validate what it finds there.
+    pub rsdp_paddr: Option<u64>,
 }
 
 /// Declares the kernel application's entry point: `entry!(main)` with

@@ -6,7 +6,12 @@
 //! A PC with a PCI host bridge answers at 00:00.0 through the configuration
 //! ports; then bus 0 is enumerated and virtio-mmio is not probed (on q35
 //! the microvm window may hold PCI BARs, whose registers must not be read
-//! blindly). Otherwise the virtio-mmio window of microvm is probed:
+//! blindly). Bus 0 is then read through ECAM when the ACPI MCFG gives a
+//! window for segment 0 (q35: `0xb0000000`) that lies within the
+//! identity-mapped 4 GiB, else through the ports (i440fx has no MCFG);
+//! which one is logged at debug level. The ports stay the test for a host
+//! bridge so that microvm, whose `pcie=on` has an MCFG too, keeps using
+//! its virtio-mmio slots. Otherwise the virtio-mmio window of microvm is probed:
 //! [`MMIO_SLOTS`] slots of [`MMIO_SLOT_SIZE`] bytes from [`MMIO_BASE`]
 //! (QEMU `hw/i386/microvm.c`); a slot whose magic reads `virt` and whose
 //! device id is not 0 holds a device. QEMU fills the slots from the top,
@@ -37,10 +42,13 @@ use core::fmt;
 use core::ptr::NonNull;
 
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
-use virtio_drivers::transport::pci::bus::{BarInfo, Command, DeviceFunction, PciRoot};
+use virtio_drivers::transport::pci::bus::{
+    BarInfo, Cam, Command, ConfigurationAccess, DeviceFunction, MmioCam, PciRoot,
+};
 use virtio_drivers::transport::pci::{virtio_device_type, PciTransport};
 use virtio_drivers::transport::{DeviceType, SomeTransport, Transport};
 
+use crate::acpi::{self, IdentityMapped};
 use crate::hal::{KernelHal, MAPPED_END};
 use crate::pci::PortCam;
 
@@ -115,23 +123,59 @@ impl fmt::Display for SkippedDevice {
 }
 
 /// Finds every virtio device; see the [module documentation](self).
+/// `rsdp_paddr` is the ACPI RSDP the boot loader gave
+/// ([`mirage_kernel::BootInfo::rsdp_paddr`]), for the ECAM window.
 /// Returns the usable ones in discovery order and the skipped ones.
 ///
 /// Only meaningful in a kernel image: on a host it reads I/O ports it has
 /// no permission for. Call it once: two transports for one device would
 /// drive it twice.
-pub fn discover() -> (Vec<VirtioDevice>, Vec<SkippedDevice>) {
+pub fn discover(rsdp_paddr: Option<u64>) -> (Vec<VirtioDevice>, Vec<SkippedDevice>) {
     // SAFETY: discovery is the only user of the configuration ports, runs
     // once, and only reads, sizes BARs (virtio-drivers restores them) and
     // sets enable bits in command registers.
     let cam = unsafe { PortCam::new() };
-    let mut root = PciRoot::new(cam);
-    let has_pci = root.enumerate_bus(0).next().is_some();
-    if has_pci {
-        discover_pci(&mut root)
-    } else {
-        discover_mmio()
+    let has_pci = PciRoot::new(cam).enumerate_bus(0).next().is_some();
+    if !has_pci {
+        return discover_mmio();
     }
+    match ecam_base(rsdp_paddr) {
+        Ok(base) => {
+            log::debug!("PCI configuration access: ECAM at {base:#x} (ACPI MCFG)");
+            // SAFETY: `ecam_base` checked that the 256 MiB window is
+            // 1 MiB-aligned and inside the identity-mapped, never-unmapped
+            // 4 GiB; the firmware says it is configuration space, which
+            // nothing else in the kernel maps or touches; discovery runs
+            // once, so this is its only user, with the contract of
+            // `PortCam::new` for what is written.
+            let cam = unsafe { MmioCam::new(base as *mut u8, Cam::Ecam) };
+            discover_pci(cam)
+        }
+        Err(reason) => {
+            log::debug!("PCI configuration access: ports 0xcf8/0xcfc ({reason})");
+            // SAFETY: as above; the first `PortCam` is gone with its root.
+            discover_pci(unsafe { PortCam::new() })
+        }
+    }
+}
+
+/// The ECAM window from the ACPI MCFG, if there is one this kernel can
+/// use; else why not, for the log.
+fn ecam_base(rsdp_paddr: Option<u64>) -> Result<u64, String> {
+    let rsdp = rsdp_paddr.filter(|&p| p != 0).ok_or_else(|| String::from("the boot loader gave no ACPI RSDP"))?;
+    // SAFETY: this runs in the kernel image (discovery is only meaningful
+    // there), which identity-maps the first 4 GiB and never writes ACPI
+    // tables.
+    let memory = unsafe { IdentityMapped::new() };
+    let ecam = acpi::find_ecam(&memory, rsdp).map_err(|e| format!("{e}"))?;
+    let end = ecam.base.checked_add(u64::from(Cam::Ecam.size()));
+    if ecam.base == 0 || ecam.base % (1 << 20) != 0 || end.is_none_or(|end| end > MAPPED_END) {
+        return Err(format!(
+            "the MCFG's ECAM window at {:#x} is not 1 MiB-aligned inside the identity-mapped 4 GiB",
+            ecam.base
+        ));
+    }
+    Ok(ecam.base)
 }
 
 fn discover_mmio() -> (Vec<VirtioDevice>, Vec<SkippedDevice>) {
@@ -169,13 +213,20 @@ fn discover_mmio() -> (Vec<VirtioDevice>, Vec<SkippedDevice>) {
     (devices, skipped)
 }
 
-fn discover_pci(root: &mut PciRoot<PortCam>) -> (Vec<VirtioDevice>, Vec<SkippedDevice>) {
+fn discover_pci<C: ConfigurationAccess>(cam: C) -> (Vec<VirtioDevice>, Vec<SkippedDevice>) {
+    // `PciRoot` keeps its access to itself and has no accessor for the
+    // Interrupt Line register: keep a clone for reading that one.
+    // SAFETY: the clone only reads the Interrupt Line/Pin register, which
+    // has no effect, and never while one of the root's accesses is under
+    // way (one CPU, and the root's accesses complete before it returns).
+    let reader = unsafe { cam.unsafe_clone() };
+    let mut root = PciRoot::new(cam);
     let (mut devices, mut skipped) = (Vec::new(), Vec::new());
     let functions: Vec<_> = root.enumerate_bus(0).collect();
     for (function, info) in functions {
         let Some(kind) = virtio_device_type(&info) else { continue };
         let location = Location::Pci { bus: function.bus, device: function.device, function: function.function };
-        match pci_device(root, function, kind) {
+        match pci_device(&mut root, &reader, function, kind) {
             Ok((transport, gsi)) => {
                 devices.push(VirtioDevice { kind, transport: SomeTransport::Pci(transport), gsi, location })
             }
@@ -187,8 +238,9 @@ fn discover_pci(root: &mut PciRoot<PortCam>) -> (Vec<VirtioDevice>, Vec<SkippedD
 
 /// Checks the BARs are reachable, turns on memory decoding and bus
 /// mastering, reads the INTx line and builds the transport.
-fn pci_device(
-    root: &mut PciRoot<PortCam>,
+fn pci_device<C: ConfigurationAccess>(
+    root: &mut PciRoot<C>,
+    reader: &C,
     function: DeviceFunction,
     kind: DeviceType,
 ) -> Result<(PciTransport, u32), String> {
@@ -203,7 +255,7 @@ fn pci_device(
             }
         }
     }
-    let line_register = read_config(function, 0x3c);
+    let line_register = reader.read_word(function, 0x3c);
     let (line, pin) = (line_register & 0xff, (line_register >> 8) & 0xff);
     if pin == 0 {
         return Err(format!("the {kind:?} device has no INTx pin, and MSI-X is not supported"));
@@ -215,14 +267,6 @@ fn pci_device(
     }
     let (_, command) = root.get_status_command(function);
     root.set_command(function, command | Command::MEMORY_SPACE | Command::BUS_MASTER);
-    let transport = PciTransport::new::<KernelHal, PortCam>(root, function).map_err(|e| format!("{e}"))?;
+    let transport = PciTransport::new::<KernelHal, C>(root, function).map_err(|e| format!("{e}"))?;
     Ok((transport, line))
-}
-
-/// Reads a configuration register `PciRoot` has no accessor for.
-fn read_config(function: DeviceFunction, offset: u8) -> u32 {
-    // SAFETY: a read of a configuration register has no effect, and no other
-    // access interleaves with it (one CPU; the root's accesses are complete).
-    let cam = unsafe { PortCam::new() };
-    virtio_drivers::transport::pci::bus::ConfigurationAccess::read_word(&cam, function, offset)
 }

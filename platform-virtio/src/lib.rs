@@ -13,6 +13,7 @@
 //! | [`discovery`] | finds virtio devices: virtio-mmio slots on QEMU microvm, PCI bus 0 on q35, each with its interrupt line |
 //! | [`hal`] | [`hal::KernelHal`], virtio-drivers' `Hal`: DMA from the heap, physical = virtual |
 //! | [`pci`] | [`pci::PortCam`], PCI configuration through ports 0xcf8/0xcfc |
+//! | [`acpi`] | [`acpi::find_ecam`]: the PCI ECAM window from ACPI's MCFG, a bounded, checksummed walk |
 //!
 //! # Interrupts and transports: the API drivers build on
 //!
@@ -45,6 +46,7 @@
 
 extern crate alloc;
 
+pub mod acpi;
 pub mod blk;
 pub mod discovery;
 pub mod flags;

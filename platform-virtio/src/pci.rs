@@ -1,11 +1,12 @@
 //! PCI configuration space through the PC's I/O ports `0xcf8`/`0xcfc`
 //! (configuration mechanism #1), as `virtio_drivers`' `ConfigurationAccess`.
 //!
-//! virtio-drivers 0.13 offers only memory-mapped access (ECAM); q35 has
-//! ECAM too, but its address is in ACPI's MCFG table, which the kernel does
-//! not parse, while the ports are always there on PC-compatible machines.
-//! Only bus 0 is enumerated: QEMU puts plugged devices there unless told to
-//! use a bridge.
+//! virtio-drivers 0.13 offers only memory-mapped access (its `MmioCam`,
+//! which discovery uses on q35 when ACPI's MCFG gives the ECAM window, see
+//! [`crate::acpi`]); the ports are the fallback, always there on
+//! PC-compatible machines (i440fx has no ECAM), and the test for a PCI
+//! host bridge. Only bus 0 is enumerated: QEMU puts plugged devices there
+//! unless told to use a bridge.
 
 use mirage_kernel::arch::port::Port;
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction};

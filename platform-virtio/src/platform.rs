@@ -234,8 +234,9 @@ where
 {
     let (flags, kernel_line) = PlatformFlags::parse(&boot.command_line).unwrap_or_else(|e| usage_error(&e));
     let boot = BootInfo { command_line: kernel_line, ..boot };
+    let rsdp_paddr = boot.rsdp_paddr;
     mirage_kernel::run(boot, move |kernel| async move {
-        let (found, skipped) = discovery::discover();
+        let (found, skipped) = discovery::discover(rsdp_paddr);
         for skip in &skipped {
             log::warn!("{skip}");
         }

@@ -136,6 +136,7 @@ extern "C" fn mirage_kernel_entry(start_info_paddr: u32) -> ! {
         command_line: String::from(core::str::from_utf8(&cmdline_copy[..cmdline_len]).unwrap_or_default()),
         memory_map: Vec::from(memory_map),
         heap,
+        rsdp_paddr: Some(info.rsdp_paddr).filter(|&paddr| paddr != 0),
     };
     // SAFETY: `entry!` defines this function in the kernel binary with
     // exactly this signature.
