@@ -39,6 +39,8 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use mirage_types::block::{BlockDevice, BlockError, BlockInfo, ErrorKind, Operation};
+use rand_core::{Rng, SeedableRng};
+use rand_xoshiro::SplitMix64;
 
 use crate::mem::{check_sector_size, total_len, MemBlock};
 
@@ -253,9 +255,12 @@ fn persist_randomly(durable: &[u8], pending: &[(usize, Vec<u8>)], unit: usize, s
             units.entry(u).or_default().0 += 1;
         }
     }
-    let mut rng = SplitMix64(seed);
+    // SplitMix64 (Steele, Lea, Flood 2014): tiny, and good enough to pick
+    // crash outcomes reproducibly.
+    let mut rng = SplitMix64::seed_from_u64(seed);
     for (versions, chosen, _) in units.values_mut() {
-        *chosen = rng.below(*versions + 1);
+        // The modulo bias is irrelevant here.
+        *chosen = rng.next_u64() % (*versions + 1);
     }
     let mut image = durable.to_vec();
     for (at, bytes) in pending {
@@ -270,25 +275,6 @@ fn persist_randomly(durable: &[u8], pending: &[(usize, Vec<u8>)], unit: usize, s
         }
     }
     image
-}
-
-/// The SplitMix64 generator (Steele, Lea, Flood 2014): tiny, and good
-/// enough to pick crash outcomes reproducibly.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n > 0`); the modulo bias is irrelevant here.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 impl BlockDevice for CrashBlock {

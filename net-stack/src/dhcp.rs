@@ -61,6 +61,8 @@ use mirage_types::ip::{Ip, IpProtocol, Ipv4Cidr, WriteOptions};
 use mirage_types::net::MacAddress;
 use mirage_types::time::{Instant, Sleep};
 use mirage_types::udp::UdpSocket;
+use rand_core::{Rng, SeedableRng};
+use rand_xoshiro::SplitMix64;
 
 use crate::arp::{ArpLayer, ProbeConfig};
 use crate::ipv4::{Ipv4Config, Ipv4Layer};
@@ -330,25 +332,12 @@ enum Phase {
     Rebinding { lease: Lease, next: Instant, first_sent: Instant },
 }
 
-/// SplitMix64, seeded by the caller from the platform's CSPRNG: the core
-/// draws transaction IDs and jitter from it without reading a global RNG.
-#[derive(Clone, Debug)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..=max` nanoseconds.
-    fn up_to(&mut self, max: Duration) -> Duration {
-        let max = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
-        Duration::from_nanos(self.next_u64() % max.saturating_add(1).max(1))
-    }
+/// Uniform in `0..=max` nanoseconds, from the client's generator
+/// (SplitMix64, seeded by the caller from the platform's CSPRNG: the core
+/// draws transaction IDs and jitter from it without reading a global RNG).
+fn up_to(rng: &mut SplitMix64, max: Duration) -> Duration {
+    let max = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(rng.next_u64() % max.saturating_add(1).max(1))
 }
 
 /// The DHCP client state machine for one interface (sans-IO).
@@ -384,8 +373,8 @@ impl DhcpClient {
     /// `seed` drives transaction IDs and jitter: take it from the
     /// platform's random source, so that hosts booted together differ.
     pub fn new(mac: MacAddress, config: DhcpConfig, seed: u64, now: Instant) -> DhcpClient {
-        let mut rng = SplitMix64(seed);
-        let at = now + rng.up_to(config.initial_delay);
+        let mut rng = SplitMix64::seed_from_u64(seed);
+        let at = now + up_to(&mut rng, config.initial_delay);
         DhcpClient {
             config,
             mac,
@@ -715,7 +704,7 @@ impl DhcpClient {
     fn retransmit_delay(&mut self, attempt: u32) -> Duration {
         let base = self.backoff(attempt);
         let jitter = self.config.jitter;
-        let draw = self.rng.up_to(jitter.saturating_mul(2));
+        let draw = up_to(&mut self.rng, jitter.saturating_mul(2));
         if draw >= jitter {
             base + (draw - jitter)
         } else {

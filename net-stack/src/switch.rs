@@ -57,7 +57,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::cell::{Cell, RefCell};
+use core::cell::RefCell;
 use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
@@ -72,6 +72,8 @@ use mirage_types::net::{MacAddress, NetError, NetStats, NetworkDevice, ETHERNET_
 use mirage_types::platform::Platform;
 use mirage_types::random::{Random, RandomError};
 use mirage_types::time::{Instant, MonotonicClock, PosixTime, Sleep, WallClock};
+use rand_core::{Rng, SeedableRng};
+use rand_xoshiro::SplitMix64;
 
 // ---------------------------------------------------------------------------
 // Virtual time
@@ -365,21 +367,17 @@ impl fmt::Debug for Simulation {
 // ---------------------------------------------------------------------------
 // Deterministic randomness
 
-/// SplitMix64: small, fast, and good enough to drive fault injection and
-/// test identifiers. Not a cryptographic generator.
+/// The dice of the fault injector: SplitMix64 (small, fast, and good enough
+/// to drive fault injection and test identifiers; not a cryptographic
+/// generator) with the draws the faults need.
 #[derive(Clone, Debug)]
-struct SplitMix64(u64);
+struct FaultDice(SplitMix64);
 
-impl SplitMix64 {
+impl FaultDice {
     fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
-    /// Uniform in [0, 1).
     fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
@@ -397,24 +395,23 @@ impl SplitMix64 {
 /// exactly. Never give it to code outside tests.
 #[derive(Debug)]
 pub struct SeededRandom {
-    state: Cell<u64>,
+    generator: RefCell<SplitMix64>,
 }
 
 impl SeededRandom {
     /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> SeededRandom {
-        SeededRandom { state: Cell::new(seed) }
+        SeededRandom { generator: RefCell::new(SplitMix64::seed_from_u64(seed)) }
     }
 }
 
 impl Random for SeededRandom {
     fn fill(&self, buf: &mut [u8]) -> Result<(), RandomError> {
-        let mut rng = SplitMix64(self.state.get());
+        let mut generator = self.generator.borrow_mut();
         for chunk in buf.chunks_mut(8) {
-            let bytes = rng.next_u64().to_le_bytes();
+            let bytes = generator.next_u64().to_le_bytes();
             chunk.copy_from_slice(&bytes[..chunk.len()]);
         }
-        self.state.set(rng.0);
         Ok(())
     }
 }
@@ -597,7 +594,7 @@ struct SwitchState {
     mode: SwitchMode,
     ports: Vec<PortState>,
     mac_table: BTreeMap<MacAddress, usize>,
-    rng: SplitMix64,
+    rng: FaultDice,
     stats: SwitchStats,
     /// Orders deliveries at the same instant by arrival.
     next_seq: u64,
@@ -631,7 +628,7 @@ impl VirtualSwitch {
             mode,
             ports: Vec::new(),
             mac_table: BTreeMap::new(),
-            rng: SplitMix64(seed),
+            rng: FaultDice(SplitMix64::seed_from_u64(seed)),
             stats: SwitchStats::default(),
             next_seq: 0,
         };
@@ -915,6 +912,7 @@ impl NetworkDevice for SwitchPort {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::cell::Cell;
 
     const A: MacAddress = MacAddress([2, 0, 0, 0, 0, 1]);
     const B: MacAddress = MacAddress([2, 0, 0, 0, 0, 2]);

@@ -26,6 +26,8 @@ use mirage_block::LogKv;
 use mirage_types::block::BlockDevice;
 use mirage_types::kv::{Key, KvRead, KvWrite};
 use mirage_types::time::WallClock;
+use rand_core::{Rng, SeedableRng};
+use rand_xoshiro::SplitMix64;
 use sha2::{Digest, Sha256};
 
 /// Largest value the workload writes: large enough for multi-sector records
@@ -35,16 +37,16 @@ const MAX_VALUE: u64 = 3000;
 const DIRS: u64 = 4;
 const NAMES: u64 = 8;
 
-/// SplitMix64 (Steele, Lea, Flood 2014): seeded, reproducible.
-struct SplitMix(u64);
+/// The workload's choices: SplitMix64, seeded, so a run can be replayed.
+struct Choices(SplitMix64);
 
-impl SplitMix {
+impl Choices {
+    fn new(seed: u64) -> Choices {
+        Choices(SplitMix64::seed_from_u64(seed))
+    }
+
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     fn below(&mut self, n: u64) -> u64 {
@@ -85,7 +87,7 @@ pub async fn run<B: BlockDevice, C: WallClock>(store: &LogKv<B, C>, seed: u64, o
             Err(e) => return Err(format!("listing {dir}: {e}")),
         }
     }
-    let mut rng = SplitMix(seed);
+    let mut rng = Choices::new(seed);
     for _ in 0..ops {
         let existing: Vec<String> = present.iter().cloned().collect();
         let choice = rng.below(10);
@@ -93,7 +95,7 @@ pub async fn run<B: BlockDevice, C: WallClock>(store: &LogKv<B, C>, seed: u64, o
             let path = rng.key();
             let len = rng.below(MAX_VALUE + 1) as usize;
             let fill = rng.next();
-            let mut value_rng = SplitMix(fill);
+            let mut value_rng = Choices::new(fill);
             let value: Vec<u8> = (0..len).map(|_| value_rng.next() as u8).collect();
             report(&format!("begin set {path} {}", hex(&Sha256::digest(&value))))?;
             store.set(&key(&path)?, &value).await.map_err(|e| format!("set {path}: {e}"))?;

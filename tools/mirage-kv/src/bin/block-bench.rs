@@ -36,6 +36,8 @@ use mirage_platform_unix::{FileBlock, FileBlockOptions};
 use mirage_types::block::BlockDevice;
 use mirage_types::kv::{Key, KvRead, KvWrite};
 use mirage_types::time::{PosixTime, WallClock};
+use rand_core::{Rng, SeedableRng};
+use rand_xoshiro::SplitMix64;
 
 #[derive(Parser)]
 #[command(
@@ -62,19 +64,6 @@ const SEQ_BYTES: usize = 1 << 20;
 const RAND_BYTES: usize = 4096;
 const KV_KEYS: u64 = 1000;
 const KV_VALUE: usize = 1024;
-
-/// SplitMix64: reproducible offsets.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Pattern {
@@ -150,7 +139,7 @@ async fn run_block<B: BlockDevice>(dev: &B, pattern: Pattern, depth: usize, time
         let (cursor, done) = (&cursor, &done);
         async move {
             let mut buf = vec![0xa5u8; pattern.bytes()];
-            let mut rng = SplitMix(w as u64);
+            let mut rng = SplitMix64::seed_from_u64(w as u64);
             while Instant::now() < deadline {
                 let slot = match pattern {
                     Pattern::SeqRead | Pattern::SeqWrite => {
@@ -158,7 +147,7 @@ async fn run_block<B: BlockDevice>(dev: &B, pattern: Pattern, depth: usize, time
                         cursor.set((s + 1) % slots);
                         s
                     }
-                    _ => rng.next() % slots,
+                    _ => rng.next_u64() % slots,
                 };
                 let at = slot * per_request;
                 let result = if pattern.writes() { dev.write(at, &buf).await } else { dev.read(at, &mut buf).await };
@@ -248,8 +237,8 @@ fn per_second(time: Duration, mut op: impl FnMut(u64) -> Result<(), String>) -> 
 fn kv_rows(dir: &Path, time: Duration) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
     let value: Vec<u8> = {
-        let mut rng = SplitMix(7);
-        (0..KV_VALUE).map(|_| rng.next() as u8).collect()
+        let mut rng = SplitMix64::seed_from_u64(7);
+        (0..KV_VALUE).map(|_| rng.next_u64() as u8).collect()
     };
     let keys: Vec<Key> = (0..KV_KEYS).map(|i| Key::parse(&format!("bench/k{i}")).expect("valid key")).collect();
 
@@ -262,9 +251,9 @@ fn kv_rows(dir: &Path, time: Duration) -> Result<Vec<Row>, String> {
     })?;
     // Gets pick among the keys the sets reached.
     let present = sets.min(KV_KEYS);
-    let mut rng = SplitMix(1);
+    let mut rng = SplitMix64::seed_from_u64(1);
     let (get, _) = per_second(time, |_| {
-        let key = &keys[(rng.next() % present) as usize];
+        let key = &keys[(rng.next_u64() % present) as usize];
         block_on(store.get(key)).map(drop).map_err(|e| format!("LogKv get: {e}"))
     })?;
     let note = format!("{KV_VALUE}-byte values, {KV_KEYS} keys, 64 MiB image, 512-byte sectors");
@@ -283,9 +272,9 @@ fn kv_rows(dir: &Path, time: Duration) -> Result<Vec<Row>, String> {
         dir_handle.sync_all().map_err(|e| format!("{}: {e}", files.display()))
     })?;
     let present = sets.min(KV_KEYS);
-    let mut rng = SplitMix(1);
+    let mut rng = SplitMix64::seed_from_u64(1);
     let (get, _) = per_second(time, |_| {
-        let path = files.join(format!("k{}", rng.next() % present));
+        let path = files.join(format!("k{}", rng.next_u64() % present));
         std::fs::read(&path).map(drop).map_err(|e| format!("{}: {e}", path.display()))
     })?;
     let note = "write tmp + fdatasync + rename + fsync dir; get = read the file".to_string();
