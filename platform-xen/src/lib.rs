@@ -11,6 +11,8 @@
 //! | [`DomainConsole`] | the console [`run`] logs to: `console_io` where Xen allows it, else the ring |
 //! | [`hypercall`] | Xen detection (CPUID), the hypercall page, raw calls |
 //! | [`hypervisor`] | typed hypercalls: `console_io`, `sched_op`, `memory_op`, `hvm_op`, `event_channel_op`, `grant_table_op` |
+//! | [`event`] | event channels as futures: bind, notify, wait; the dispatch of pending events to waiting tasks |
+//! | [`page`] | [`page::SharedPage`]: a page shared with another domain, volatile accesses at checked offsets |
 //! | [`shared_info`] | the shared info page: Xen system time, wall clock, event channel bitmaps |
 //! | [`probe`] | a report of the interfaces reached, each used once |
 //! | [`abi`] | hypercall numbers and argument layouts from Xen's public headers |
@@ -32,8 +34,10 @@ extern crate alloc;
 
 pub mod abi;
 mod console;
+pub mod event;
 pub mod hypercall;
 pub mod hypervisor;
+pub mod page;
 mod platform;
 pub mod probe;
 mod ring_console;

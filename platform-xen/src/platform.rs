@@ -19,7 +19,7 @@ use mirage_types::time::{Instant, MonotonicClock, PosixTime, Sleep, WallClock};
 use crate::console::{console_io_allowed, DomainConsole};
 use crate::hypercall::{self, XenError};
 use crate::hypervisor::{poll, shutdown, ShutdownReason};
-use crate::shared_info;
+use crate::{event, shared_info};
 
 /// The exit status when Xen cannot be set up (not on Xen, no hypercall
 /// page, shared info not mappable); the kernel's boot failures use 100.
@@ -30,8 +30,9 @@ pub const XEN_SETUP_STATUS: u8 = 103;
 const QEMU_DEBUG_EXIT_PORT: u16 = 0xf4;
 
 /// Waits for the executor's next deadline by blocking the vCPU in Xen
-/// (`SCHEDOP_poll` with a timeout, no ports): no timer device and no
-/// interrupt needed, and any event channel notification wakes it early.
+/// (`SCHEDOP_poll` with a timeout on the bound event channel ports): no
+/// timer device and no interrupt needed; a notification on a bound port
+/// wakes it early and [`event::dispatch`] wakes the tasks waiting for it.
 #[derive(Debug, Default)]
 pub struct XenIdle;
 
@@ -53,9 +54,17 @@ impl Idle for XenIdle {
                 xen_now.saturating_add((deadline - now).as_nanos() as u64).max(1)
             }
         };
+        // A port that fired already wakes its task without blocking; else
+        // block until one of the bound ports is pending (`SCHEDOP_poll`
+        // returns at once if one became pending since the scan) or the
+        // deadline, then hand out what arrived.
+        if event::dispatch() > 0 {
+            return;
+        }
         // On failure the executor calls again: the loop spins instead of
         // sleeping, which is slower but not wrong.
-        let _ = poll(&[], timeout);
+        let _ = poll(&event::bound_ports(), timeout);
+        event::dispatch();
     }
 }
 
