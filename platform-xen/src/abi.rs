@@ -13,6 +13,8 @@ pub const HYPERCALL_XEN_VERSION: usize = 17;
 pub const HYPERCALL_CONSOLE_IO: usize = 18;
 /// `__HYPERVISOR_grant_table_op`.
 pub const HYPERCALL_GRANT_TABLE_OP: usize = 20;
+/// `__HYPERVISOR_vcpu_op`.
+pub const HYPERCALL_VCPU_OP: usize = 24;
 /// `__HYPERVISOR_sched_op`.
 pub const HYPERCALL_SCHED_OP: usize = 29;
 /// `__HYPERVISOR_event_channel_op`.
@@ -48,8 +50,15 @@ pub const XENMAPSPACE_SHARED_INFO: u32 = 0;
 /// `XENMAPSPACE_grant_table`.
 pub const XENMAPSPACE_GRANT_TABLE: u32 = 1;
 
+/// `HVMOP_set_param`.
+pub const HVMOP_SET_PARAM: u64 = 0;
 /// `HVMOP_get_param`.
 pub const HVMOP_GET_PARAM: u64 = 1;
+/// `HVM_PARAM_CALLBACK_IRQ`: how Xen signals pending events to vCPU 0.
+pub const HVM_PARAM_CALLBACK_IRQ: u32 = 0;
+/// `HVM_PARAM_CALLBACK_TYPE_VECTOR << 56`: the value's type field saying
+/// its low byte is an interrupt vector Xen injects directly (no APIC).
+pub const HVM_CALLBACK_TYPE_VECTOR: u64 = 2 << 56;
 /// `HVM_PARAM_STORE_PFN`: the xenstore ring's page frame.
 pub const HVM_PARAM_STORE_PFN: u32 = 1;
 /// `HVM_PARAM_STORE_EVTCHN`: the xenstore ring's event channel.
@@ -69,9 +78,85 @@ pub const EVTCHNOP_CLOSE: u64 = 3;
 pub const EVTCHNOP_SEND: u64 = 4;
 /// `EVTCHNOP_alloc_unbound`.
 pub const EVTCHNOP_ALLOC_UNBOUND: u64 = 6;
+/// `EVTCHNOP_unmask`: clears a port's mask bit and re-raises the upcall if
+/// it is pending.
+pub const EVTCHNOP_UNMASK: u64 = 9;
 
+/// `VIRQ_TIMER`: the per-vCPU virtual interrupt the one-shot timer raises.
+pub const VIRQ_TIMER: u32 = 0;
+
+/// `VCPUOP_set_singleshot_timer`.
+pub const VCPUOP_SET_SINGLESHOT_TIMER: u64 = 4;
+
+/// `struct vcpu_set_singleshot_timer`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VcpuSetSingleshotTimer {
+    /// Absolute Xen system time (ns) to raise `VIRQ_TIMER` at.
+    pub timeout_abs_ns: u64,
+    /// `VCPU_SSHOTTMR_*`; 0: a deadline in the past fires at once.
+    pub flags: u32,
+}
+
+/// `GNTTABOP_copy`.
+pub const GNTTABOP_COPY: u64 = 5;
 /// `GNTTABOP_query_size`.
 pub const GNTTABOP_QUERY_SIZE: u64 = 6;
+
+/// `GNTTAB_NR_RESERVED_ENTRIES`: grant references the toolstack uses
+/// (the console's and xenstore's rings); a guest never hands them out.
+pub const GNTTAB_NR_RESERVED_ENTRIES: u32 = 8;
+/// `GTF_permit_access`: the entry grants access to `frame`.
+pub const GTF_PERMIT_ACCESS: u16 = 1;
+/// `GTF_readonly`: the grantee may only read.
+pub const GTF_READONLY: u16 = 1 << 2;
+/// `GTF_reading`: set by Xen while the grantee has the frame mapped or is
+/// copying from it.
+pub const GTF_READING: u16 = 1 << 3;
+/// `GTF_writing`: set by Xen while the grantee has it mapped writable.
+pub const GTF_WRITING: u16 = 1 << 4;
+/// `GNTCOPY_source_gref`: the copy's source is a grant reference.
+pub const GNTCOPY_SOURCE_GREF: u16 = 1;
+
+/// `struct grant_entry_v1`: one entry of the grant table's frames.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GrantEntryV1 {
+    /// `GTF_*`; written last by the granter, so Xen sees a whole entry.
+    pub flags: u16,
+    /// The domain allowed to use the entry.
+    pub domid: u16,
+    /// The granted guest frame.
+    pub frame: u32,
+}
+
+/// `struct gnttab_copy_ptr`: one side of a `GNTTABOP_copy`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GnttabCopyPtr {
+    /// A grant reference (with the `GNTCOPY_*_gref` flag) or a frame.
+    pub reference_or_frame: u64,
+    /// The domain owning the reference or frame.
+    pub domid: u16,
+    /// The byte offset in the page.
+    pub offset: u16,
+}
+
+/// `struct gnttab_copy`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GnttabCopy {
+    /// Where to copy from.
+    pub source: GnttabCopyPtr,
+    /// Where to copy to.
+    pub dest: GnttabCopyPtr,
+    /// How many bytes (within one page on each side).
+    pub len: u16,
+    /// `GNTCOPY_*`.
+    pub flags: u16,
+    /// Out: `GNTST_*` (0: done).
+    pub status: i16,
+}
 
 /// `struct sched_shutdown`.
 #[repr(C)]
@@ -207,6 +292,14 @@ pub const XENCONS_OUT_SIZE: usize = 2048;
 
 /// Offsets in the shared info page (`struct shared_info`, x86_64).
 pub mod shared_info {
+    /// `vcpu_info[0].evtchn_upcall_pending` (u8): Xen sets it when it
+    /// sets a selector bit; the guest clears it before scanning.
+    pub const VCPU0_UPCALL_PENDING: usize = 0;
+    /// `vcpu_info[0].evtchn_upcall_mask` (u8).
+    pub const VCPU0_UPCALL_MASK: usize = 1;
+    /// `vcpu_info[0].evtchn_pending_sel` (u64): one bit per 64-port word
+    /// of `evtchn_pending` that has a newly pending port.
+    pub const VCPU0_PENDING_SEL: usize = 8;
     /// `vcpu_info[0].time` (`struct vcpu_time_info`).
     pub const VCPU0_TIME: usize = 32;
     /// `vcpu_time_info.version`: odd while Xen updates the record.
@@ -296,6 +389,25 @@ mod tests {
         assert_eq!((size_of::<EvtchnBindVirq>(), offset_of!(EvtchnBindVirq, port)), (12, 8));
         assert_eq!((offset_of!(GnttabQuerySize, nr_frames), offset_of!(GnttabQuerySize, max_nr_frames)), (4, 8));
         assert_eq!((offset_of!(GnttabQuerySize, status), size_of::<GnttabQuerySize>()), (12, 16));
+        assert_eq!(
+            (size_of::<GrantEntryV1>(), offset_of!(GrantEntryV1, domid), offset_of!(GrantEntryV1, frame)),
+            (8, 2, 4)
+        );
+        assert_eq!(
+            (size_of::<GnttabCopyPtr>(), offset_of!(GnttabCopyPtr, domid), offset_of!(GnttabCopyPtr, offset)),
+            (16, 8, 10)
+        );
+        assert_eq!(
+            (
+                offset_of!(GnttabCopy, dest),
+                offset_of!(GnttabCopy, len),
+                offset_of!(GnttabCopy, flags),
+                offset_of!(GnttabCopy, status),
+                size_of::<GnttabCopy>()
+            ),
+            (16, 32, 34, 36, 40)
+        );
+        assert_eq!((size_of::<VcpuSetSingleshotTimer>(), offset_of!(VcpuSetSingleshotTimer, flags)), (16, 8));
         assert_eq!(
             (
                 offset_of!(XenconsInterface, output),

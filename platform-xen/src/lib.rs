@@ -13,6 +13,7 @@
 //! | [`hypercall`] | Xen detection (CPUID), the hypercall page, raw calls |
 //! | [`hypervisor`] | typed hypercalls: `console_io`, `sched_op`, `memory_op`, `hvm_op`, `event_channel_op`, `grant_table_op` |
 //! | [`event`] | event channels as futures: bind, notify, wait; the dispatch of pending events to waiting tasks |
+//! | [`grant`] | grant tables (v1): [`grant::Grant`] gives another domain access to a page; ending it parks entries still mapped |
 //! | [`page`] | [`page::SharedPage`]: a page shared with another domain, volatile accesses at checked offsets |
 //! | [`shared_info`] | the shared info page: Xen system time, wall clock, event channel bitmaps |
 //! | [`probe`] | a report of the interfaces reached, each used once |
@@ -37,6 +38,7 @@ pub mod abi;
 pub mod blkfront;
 mod console;
 pub mod event;
+pub mod grant;
 pub mod hypercall;
 pub mod hypervisor;
 pub mod page;
