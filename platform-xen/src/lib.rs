@@ -14,6 +14,7 @@
 //! | [`hypervisor`] | typed hypercalls: `console_io`, `sched_op`, `memory_op`, `hvm_op`, `event_channel_op`, `grant_table_op` |
 //! | [`event`] | event channels as futures: bind, notify, wait; the dispatch of pending events to waiting tasks |
 //! | [`grant`] | grant tables (v1): [`grant::Grant`] gives another domain access to a page; ending it parks entries still mapped |
+//! | [`netfront`] | a Xen virtual network interface: the netif rings and their queues, sans-IO (`io/netif.h`) |
 //! | [`page`] | [`page::SharedPage`]: a page shared with another domain, volatile accesses at checked offsets |
 //! | [`shared_info`] | the shared info page: Xen system time, wall clock, event channel bitmaps |
 //! | [`probe`] | a report of the interfaces reached, each used once |
@@ -41,6 +42,7 @@ pub mod event;
 pub mod grant;
 pub mod hypercall;
 pub mod hypervisor;
+pub mod netfront;
 pub mod page;
 mod platform;
 pub mod probe;
