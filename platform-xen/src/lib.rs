@@ -18,6 +18,8 @@
 //! | [`page`] | [`page::SharedPage`]: a page shared with another domain, volatile accesses at checked offsets |
 //! | [`shared_info`] | the shared info page: Xen system time, wall clock, event channel bitmaps |
 //! | [`probe`] | a report of the interfaces reached, each used once |
+//! | [`xenstore`] | [`xenstore::Xenstore`]: the xenstore client (read, write, directory, remove, watches, transactions) over the ring of HVM parameters 1 and 2 |
+//! | [`xenbus`] | [`xenbus::Frontend`]: a PV device front-end's xenbus state machine (open, publish, wait for the backend, close) |
 //! | [`abi`] | hypercall numbers and argument layouts from Xen's public headers |
 //!
 //! The kernel measures no TSC on Xen: it takes the frequency from Xen's
@@ -48,6 +50,8 @@ mod platform;
 pub mod probe;
 mod ring_console;
 pub mod shared_info;
+pub mod xenbus;
+pub mod xenstore;
 
 pub use console::{console_io_allowed, DomainConsole, XenConsole};
 pub use hypercall::XenError;
