@@ -1,7 +1,7 @@
 //! The two netif queues as sans-IO state machines over their rings
 //! ([`TxQueue`], [`RxQueue`]): which buffer goes into which slot, what a
 //! response means, and every check of what netback wrote. The device
-//! (`NetFront`) adds the grants, the event channel and the
+//! ([`super::NetFront`]) adds the grants, the event channel and the
 //! waiting; the host tests drive these queues against a simulated backend.
 //!
 //! # What is checked
