@@ -144,6 +144,12 @@ pub struct DomuOptions {
     /// Create the guest this many times in a row on the same disk (1 to 5).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=5))]
     pub runs: u32,
+    /// An initial RAM disk for the guest (to boot a Linux domU).
+    #[arg(long, value_name = "FILE")]
+    pub ramdisk: Option<PathBuf>,
+    /// The guest's memory in MiB.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(8..=256))]
+    pub memory: u32,
 }
 
 /// Runs a `cargo xtask xen` task.
@@ -455,7 +461,9 @@ while [ $run -le {runs} ]; do
   fi
   run=$((run+1))
 done
-[ -n "$script" ] && wait $script
+# The script gets a few seconds after the last run, then is stopped.
+i=0; while [ -n "$script" ] && kill -0 $script 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+[ -n "$script" ] && kill -0 $script 2>/dev/null && {{ echo "harness: stopping the dom0 script"; pkill -f dom0-script; }}
 run=1
 while [ $run -le {runs} ]; do echo "{start}"; cat /console.$run.txt 2>/dev/null; echo "{end}"; run=$((run+1)); done
 if [ -f /dom0-script ]; then echo "{script_start}"; cat /dom0-script.txt 2>/dev/null; echo "{script_end}"; fi
@@ -683,18 +691,35 @@ fn first_run_timing(log: &str) -> Option<String> {
     ))
 }
 
-/// The xl configuration of the harness's domU: PVH, 32 MiB, one vCPU, the
+/// What the harness boots as its domU.
+pub(crate) struct Guest<'a> {
+    /// The kernel image on the host.
+    pub image: &'a Path,
+    /// An initial RAM disk for it (Linux), if any.
+    pub ramdisk: Option<&'a Path>,
+    /// The guest's memory in MiB.
+    pub memory_mib: u32,
+    /// The guest's command line.
+    pub args: &'a [String],
+}
+
+/// The xl configuration of the harness's domU: PVH, one vCPU, the
 /// 8 MiB disk `xvda` on dom0's `/dev/loop0` and a vif whose dom0 end is
-/// 10.0.0.1/24; `kernel` is the image's path inside dom0.
-pub fn xl_config(kernel: &str, args: &[String]) -> Result<String, TaskError> {
+/// 10.0.0.1/24; the kernel is `/guest.elf` and the RAM disk
+/// `/guest.initrd` inside dom0.
+fn xl_config(guest: &Guest) -> Result<String, TaskError> {
     let mut config = format!(
-        "name = \"guest\"\ntype = \"pvh\"\nkernel = \"{kernel}\"\nmemory = 32\nvcpus = 1\n\
-         on_poweroff = \"destroy\"\non_crash = \"preserve\"\n\
+        "name = \"guest\"\ntype = \"pvh\"\nkernel = \"/guest.elf\"\nmemory = {}\nvcpus = 1\n\
+         on_poweroff = \"destroy\"\non_reboot = \"destroy\"\non_crash = \"preserve\"\n\
          disk = [ \"format=raw, vdev=xvda, access=rw, script=/etc/xen/scripts/block-attach, target=/dev/loop0\" ]\n\
          vif = [ \"mac=00:16:3e:00:00:01, script=/etc/xen/scripts/vif-attach\" ]\n",
+        guest.memory_mib
     );
-    if !args.is_empty() {
-        let line = args.join(" ");
+    if guest.ramdisk.is_some() {
+        config.push_str("ramdisk = \"/guest.initrd\"\n");
+    }
+    if !guest.args.is_empty() {
+        let line = guest.args.join(" ");
         if line.contains('"') {
             return Err(format!("the guest's command line {line:?} may not contain a double quote"));
         }
@@ -706,6 +731,14 @@ pub fn xl_config(kernel: &str, args: &[String]) -> Result<String, TaskError> {
 /// `cargo xtask xen domu IMAGE`: succeeds when dom0 printed the guest's
 /// console for every run.
 pub fn domu(image: &Path, args: &[String], options: &DomuOptions) -> Result<(), TaskError> {
+    let guest = Guest { image, ramdisk: options.ramdisk.as_deref(), memory_mib: options.memory, args };
+    boot_domu(&guest, options).map(|_| ())
+}
+
+/// Boots Xen with the Linux dom0 and runs `guest` as its domU as
+/// `options` say; returns the serial log once dom0 printed every run's
+/// console (and the script's output, with one).
+pub(crate) fn boot_domu(guest: &Guest, options: &DomuOptions) -> Result<String, TaskError> {
     let harness = prepared()?;
     // Runs may go on side by side (several tests at once): each gets its
     // own directory with the files that differ per run, packed as a second
@@ -714,14 +747,16 @@ pub fn domu(image: &Path, args: &[String], options: &DomuOptions) -> Result<(), 
     let run = RunDir::new()?;
     let overlay = run.path.join("overlay");
     fs::create_dir_all(overlay.join("etc/xen")).map_err(|e| format!("cannot create {}: {e}", overlay.display()))?;
-    copy(image, &overlay.join("guest.elf"))?;
+    copy(guest.image, &overlay.join("guest.elf"))?;
+    if let Some(ramdisk) = guest.ramdisk {
+        copy(ramdisk, &overlay.join("guest.initrd"))?;
+    }
     if let Some(path) = &options.dom0_script {
         copy(path, &overlay.join("dom0-script"))?;
     }
     write_executable(&overlay.join("init"), &init_script(options.runs))?;
     let config_path = overlay.join("etc/xen/guest.cfg");
-    fs::write(&config_path, xl_config("/guest.elf", args)?)
-        .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
+    fs::write(&config_path, xl_config(guest)?).map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
     let initrd = run.path.join("dom0-initrd.gz");
     let pack = |dir: &Path, append: bool| {
         let redirect = if append { ">>" } else { ">" };
@@ -751,7 +786,7 @@ pub fn domu(image: &Path, args: &[String], options: &DomuOptions) -> Result<(), 
             log.display()
         ));
     }
-    Ok(())
+    Ok(outcome.log)
 }
 
 /// `cargo xtask build APP --platform xen`: builds `examples/APP/xen` with
@@ -793,7 +828,8 @@ fn host_xl_config(name: &str, kernel: &str) -> String {
 /// domU of the harness's Linux dom0 (path B), printing its console.
 pub fn run(app: &str, args: &[String]) -> Result<ExitCode, TaskError> {
     let image = build(app)?;
-    domu(&image, args, &DomuOptions { dom0_script: None, runs: 1 }).map(|_| ExitCode::SUCCESS)
+    domu(&image, args, &DomuOptions { dom0_script: None, runs: 1, ramdisk: None, memory: 32 })
+        .map(|_| ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
@@ -863,9 +899,16 @@ mod tests {
 
     #[test]
     fn the_xl_config_carries_the_command_line_and_refuses_quotes() {
-        let config = xl_config("/guest.elf", &["--ipv4".into(), "10.0.0.2/24".into()]).unwrap();
+        let args = ["--ipv4".to_string(), "10.0.0.2/24".to_string()];
+        let guest = Guest { image: Path::new("x"), ramdisk: None, memory_mib: 32, args: &args };
+        let config = xl_config(&guest).unwrap();
         assert!(config.contains("cmdline = \"--ipv4 10.0.0.2/24\""), "{config}");
         assert!(config.contains("vdev=xvda") && config.contains("type = \"pvh\""), "{config}");
-        assert!(xl_config("/guest.elf", &["a\"b".into()]).unwrap_err().contains("double quote"));
+        assert!(!config.contains("ramdisk"), "{config}");
+        let linux = Guest { ramdisk: Some(Path::new("r")), memory_mib: 128, ..guest };
+        let config = xl_config(&linux).unwrap();
+        assert!(config.contains("ramdisk = \"/guest.initrd\"") && config.contains("memory = 128"), "{config}");
+        let quoted = ["a\"b".to_string()];
+        assert!(xl_config(&Guest { args: &quoted, ..linux }).unwrap_err().contains("double quote"));
     }
 }
