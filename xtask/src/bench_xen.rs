@@ -9,7 +9,8 @@
 //!   lines (dom0 uptime; the harness polls every 0.1 s): how long `xl
 //!   create` took (building the domain, paused), then from the unpause to
 //!   the guest's first console output and to the first HTTP answer that
-//!   dom0 gets from it with `wget` (polled every 0.1 s by the dom0 script).
+//!   dom0 gets from it (`nc`, polled every 0.1 s by the dom0 script;
+//!   busybox's `wget` crashes in the harness's dom0).
 //!   Ours is `www-xen` (`--ipv4 10.0.0.2/24`, serving its compiled-in
 //!   site); Linux is the harness's Debian kernel as a PVH domU with a
 //!   busybox initramfs that loads `xen-netfront`, sets 10.0.0.2/24 and
@@ -37,8 +38,8 @@ const APPS: &[&str] = &["hello", "www", "ping", "echo", "block", "kv"];
 /// dom0's script: polls the guest's HTTP server, notes the first answer,
 /// and ends the guest.
 const HTTP_PROBE: &str = r#"i=0
-while [ $i -lt 900 ]; do
-  if wget -q -T 2 -O /tmp/page http://10.0.0.2:8080/index.html 2>/dev/null; then
+while [ $i -lt 600 ]; do
+  if printf 'GET /index.html HTTP/1.0\r\n\r\n' | nc -w 2 10.0.0.2 8080 >/tmp/page 2>/dev/null && grep -q '^HTTP/1.. 200' /tmp/page; then
     echo "harness: at $(cut -d' ' -f1 /proc/uptime) first HTTP answer"; break
   fi
   sleep 0.1; i=$((i+1))
