@@ -14,7 +14,7 @@
 //! | [`hypervisor`] | typed hypercalls: `console_io`, `sched_op`, `memory_op`, `hvm_op`, `event_channel_op`, `grant_table_op` |
 //! | [`event`] | event channels as futures: bind, notify, wait; the dispatch of pending events to waiting tasks |
 //! | [`grant`] | grant tables (v1): [`grant::Grant`] gives another domain access to a page; ending it parks entries still mapped |
-//! | [`netfront`] | a Xen virtual network interface: the netif rings and their queues, sans-IO (`io/netif.h`) |
+//! | [`netfront`] | [`netfront::NetFront`]: a Xen virtual network interface (netif rx/tx rings, grant-reused page pools) as a `mirage_types::net::NetworkDevice` |
 //! | [`page`] | [`page::SharedPage`]: a page shared with another domain, volatile accesses at checked offsets |
 //! | [`shared_info`] | the shared info page: Xen system time, wall clock, event channel bitmaps |
 //! | [`probe`] | a report of the interfaces reached, each used once |
