@@ -28,11 +28,21 @@
 //! driver on the line is woken and finds nothing new; a device whose driver
 //! never acknowledges keeps its line firing while some task waits on it.
 //!
+//! # Software vectors
+//!
+//! A platform whose hypervisor injects an interrupt vector of its own
+//! (Xen's event channel upcall, `HVM_PARAM_CALLBACK_IRQ` of the vector
+//! type) claims a free slot's vector with [`set_software_vector_handler`]:
+//! the kernel routes nothing to it and calls the handler on each delivery,
+//! with interrupts masked, without any end-of-interrupt write (the
+//! hypervisor delivered it without the APIC; a source that needs one is
+//! the handler's to acknowledge).
+//!
 //! # Vectors and bounds
 //!
 //! Lines get vectors [`FIRST_VECTOR`] to `FIRST_VECTOR + MAX_LINES - 1`.
-//! At most [`MAX_LINES`] distinct GSIs can be claimed; claiming a GSI
-//! again shares its slot. A line holds one waker per distinct task that
+//! At most [`MAX_LINES`] distinct GSIs and software vectors together can
+//! be claimed; claiming a GSI again shares its slot. A line holds one waker per distinct task that
 //! armed it since its last fire (tasks are the application's own, so
 //! this grows only with what it spawns).
 //!
@@ -66,6 +76,8 @@ pub enum InterruptError {
         /// The GSI asked for.
         gsi: u32,
     },
+    /// All [`MAX_LINES`] vector slots are taken: no software vector left.
+    NoFreeVector,
 }
 
 impl fmt::Display for InterruptError {
@@ -78,6 +90,9 @@ impl fmt::Display for InterruptError {
             ),
             InterruptError::TooManyLines { gsi } => {
                 write!(f, "cannot route interrupt line (GSI) {gsi}: all {MAX_LINES} line slots are in use")
+            }
+            InterruptError::NoFreeVector => {
+                write!(f, "cannot claim a software interrupt vector: all {MAX_LINES} vector slots are in use")
             }
         }
     }
@@ -100,12 +115,31 @@ struct Line {
 #[derive(Debug, Default)]
 pub struct LineTable {
     slots: [Option<Line>; MAX_LINES],
+    /// The handler of each slot claimed as a software vector.
+    software: [Option<fn()>; MAX_LINES],
 }
 
 impl LineTable {
     /// An empty table.
     pub const fn new() -> LineTable {
-        LineTable { slots: [const { None }; MAX_LINES] }
+        LineTable { slots: [const { None }; MAX_LINES], software: [None; MAX_LINES] }
+    }
+
+    /// Claims a free slot for a software vector handled by `handler`;
+    /// returns the slot.
+    pub fn claim_software(&mut self, handler: fn()) -> Result<usize, InterruptError> {
+        let slot = self.free_slot().ok_or(InterruptError::NoFreeVector)?;
+        self.software[slot] = Some(handler);
+        Ok(slot)
+    }
+
+    /// The handler of `slot` if it is a software vector.
+    pub fn software_handler(&self, slot: usize) -> Option<fn()> {
+        self.software.get(slot).copied().flatten()
+    }
+
+    fn free_slot(&self) -> Option<usize> {
+        (0..MAX_LINES).find(|&slot| self.slots[slot].is_none() && self.software[slot].is_none())
     }
 
     /// Claims `gsi`: its slot and whether the slot is new (then the caller
@@ -117,7 +151,7 @@ impl LineTable {
             }
             return Ok((slot, false));
         }
-        let slot = self.slots.iter().position(Option::is_none).ok_or(InterruptError::TooManyLines { gsi })?;
+        let slot = self.free_slot().ok_or(InterruptError::TooManyLines { gsi })?;
         self.slots[slot] = Some(Line { gsi, claims: 1, fires: 0, wakers: Vec::new() });
         Ok((slot, true))
     }
@@ -275,10 +309,34 @@ impl Drop for InterruptLine {
     }
 }
 
-/// Called by the interrupt entry for vectors from [`FIRST_VECTOR`]: masks
-/// the line, wakes its waiters, and ends the interrupt at the local APIC.
+/// Claims a vector for an interrupt that something other than the I/O
+/// APIC raises (a hypervisor's upcall) and returns it: a vector from
+/// [`FIRST_VECTOR`] on, with its own interrupt stub. At each delivery the
+/// kernel calls `handler` on the interrupt stack with interrupts masked and
+/// writes no end-of-interrupt (see the [module documentation](self)). The
+/// claim lasts for the rest of the run.
+///
+/// Since tasks run with interrupts masked (the executor enables them only
+/// to halt), the handler never interrupts a task: it may take locks that
+/// tasks take, as long as they are not held across a halt.
+///
+/// Errors: [`InterruptError::NoFreeVector`] when all slots are claimed.
+pub fn set_software_vector_handler(handler: fn()) -> Result<u8, InterruptError> {
+    let slot = LINES.lock().claim_software(handler)?;
+    Ok(FIRST_VECTOR + slot as u8)
+}
+
+/// Called by the interrupt entry for vectors from [`FIRST_VECTOR`]: calls
+/// a software vector's handler; for a line, masks it, wakes its waiters,
+/// and ends the interrupt at the local APIC.
 pub fn on_vector(vector: u8) {
     let slot = usize::from(vector.wrapping_sub(FIRST_VECTOR));
+    // The lock is released before the handler runs, so it may claim lines.
+    let software = LINES.lock().software_handler(slot);
+    if let Some(handler) = software {
+        handler();
+        return;
+    }
     let wakers = {
         let mut lines = LINES.lock();
         if let Some((apic, _)) = lines.slots.get(slot).and_then(Option::as_ref).and_then(|line| ioapic_for(line.gsi)) {
@@ -365,6 +423,45 @@ mod tests {
         assert_eq!(table.arm(3, &waker), None);
         assert_eq!(table.arm(MAX_LINES + 5, &waker), None);
         assert_eq!(table.release(MAX_LINES + 5), None);
+    }
+
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+
+    fn nothing() {
+        CALLS.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn software_vectors_take_free_slots_that_lines_then_skip() {
+        let mut table = LineTable::new();
+        assert_eq!(table.claim(24), Ok((0, true)));
+        assert_eq!(table.claim_software(nothing), Ok(1));
+        let before = CALLS.load(Ordering::Relaxed);
+        table.software_handler(1).expect("slot 1 has the handler")();
+        assert!(CALLS.load(Ordering::Relaxed) > before);
+        assert!(table.software_handler(0).is_none());
+        assert!(table.software_handler(MAX_LINES + 1).is_none());
+        // The next line skips the software slot.
+        assert_eq!(table.claim(25), Ok((2, true)));
+        // Releasing a line frees its slot for a software vector too.
+        assert_eq!(table.release(0), Some(24));
+        assert_eq!(table.claim_software(nothing), Ok(0));
+        // A fire of a software slot wakes nothing (the handler is called instead).
+        assert!(table.fire(1).is_empty());
+    }
+
+    #[test]
+    fn software_vectors_and_lines_share_the_bound() {
+        let mut table = LineTable::new();
+        for slot in 0..MAX_LINES / 2 {
+            assert_eq!(table.claim_software(nothing), Ok(slot));
+        }
+        for gsi in 0..(MAX_LINES / 2) as u32 {
+            assert!(table.claim(gsi).is_ok());
+        }
+        assert_eq!(table.claim_software(nothing), Err(InterruptError::NoFreeVector));
+        assert_eq!(table.claim(99), Err(InterruptError::TooManyLines { gsi: 99 }));
+        assert!(InterruptError::NoFreeVector.to_string().contains("software interrupt vector"));
     }
 
     #[test]

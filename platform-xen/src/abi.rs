@@ -86,7 +86,7 @@ pub const EVTCHNOP_UNMASK: u64 = 9;
 pub const VIRQ_TIMER: u32 = 0;
 
 /// `VCPUOP_set_singleshot_timer`.
-pub const VCPUOP_SET_SINGLESHOT_TIMER: u64 = 4;
+pub const VCPUOP_SET_SINGLESHOT_TIMER: u64 = 8;
 
 /// `struct vcpu_set_singleshot_timer`.
 #[repr(C)]

@@ -4,12 +4,31 @@
 //!
 //! Every bound port has an entry in one table: whether the port fired since
 //! its owner last waited, and the wakers of the tasks waiting. [`dispatch`]
-//! scans the shared info page's pending bitmap for the table's ports,
-//! clears each pending bit, marks the entry fired and wakes its waiters.
-//! The idle loop ([`crate::XenIdle`]) calls it before it blocks and after
-//! every wake-up, so an event is never lost between the check and the
-//! block: `SCHEDOP_poll` on the table's ports returns at once when one of
-//! them is already pending.
+//! takes vCPU 0's upcall notice (clears `evtchn_upcall_pending` and the
+//! selector word), scans the shared info page's pending bitmap for the
+//! table's ports, clears each pending bit, marks the entry fired and wakes
+//! its waiters. Bound ports are unmasked.
+//!
+//! # Delivery
+//!
+//! [`crate::run`] sets `HVM_PARAM_CALLBACK_IRQ` to the vector type with a
+//! vector claimed from the kernel
+//! (`mirage_kernel::interrupt::set_software_vector_handler`): Xen injects
+//! it while vCPU 0's `evtchn_upcall_pending` is set, without the APIC (no
+//! end-of-interrupt), and its handler calls [`dispatch`]. `VIRQ_TIMER` is
+//! bound to a port of the table, so the one-shot timer the idle loop arms
+//! (`VCPUOP_set_singleshot_timer`) raises the same upcall. The idle loop
+//! ([`crate::XenIdle`]) dispatches with interrupts masked, then enables
+//! them and halts in one step (`sti; hlt`): an event after the scan leaves
+//! the upcall pending, which wakes the halt, so nothing is lost between the
+//! check and the halt. Without the upcall (setting the parameter failed)
+//! the idle loop blocks in `SCHEDOP_poll` on the table's ports instead,
+//! which returns at once when one of them is already pending.
+//!
+//! The lock of the table is never contended with the handler: tasks run
+//! with interrupts masked (the kernel's executor enables them only inside
+//! its idle wait), and the idle loop holds no lock while it halts, so the
+//! handler only ever runs while no code of this module holds the lock.
 //!
 //! # The driver's side
 //!
@@ -28,10 +47,15 @@
 
 use alloc::vec::Vec;
 use core::future::poll_fn;
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use core::task::{Poll, Waker};
 
+use crate::abi::{HVM_CALLBACK_TYPE_VECTOR, HVM_PARAM_CALLBACK_IRQ, VIRQ_TIMER};
 use crate::hypercall::XenError;
-use crate::hypervisor::{evtchn_alloc_unbound, evtchn_bind_interdomain, evtchn_bind_virq, evtchn_close, evtchn_send};
+use crate::hypervisor::{
+    evtchn_alloc_unbound, evtchn_bind_interdomain, evtchn_bind_virq, evtchn_close, evtchn_send, evtchn_unmask,
+    hvm_set_param, set_singleshot_timer,
+};
 use crate::shared_info;
 
 /// The most ports bound at once (see the module's bounds).
@@ -106,8 +130,7 @@ impl PortTable {
     }
 }
 
-/// The bound ports. Tasks and the idle loop run on the one vCPU with no
-/// upcall handler touching it, so the lock is never contended.
+/// The bound ports. Never contended: see the module's delivery section.
 static PORTS: spin::Mutex<PortTable> = spin::Mutex::new(PortTable::new());
 
 /// A port bound by this domain: notify its other end, wait for events on
@@ -121,6 +144,14 @@ pub struct EventChannel {
 impl EventChannel {
     fn register(port: u32, close_on_drop: bool) -> Result<EventChannel, XenError> {
         if let Err(e) = PORTS.lock().add(port) {
+            if close_on_drop {
+                let _ = evtchn_close(port);
+            }
+            return Err(e);
+        }
+        // A masked port raises no upcall (`SCHEDOP_poll` ignores masks).
+        if let Err(e) = evtchn_unmask(port) {
+            PORTS.lock().remove(port);
             if close_on_drop {
                 let _ = evtchn_close(port);
             }
@@ -182,20 +213,98 @@ impl Drop for EventChannel {
 /// Takes every pending event of a bound port: clears its pending bit,
 /// marks it fired and wakes its waiters. Returns how many ports fired.
 pub fn dispatch() -> usize {
+    take_pending(PORTS.lock())
+}
+
+/// The work of [`dispatch`] on the locked table.
+fn take_pending(mut table: spin::MutexGuard<'_, PortTable>) -> usize {
+    // Before the scan: an event after it sets the selector and the upcall
+    // again.
+    shared_info::take_upcall();
+    let pending: Vec<u32> = table.ports().filter(|&p| shared_info::is_pending(p) == Some(true)).collect();
     let mut woken = Vec::new();
-    let mut fired = 0;
-    {
-        let mut table = PORTS.lock();
-        let pending: Vec<u32> = table.ports().filter(|&p| shared_info::is_pending(p) == Some(true)).collect();
-        for port in pending {
-            shared_info::clear_pending(port);
-            woken.extend(table.fire(port));
-            fired += 1;
-        }
+    for &port in &pending {
+        shared_info::clear_pending(port);
+        woken.extend(table.fire(port));
     }
     // Outside the lock: a waker may poll nothing, but keep it simple.
+    drop(table);
     woken.into_iter().for_each(Waker::wake);
-    fired
+    pending.len()
+}
+
+/// [`dispatch`], unless the table is locked (a diagnostic written while
+/// a lock is held): then nothing is taken and the pending bits stay for the
+/// next dispatch. Returns how many ports fired.
+pub(crate) fn try_dispatch() -> usize {
+    PORTS.try_lock().map_or(0, take_pending)
+}
+
+/// The upcall's vector, 0 until [`enable_upcalls`] succeeded.
+static UPCALL_VECTOR: AtomicU8 = AtomicU8::new(0);
+
+/// How many upcalls the handler has taken.
+static UPCALLS: AtomicU64 = AtomicU64::new(0);
+
+/// `VIRQ_TIMER`'s port, bound for the rest of the run.
+static TIMER: spin::Once<EventChannel> = spin::Once::new();
+
+/// The upcall's handler, run by the kernel with interrupts masked.
+fn on_upcall() {
+    UPCALLS.fetch_add(1, Ordering::Relaxed);
+    dispatch();
+}
+
+/// Sets up event delivery by upcall (see the module's delivery section):
+/// claims a vector, binds `VIRQ_TIMER`, unmasks vCPU 0's upcalls and sets
+/// `HVM_PARAM_CALLBACK_IRQ`. Returns the vector; idempotent. On an error
+/// the idle loop keeps polling (a vector slot may stay claimed).
+pub(crate) fn enable_upcalls() -> Result<u8, XenError> {
+    let existing = UPCALL_VECTOR.load(Ordering::Relaxed);
+    if existing != 0 {
+        return Ok(existing);
+    }
+    if TIMER.get().is_none() {
+        let timer = EventChannel::bind_virq(VIRQ_TIMER)?;
+        TIMER.call_once(|| timer);
+    }
+    let vector = mirage_kernel::interrupt::set_software_vector_handler(on_upcall)
+        .map_err(|_| XenError::Unexpected("no free interrupt vector for the event channel upcall"))?;
+    shared_info::set_upcall_mask(false);
+    hvm_set_param(HVM_PARAM_CALLBACK_IRQ, HVM_CALLBACK_TYPE_VECTOR | u64::from(vector))?;
+    UPCALL_VECTOR.store(vector, Ordering::Relaxed);
+    // Selector bits left set by events seen through `SCHEDOP_poll` would
+    // keep Xen from raising the upcall for their words: take them now.
+    dispatch();
+    Ok(vector)
+}
+
+/// The upcall's vector, if delivery by upcall is set up.
+pub(crate) fn upcall_vector() -> Option<u8> {
+    Some(UPCALL_VECTOR.load(Ordering::Relaxed)).filter(|&v| v != 0)
+}
+
+/// How many upcalls have been taken.
+pub(crate) fn upcalls() -> u64 {
+    UPCALLS.load(Ordering::Relaxed)
+}
+
+/// Halts vCPU 0 until an upcall (or another interrupt), with the one-shot
+/// timer armed for Xen system time `deadline` if one is given, and returns
+/// with interrupts masked again, after the handler ran. Call it with
+/// interrupts masked and after [`dispatch`]; `sti; hlt` is atomic, so an
+/// event since then wakes the halt. Errors: no upcall set up, or Xen
+/// refused the timer (nothing halted then).
+pub(crate) fn halt(deadline: Option<u64>) -> Result<(), XenError> {
+    if upcall_vector().is_none() {
+        return Err(XenError::Unexpected("no event channel upcall set up"));
+    }
+    if let Some(deadline) = deadline {
+        set_singleshot_timer(deadline)?;
+    }
+    mirage_kernel::arch::cpu::enable_interrupts_and_halt();
+    mirage_kernel::arch::cpu::disable_interrupts();
+    Ok(())
 }
 
 /// The bound ports, for `SCHEDOP_poll` (at most [`MAX_PORTS`]).

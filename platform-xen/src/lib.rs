@@ -23,9 +23,11 @@
 //! | [`abi`] | hypercall numbers and argument layouts from Xen's public headers |
 //!
 //! The kernel measures no TSC on Xen: it takes the frequency from Xen's
-//! CPUID time leaf (a PVH guest has no PIT). Idling blocks in Xen with
-//! `SCHEDOP_poll` and a timeout, so no timer device or interrupt is
-//! needed. What is not done yet: see the crate's README.
+//! CPUID time leaf (a PVH guest has no PIT). Idling arms Xen's one-shot
+//! timer and halts until the event channel upcall (a vector Xen injects,
+//! see [`event`]), or blocks in `SCHEDOP_poll` where the upcall cannot be
+//! set up: no timer device is needed. What is not done yet: see the
+//! crate's README.
 //!
 //! # Cargo features
 //!

@@ -1,4 +1,18 @@
-//! [`XenPlatform`], the idle loop on `SCHEDOP_poll`, and [`run`].
+//! [`XenPlatform`], the idle loop ([`XenIdle`]: Xen's one-shot timer and
+//! the event upcall, or `SCHEDOP_poll`), and [`run`].
+//!
+//! # Clocks
+//!
+//! Both clocks come from Xen's time: the monotonic clock is the kernel's
+//! TSC clock, whose frequency the kernel takes from Xen's CPUID time leaf
+//! (the rate at which Xen keeps the guest's TSC), so it runs at the rate of
+//! Xen system time without reading the shared info page's versioned
+//! record on every call; it starts at 0 at boot. The wall clock is Xen's
+//! (`wc_sec`/`wc_nsec`, the wall time at Xen system time 0) plus Xen
+//! system time from the shared info page. Deadlines cross from the one to
+//! the other only as a distance: the idle loop arms Xen's timer at Xen's
+//! "now" plus the time left on the monotonic clock, at each wait, so the
+//! two never drift apart by more than one wait's worth of rate error.
 
 use alloc::rc::Rc;
 use alloc::string::String;
@@ -29,10 +43,13 @@ pub const XEN_SETUP_STATUS: u8 = 103;
 /// Xen runs on; only the hardware domain reaches it.
 const QEMU_DEBUG_EXIT_PORT: u16 = 0xf4;
 
-/// Waits for the executor's next deadline by blocking the vCPU in Xen
-/// (`SCHEDOP_poll` with a timeout on the bound event channel ports): no
-/// timer device and no interrupt needed; a notification on a bound port
-/// wakes it early and [`event::dispatch`] wakes the tasks waiting for it.
+/// Waits for the executor's next deadline: arms Xen's one-shot timer for
+/// it and halts until the event channel upcall (the timer's `VIRQ_TIMER`
+/// or any bound port); [`event::dispatch`], run by the upcall's handler,
+/// wakes the tasks waiting for what arrived. Where the upcall could not be
+/// set up ([`run`] logs why at debug level), or for an idle loop used
+/// without [`run`], it blocks in Xen with `SCHEDOP_poll` and a timeout on
+/// the bound ports instead: no interrupt needed.
 #[derive(Debug, Default)]
 pub struct XenIdle;
 
@@ -43,33 +60,36 @@ impl Idle for XenIdle {
 
     fn wait(&mut self, deadline: Option<Instant>) {
         let timeout = match deadline {
-            None => 0,
+            None => None,
             Some(deadline) => {
                 let now = KernelClock.now();
                 if deadline <= now {
                     return;
                 }
                 let Some(xen_now) = shared_info::now() else { return };
-                // 0 would mean "no timeout": the result is at least 1.
-                xen_now.saturating_add((deadline - now).as_nanos() as u64).max(1)
+                // 0 would mean "no timeout" to SCHEDOP_poll: at least 1.
+                Some(xen_now.saturating_add((deadline - now).as_nanos() as u64).max(1))
             }
         };
         // A port that fired already wakes its task without blocking; else
-        // block until one of the bound ports is pending (`SCHEDOP_poll`
-        // returns at once if one became pending since the scan) or the
-        // deadline, then hand out what arrived.
+        // block until an event or the deadline (an event since the scan
+        // leaves the upcall pending, or the port pending for the poll).
         if event::dispatch() > 0 {
+            return;
+        }
+        if event::halt(timeout).is_ok() {
             return;
         }
         // On failure the executor calls again: the loop spins instead of
         // sleeping, which is slower but not wrong.
-        let _ = poll(&event::bound_ports(), timeout);
+        let _ = poll(&event::bound_ports(), timeout.unwrap_or(0));
         event::dispatch();
     }
 }
 
-/// The platform handle of applications on Xen: the kernel's clocks,
-/// executor and RDRAND ([`KernelPlatform`]), Xen's wall clock, and exit
+/// The platform handle of applications on Xen: the kernel's monotonic
+/// clock (at Xen's TSC rate; see the module's clocks section), executor
+/// and RDRAND ([`KernelPlatform`]), Xen's wall clock, and exit
 /// through `SCHEDOP_shutdown`. Cheap to clone; clones share one event loop.
 #[derive(Clone)]
 pub struct XenPlatform {
@@ -183,6 +203,10 @@ where
     let filter: LogFilter = args.log_filter.parse().unwrap_or_else(|e| fail(USAGE_STATUS, &e));
     // Only fails if a logger is installed already, which then stays.
     let _ = Logger::new(DomainConsole::detect(), KernelClock, filter).install();
+    match event::enable_upcalls() {
+        Ok(vector) => log::debug!("event channels delivered by upcall on vector {vector}"),
+        Err(e) => log::debug!("no event channel upcall ({e}): idling in SCHEDOP_poll"),
+    }
     log::debug!(
         "heap {:#x}..{:#x} ({} MiB), TSC {} kHz, command line {:?}",
         boot.heap.start,

@@ -1,16 +1,21 @@
 //! A report of the hypervisor interfaces this domain reaches, checked by
 //! using each once: the version, an event channel looped back to
-//! ourselves and notified, a page granted through the grant table (the
+//! ourselves and notified (delivered through the upcall when [`crate::run`]
+//! set it up), a page granted through the grant table (the
 //! entry read back, copied through by Xen in dom0, ended), and the HVM
 //! parameters naming the console and xenstore rings.
 
 use core::fmt;
+use core::future::Future;
+use core::pin::pin;
+use core::task::{Context, Waker};
 
 use crate::abi::{
     GrantEntryV1, DOMID_SELF, GTF_PERMIT_ACCESS, GTF_READONLY, HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN,
     HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN,
 };
 use crate::console::console_io_allowed;
+use crate::event::{self, EventChannel};
 use crate::grant::{self, Grant, GrantRef};
 use crate::hypercall::XenError;
 use crate::hypervisor::*;
@@ -24,6 +29,9 @@ pub struct Probe {
     pub version: (u16, u16),
     /// The two ports of the loopback channel: `(unbound end, bound end)`.
     pub loopback: (u32, u32),
+    /// The upcall vector that delivered the loopback's event, or `None`
+    /// if it was seen by `SCHEDOP_poll` (no upcall set up).
+    pub upcall: Option<u8>,
     /// Grant table frames `(mapped by us, allowed by Xen)`.
     pub grant_frames: (usize, u32),
     /// What the grant check did.
@@ -43,9 +51,13 @@ impl fmt::Display for Probe {
         let GrantCheck { reference, copied } = self.grant;
         write!(
             f,
-            "Xen {major}.{minor}; event channel: port {b} bound to port {a} of our own domain, notified and \
-             delivered; grant table: {used} of {max} frames mapped, ref {reference} granted, entry read back, "
+            "Xen {major}.{minor}; event channel: port {b} bound to port {a} of our own domain, notified and delivered"
         )?;
+        match self.upcall {
+            Some(vector) => write!(f, " through the upcall (vector {vector})")?,
+            None => write!(f, " to SCHEDOP_poll (no upcall)")?,
+        }
+        write!(f, "; grant table: {used} of {max} frames mapped, ref {reference} granted, entry read back, ")?;
         if copied {
             write!(f, "copied through by GNTTABOP_copy, ")?;
         }
@@ -89,7 +101,12 @@ impl fmt::Display for ProbeError {
 pub fn probe() -> Result<Probe, ProbeError> {
     let step = |step: &'static str| move |error| ProbeError { step, error };
     let version = xen_version().map_err(step("version"))?;
-    let loopback = loopback_event().map_err(step("event channel loopback"))?;
+    let upcall = event::upcall_vector();
+    let loopback = match upcall {
+        Some(_) => loopback_upcall(),
+        None => loopback_event(),
+    }
+    .map_err(step("event channel loopback"))?;
     let grant = grant_page().map_err(step("grant table"))?;
     let grant_frames = (grant::frames(), gnttab_query_size().map_err(step("grant table size"))?.1);
     let mut rings = [0; 4];
@@ -101,7 +118,7 @@ pub fn probe() -> Result<Probe, ProbeError> {
     ]) {
         *value = hvm_get_param(param).map_err(step("HVM parameters"))?;
     }
-    Ok(Probe { version, loopback, grant_frames, grant, rings })
+    Ok(Probe { version, loopback, upcall, grant_frames, grant, rings })
 }
 
 /// Grants a page read-only, checks the entry Xen reads, has Xen copy
@@ -146,6 +163,37 @@ fn grant_page() -> Result<GrantCheck, XenError> {
         return Err(XenError::Unexpected("an ended grant is still counted in use"));
     }
     Ok(GrantCheck { reference, copied })
+}
+
+/// How many 10 ms halts the upcall loopback waits for its event.
+const LOOPBACK_HALTS: u32 = 100;
+
+/// Binds a port to an unbound port of our own domain as
+/// [`EventChannel`]s, notifies through it, and halts until the upcall's
+/// handler dispatched the event to the unbound end's waiter: only the
+/// handler dispatches while this runs (tasks run with interrupts masked,
+/// so the upcall is taken in the halt). Both ports close when dropped.
+fn loopback_upcall() -> Result<(u32, u32), XenError> {
+    let unbound = EventChannel::alloc_unbound(DOMID_SELF)?;
+    let bound = EventChannel::bind_interdomain(DOMID_SELF, unbound.port())?;
+    let mut wait = pin!(unbound.wait());
+    let mut cx = Context::from_waker(Waker::noop());
+    if wait.as_mut().poll(&mut cx).is_ready() {
+        return Err(XenError::Unexpected("the fresh loopback port fired already"));
+    }
+    let upcalls = event::upcalls();
+    bound.notify()?;
+    for _ in 0..LOOPBACK_HALTS {
+        let deadline = shared_info::now().ok_or(XenError::NotInitialised)?.saturating_add(10_000_000);
+        event::halt(Some(deadline))?;
+        if wait.as_mut().poll(&mut cx).is_ready() {
+            if event::upcalls() == upcalls || shared_info::is_pending(unbound.port()) != Some(false) {
+                return Err(XenError::Unexpected("the loopback port fired without an upcall, or stayed pending"));
+            }
+            return Ok((unbound.port(), bound.port()));
+        }
+    }
+    Err(XenError::Unexpected("the loopback event raised no upcall within 1 s"))
 }
 
 /// Binds a port to an unbound port of our own domain, notifies through it

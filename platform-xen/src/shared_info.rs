@@ -2,7 +2,7 @@
 //! 2-level event channel bitmaps, mapped once with
 //! `XENMEM_add_to_physmap(XENMAPSPACE_shared_info)` into a page of ours.
 
-use core::sync::atomic::{fence, AtomicU64, Ordering};
+use core::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
 
 use mirage_kernel::arch::cpu;
 
@@ -112,6 +112,42 @@ pub fn clear_pending(port: u32) {
     word.fetch_and(!mask, Ordering::SeqCst);
 }
 
+/// Takes vCPU 0's upcall notice: clears `evtchn_upcall_pending`, then
+/// swaps `evtchn_pending_sel` to 0 and returns it (the words of
+/// `evtchn_pending` with newly pending ports). Xen sets a selector bit
+/// (and raises the upcall) only when it is clear, so a guest that scans
+/// the bitmap must clear the selector first or later events in that word
+/// never raise the upcall again. `None` before [`map`].
+pub fn take_upcall() -> Option<u64> {
+    let page = PAGE.load(Ordering::Relaxed);
+    if page == 0 {
+        return None;
+    }
+    // SAFETY: both fields lie within vCPU 0's `vcpu_info` in the mapped page,
+    // aligned for their size; Xen sets them concurrently (with atomic
+    // operations), so they are accessed as atomics (the page is RAM).
+    let (pending, selector) = unsafe {
+        (
+            &*((page as usize + VCPU0_UPCALL_PENDING) as *const AtomicU8),
+            &*((page as usize + VCPU0_PENDING_SEL) as *const AtomicU64),
+        )
+    };
+    pending.store(0, Ordering::SeqCst);
+    Some(selector.swap(0, Ordering::SeqCst))
+}
+
+/// Sets vCPU 0's `evtchn_upcall_mask` (1: Xen raises no upcall). Does
+/// nothing before [`map`].
+pub fn set_upcall_mask(masked: bool) {
+    let page = PAGE.load(Ordering::Relaxed);
+    if page == 0 {
+        return;
+    }
+    // SAFETY: as in `take_upcall`; the mask is a byte of vCPU 0's `vcpu_info`.
+    let mask = unsafe { &*((page as usize + VCPU0_UPCALL_MASK) as *const AtomicU8) };
+    mask.store(u8::from(masked), Ordering::SeqCst);
+}
+
 /// Whether `port` is masked in the 2-level bitmap.
 pub fn is_masked(port: u32) -> Option<bool> {
     let page = PAGE.load(Ordering::Relaxed);
@@ -136,6 +172,8 @@ mod tests {
         assert_eq!(now(), None);
         assert_eq!(wall_clock_base(), None);
         assert_eq!(is_pending(3), None);
+        assert_eq!(take_upcall(), None);
         clear_pending(3);
+        set_upcall_mask(false);
     }
 }
