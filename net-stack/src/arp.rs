@@ -2,26 +2,78 @@
 //!
 //! Reading list:
 //! - RFC 826: the protocol and its packet-reception algorithm.
-//! - RFC 1122 §2.3.2: cache timeout, flooding limit (at most one request
-//!   per second per address), queueing packets while resolving.
+//! - RFC 1122 §2.3.2: cache timeout (with the "unicast poll" option),
+//!   flooding limit (at most one request per second per address),
+//!   queueing packets while resolving.
 //! - RFC 5227: address conflict detection (probes) and announcements.
 //! - RFC 5944 §4.6 / RFC 5227 §3: gratuitous ARP.
+//! - Linux `arp(7)`/`neighbour` for comparison: `gc_thresh1..3`,
+//!   `ucast_solicit`, reachability confirmation by upper layers.
 //!
 //! [`ArpCache`] is the sans-IO core: it takes `now` and received packets,
 //! and yields packets to send ([`ArpCache::poll_transmit`]) and the next
 //! deadline ([`ArpCache::poll_deadline`]). [`ArpLayer`] drives it over any
 //! [`Ethernet`] and implements [`Arp`].
 //!
+//! # Entries and their lifetime
+//!
+//! A resolved entry is trusted for `entry_lifetime` after it was learned or
+//! last confirmed (by an ARP packet from its owner, or by
+//! [`ArpCache::confirm`], which an upper layer calls when the peer shows
+//! progress, as Linux's TCP confirms neighbours when an ACK advances). An
+//! entry that was *in use* (looked up to send within the last
+//! `entry_lifetime`) does not vanish at expiry: it stays usable while it is
+//! polled with unicast requests (RFC 1122 §2.3.2.1 option 2; Linux's
+//! `PROBE` state), up to `max_attempts` of them, one per `retry_interval`;
+//! any packet from the owner refreshes it, and only after the last poll
+//! goes unanswered is it removed. An entry nobody used just expires. So a
+//! neighbour we are talking to is never dropped and re-resolved behind
+//! other resolutions.
+//!
+//! # Learning (RFC 826)
+//!
+//! Entries are created only from packets answering a resolution of ours,
+//! or addressed to us (RFC 826's "am I the target?"); a known entry is
+//! updated by any packet from its address. Packets about other hosts
+//! store nothing. A packet addressed to us from an unknown sender is
+//! learned only if the table has room or holds an entry not in use to
+//! replace; it never evicts an entry in use. So a flood of spoofed
+//! requests or replies cannot push out the neighbours we talk to.
+//!
 //! # Bounds
 //!
 //! Everything a peer can make us store is bounded by [`ArpConfig`]:
-//! resolved entries (`max_entries`, oldest evicted first), resolutions in
-//! progress (`max_pending`, beyond which [`ArpError::QueueFull`]), tasks
-//! waiting on one resolution (`max_waiters`), and queued outgoing packets
-//! ([`ArpCache::MAX_TRANSMIT_QUEUE`]). Entries are created only from
-//! packets addressed to us or answering our requests (RFC 826's "am I the
-//! target?" test), so a flood of spoofed requests for other hosts stores
-//! nothing.
+//!
+//! - resolved entries: `max_entries`. When full, an entry not in use goes
+//!   first (the oldest); an answer to our own request may also replace the
+//!   least recently used entry in use; a packet merely addressed to us may
+//!   not (it is then answered but not learned, counted in
+//!   [`ArpStats::not_learned`]);
+//! - resolutions in progress or remembered as failed: `max_pending`. When
+//!   full, a new resolution replaces the one that has had its chance the
+//!   longest ago: a failure first, then the oldest that has sent a request
+//!   and got no answer, then the oldest still waiting for its first
+//!   request. Its waiters fail with [`ArpError::QueueFull`]. So spoofed
+//!   destinations, which never answer, cannot keep a real neighbour from
+//!   being resolved; the cost of a flood is each unresolved destination's
+//!   time in the table, which shrinks as the flood grows;
+//! - tasks waiting on one resolution: `max_waiters` (beyond it
+//!   [`ArpError::QueueFull`]); the packets they carry are held by those
+//!   tasks, so `max_pending × max_waiters` bounds them in all;
+//! - requests sent: one per `retry_interval` per address (RFC 1122
+//!   §2.3.2.1), and on the whole link at most `request_rate` per second
+//!   with bursts of `request_burst` (a token bucket). When requests must
+//!   wait for the bucket, polls of entries in use go first, then first
+//!   requests for new destinations (newest first: under overload the
+//!   newest is the one whose sender still waits), then retries. Until a
+//!   destination answers, nothing tells a spoofed one from a real one: if
+//!   new destinations come faster than `request_rate`, each gets its
+//!   request with a probability of about `request_rate` over their rate
+//!   (and again when its sender retries). Neighbours that talk to us are
+//!   not in this race: a new client asks for our address first, and that
+//!   request creates its entry;
+//! - outgoing packets queued: [`ArpCache::MAX_TRANSMIT_QUEUE`]; probes at
+//!   once: [`ArpCache::MAX_PROBES`].
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::ToString;
@@ -44,28 +96,37 @@ use crate::wire::{ArpOperation, ArpPacket, ArpRepr};
 /// Limits and timers of an [`ArpCache`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ArpConfig {
-    /// Resolved entries kept at most; when full, the entry closest to
-    /// expiry is evicted. Default 256.
+    /// Resolved entries kept at most (like Linux's `gc_thresh3`); see the
+    /// module documentation for which entry makes room. Default 256.
     pub max_entries: usize,
-    /// Addresses being resolved at once at most; more resolutions fail with
-    /// [`ArpError::QueueFull`]. Default 64.
+    /// Resolutions in progress or remembered as failed at most; a new one
+    /// replaces the one that has had its chance the longest ago. Default
+    /// 256 (a /24's worth; about 20 KiB).
     pub max_pending: usize,
     /// Tasks waiting for one address at most (RFC 1122 §2.3.2.2 asks to
     /// queue at least one packet); more fail with [`ArpError::QueueFull`].
     /// Default 16.
     pub max_waiters: usize,
-    /// How long a resolved entry is trusted (RFC 1122 §2.3.2.1). Default 60 s.
+    /// How long a resolved entry is trusted after it was learned or
+    /// confirmed (RFC 1122 §2.3.2.1). Default 60 s.
     pub entry_lifetime: Duration,
     /// Time between requests for one address; RFC 1122 §2.3.2.1 asks for at
     /// most one per second. Default 1 s.
     pub retry_interval: Duration,
     /// Requests sent before a resolution fails with
-    /// [`ArpError::Timeout`]. Default 5.
+    /// [`ArpError::Timeout`], and unicast polls sent before an expired
+    /// entry in use is removed. Default 5.
     pub max_attempts: u32,
     /// How long a failed resolution is remembered: resolutions of the same
     /// address in that time fail at once instead of flooding the link.
     /// Default 1 s.
     pub failure_hold: Duration,
+    /// Requests (broadcast and unicast) sent per second at most on the
+    /// link, in the long run; 0 counts as 1. Default 256.
+    pub request_rate: u32,
+    /// Requests that may go out back to back before `request_rate` holds.
+    /// Default 64.
+    pub request_burst: u32,
     /// Announcements sent when an address is added (RFC 5227
     /// ANNOUNCE_NUM). Default 2.
     pub announce_count: u32,
@@ -77,12 +138,14 @@ impl Default for ArpConfig {
     fn default() -> ArpConfig {
         ArpConfig {
             max_entries: 256,
-            max_pending: 64,
+            max_pending: 256,
             max_waiters: 16,
             entry_lifetime: Duration::from_secs(60),
             retry_interval: Duration::from_secs(1),
             max_attempts: 5,
             failure_hold: Duration::from_secs(1),
+            request_rate: 256,
+            request_burst: 64,
             announce_count: 2,
             announce_interval: Duration::from_secs(2),
         }
@@ -94,7 +157,8 @@ impl Default for ArpConfig {
 pub enum Lookup {
     /// Resolved.
     Resolved(MacAddress),
-    /// A request is out; wait for a reply or the next deadline.
+    /// A request is out (or waits for the rate limit); wait for a reply or
+    /// the next deadline.
     Waiting,
     /// The last resolution got no reply after this many requests.
     Failed {
@@ -106,14 +170,24 @@ pub enum Lookup {
 /// Counters of an [`ArpCache`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ArpStats {
-    /// Requests sent (resolutions, retries).
+    /// Broadcast requests sent (resolutions, retries).
     pub requests_sent: u64,
+    /// Unicast polls sent to expired entries in use (RFC 1122 §2.3.2.1).
+    pub polls_sent: u64,
     /// Replies sent to requests for our addresses.
     pub replies_sent: u64,
     /// Announcements and probes sent.
     pub announcements_sent: u64,
-    /// Entries evicted because the cache was full.
+    /// Resolved entries evicted because the table was full.
     pub evicted: u64,
+    /// Resolutions evicted because the pending table was full (their
+    /// waiters failed).
+    pub pending_evicted: u64,
+    /// Packets addressed to us whose unknown sender was not learned because
+    /// every entry was in use.
+    pub not_learned: u64,
+    /// Times a request had to wait for the link-wide rate limit.
+    pub rate_limited: u64,
     /// Packets claiming one of our addresses from another MAC address.
     pub conflicts: u64,
     /// Packets that were neither for us nor about an address we know.
@@ -125,13 +199,26 @@ pub struct ArpStats {
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     mac: MacAddress,
+    /// Trusted until then; afterwards polled if in use, else removed.
     expires: Instant,
+    /// The last lookup that returned it (or confirmation); `None` if never.
+    last_used: Option<Instant>,
+    /// Unicast polls sent since it expired.
+    polls: u32,
+    /// When the next poll is due (or, after the last, when to give up).
+    poll_at: Instant,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Pending {
+    /// Tells this resolution from a later one of the same address, so a
+    /// waiter notices when its resolution was evicted.
+    id: u64,
+    started: Instant,
+    /// Requests sent; 0 while the first waits for the rate limit.
     attempts: u32,
-    /// When to retry, or (once failed) when to forget the failure.
+    /// When to send the next request, or (once failed) when to forget the
+    /// failure.
     deadline: Instant,
     failed: bool,
     waiters: usize,
@@ -144,6 +231,17 @@ struct Announcement {
     at: Instant,
 }
 
+/// Requests waiting for the rate limit, in the order they get it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    /// A unicast poll of an entry in use, oldest due first.
+    Poll(Instant, Ipv4Addr),
+    /// The first request of a resolution, newest first.
+    First(core::cmp::Reverse<Instant>, Ipv4Addr),
+    /// A retry, oldest due first.
+    Retry(Instant, Ipv4Addr),
+}
+
 /// The sans-IO ARP core for one interface: cache, resolutions in
 /// progress, announcements and conflict watching.
 #[derive(Debug)]
@@ -153,6 +251,11 @@ pub struct ArpCache {
     addresses: Vec<Ipv4Addr>,
     entries: BTreeMap<Ipv4Addr, Entry>,
     pending: BTreeMap<Ipv4Addr, Pending>,
+    next_pending_id: u64,
+    /// Token bucket of the link-wide request limit, in nanoseconds of
+    /// credit (one request costs `1 s / request_rate`).
+    credit: u64,
+    credit_at: Instant,
     announcements: Vec<Announcement>,
     /// Addresses being probed (RFC 5227 §2.1) and whether a conflict was
     /// seen for each.
@@ -160,6 +263,8 @@ pub struct ArpCache {
     transmit: VecDeque<(MacAddress, ArpRepr)>,
     stats: ArpStats,
 }
+
+const NANOS_PER_SEC: u64 = 1_000_000_000;
 
 impl ArpCache {
     /// Outgoing packets queued at most; a caller that never drains
@@ -173,22 +278,42 @@ impl ArpCache {
     /// A cache for the interface with MAC address `mac`, answering for no
     /// address yet.
     pub fn new(mac: MacAddress, config: ArpConfig) -> ArpCache {
-        ArpCache {
+        let mut cache = ArpCache {
             config,
             mac,
             addresses: Vec::new(),
             entries: BTreeMap::new(),
             pending: BTreeMap::new(),
+            next_pending_id: 0,
+            credit: 0,
+            credit_at: Instant::ZERO,
             announcements: Vec::new(),
             probes: BTreeMap::new(),
             transmit: VecDeque::new(),
             stats: ArpStats::default(),
-        }
+        };
+        cache.credit = cache.credit_cap();
+        cache
     }
 
     /// The configuration.
     pub fn config(&self) -> &ArpConfig {
         &self.config
+    }
+
+    /// Replaces the configuration (timers apply from the next event) and
+    /// evicts, as a full table would, what is beyond the new bounds.
+    /// Returns whether a resolution was evicted, so waiters can look again.
+    pub fn set_config(&mut self, now: Instant, config: ArpConfig) -> bool {
+        self.refill(now);
+        self.config = config;
+        self.credit = self.credit.min(self.credit_cap());
+        while self.entries.len() > config.max_entries && self.evict_entry(now, true) {}
+        let mut evicted = false;
+        while self.pending.len() > config.max_pending && self.evict_pending() {
+            evicted = true;
+        }
+        evicted
     }
 
     /// Counters so far.
@@ -197,7 +322,8 @@ impl ArpCache {
     }
 
     /// Resolved entries held (expired ones included until the next
-    /// [`ArpCache::handle_timeout`]); at most `max_entries`.
+    /// [`ArpCache::handle_timeout`], and those being polled); at most
+    /// `max_entries`.
     pub fn entry_count(&self) -> usize {
         self.entries.len()
     }
@@ -206,6 +332,12 @@ impl ArpCache {
     /// `max_pending`.
     pub fn pending_count(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Tasks waiting on resolutions, in all; at most `max_pending ×
+    /// max_waiters`.
+    pub fn waiter_count(&self) -> usize {
+        self.pending.values().map(|p| p.waiters).sum()
     }
 
     /// The addresses we answer for.
@@ -233,14 +365,13 @@ impl ArpCache {
         self.handle_timeout(now);
     }
 
-    /// Looks `ip` up, starting a resolution (and queueing a request) if it
-    /// is unknown. Fails with [`ArpError::QueueFull`] when `max_pending`
-    /// resolutions are already in progress.
+    /// Looks `ip` up to send to it, starting a resolution (and a request,
+    /// or a place in the rate limiter's queue) if it is unknown. A full
+    /// pending table makes room (see the module documentation), so this
+    /// fails only with `max_pending` 0.
     pub fn lookup(&mut self, now: Instant, ip: Ipv4Addr) -> Result<Lookup, ArpError> {
-        if let Some(entry) = self.entries.get(&ip) {
-            if entry.expires > now {
-                return Ok(Lookup::Resolved(entry.mac));
-            }
+        if let Some(mac) = self.use_entry(now, ip) {
+            return Ok(Lookup::Resolved(mac));
         }
         // A failure is held only until its deadline. Forget an expired one
         // here rather than waiting for `handle_timeout`: the caller's input
@@ -252,20 +383,49 @@ impl ArpCache {
         if let Some(p) = self.pending.get(&ip) {
             return Ok(if p.failed { Lookup::Failed { attempts: p.attempts } } else { Lookup::Waiting });
         }
-        if self.pending.len() >= self.config.max_pending {
+        if self.pending.len() >= self.config.max_pending && !self.evict_pending() {
             return Err(ArpError::QueueFull { ip, waiting: self.pending.len() });
         }
-        let deadline = now + self.config.retry_interval;
-        self.pending.insert(ip, Pending { attempts: 1, deadline, failed: false, waiters: 0 });
-        self.queue_request(ip);
+        let id = self.next_pending_id;
+        self.next_pending_id += 1;
+        let mut p = Pending { id, started: now, attempts: 0, deadline: now, failed: false, waiters: 0 };
+        if self.take_credit(now) {
+            p.attempts = 1;
+            p.deadline = now + self.config.retry_interval;
+            self.queue_request(ip, MacAddress::BROADCAST);
+        } else {
+            p.deadline = self.next_credit(now);
+            self.stats.rate_limited += 1;
+        }
+        self.pending.insert(ip, p);
         Ok(Lookup::Waiting)
     }
 
-    /// Records one more task waiting on the resolution of `ip`; fails with
-    /// [`ArpError::QueueFull`] when `max_waiters` already wait.
-    pub fn add_waiter(&mut self, ip: Ipv4Addr) -> Result<(), ArpError> {
+    /// The resolution of `ip` in progress, to follow with
+    /// [`ArpCache::poll_resolution`].
+    pub fn resolution(&self, ip: Ipv4Addr) -> Option<u64> {
+        self.pending.get(&ip).map(|p| p.id)
+    }
+
+    /// Looks `ip` up for a task waiting on resolution `id` (from
+    /// [`ArpCache::resolution`]), without starting another: fails with
+    /// [`ArpError::QueueFull`] if that resolution was evicted to make room.
+    pub fn poll_resolution(&mut self, now: Instant, ip: Ipv4Addr, id: u64) -> Result<Lookup, ArpError> {
+        if let Some(mac) = self.use_entry(now, ip) {
+            return Ok(Lookup::Resolved(mac));
+        }
+        match self.pending.get(&ip) {
+            Some(p) if p.id == id && p.failed => Ok(Lookup::Failed { attempts: p.attempts }),
+            Some(p) if p.id == id => Ok(Lookup::Waiting),
+            _ => Err(ArpError::QueueFull { ip, waiting: self.config.max_pending }),
+        }
+    }
+
+    /// Records one more task waiting on resolution `id` of `ip`; fails
+    /// with [`ArpError::QueueFull`] when `max_waiters` already wait.
+    pub fn add_waiter(&mut self, ip: Ipv4Addr, id: u64) -> Result<(), ArpError> {
         let max = self.config.max_waiters;
-        if let Some(p) = self.pending.get_mut(&ip) {
+        if let Some(p) = self.pending.get_mut(&ip).filter(|p| p.id == id) {
             if p.waiters >= max {
                 return Err(ArpError::QueueFull { ip, waiting: p.waiters });
             }
@@ -274,10 +434,22 @@ impl ArpCache {
         Ok(())
     }
 
-    /// Forgets one waiter of `ip` (the task got its answer or gave up).
-    pub fn remove_waiter(&mut self, ip: Ipv4Addr) {
-        if let Some(p) = self.pending.get_mut(&ip) {
+    /// Forgets one waiter of resolution `id` of `ip` (the task got its
+    /// answer or gave up).
+    pub fn remove_waiter(&mut self, ip: Ipv4Addr, id: u64) {
+        if let Some(p) = self.pending.get_mut(&ip).filter(|p| p.id == id) {
             p.waiters = p.waiters.saturating_sub(1);
+        }
+    }
+
+    /// An upper layer saw `ip` make progress (a TCP ACK that advanced
+    /// SND.UNA, say): its entry, if any, is trusted for another
+    /// `entry_lifetime` without asking. Creates nothing.
+    pub fn confirm(&mut self, now: Instant, ip: Ipv4Addr) {
+        if let Some(e) = self.entries.get_mut(&ip) {
+            e.expires = now + self.config.entry_lifetime;
+            e.polls = 0;
+            e.last_used = Some(now);
         }
     }
 
@@ -323,23 +495,25 @@ impl ArpCache {
         let mut changed = false;
         // RFC 826: "If the pair <protocol type, sender protocol address> is
         // already in my translation table, update the sender hardware
-        // address field of the entry with the new information".
+        // address field of the entry with the new information". Hearing
+        // from it also answers a poll.
         if let Some(entry) = self.entries.get_mut(&spa) {
             entry.mac = sha;
             entry.expires = expires;
+            entry.polls = 0;
             changed = true;
         }
         // A reply (or a request) from an address we are resolving answers us.
         if self.pending.remove(&spa).is_some() {
-            self.insert_entry(spa, Entry { mac: sha, expires });
+            self.insert_entry(now, spa, sha, true);
             changed = true;
         }
         // "Am I the target protocol address?" If so, add the sender (it is
-        // about to talk to us) and answer requests.
+        // about to talk to us) if that pushes out nothing in use, and answer
+        // requests.
         if self.addresses.contains(&tpa) {
             if !changed {
-                self.insert_entry(spa, Entry { mac: sha, expires });
-                changed = true;
+                changed = self.insert_entry(now, spa, sha, false);
             }
             if packet.operation == ArpOperation::Request {
                 self.queue_reply(packet);
@@ -350,12 +524,13 @@ impl ArpCache {
         changed
     }
 
-    /// Advances timers to `now`: retries requests, fails resolutions out of
-    /// attempts, expires entries, sends due announcements. Returns whether
-    /// some resolution failed, so waiters can look again.
+    /// Advances timers to `now`: sends due requests and polls (as the rate
+    /// limit allows), fails resolutions out of attempts, expires entries,
+    /// sends due announcements. Returns whether some resolution failed, so
+    /// waiters can look again.
     pub fn handle_timeout(&mut self, now: Instant) -> bool {
         let mut failed_any = false;
-        let mut retry = Vec::new();
+        let mut due = Vec::new();
         let config = self.config;
         self.pending.retain(|&ip, p| {
             if p.deadline > now {
@@ -364,31 +539,75 @@ impl ArpCache {
             if p.failed {
                 return false;
             }
-            if p.attempts >= config.max_attempts {
+            // One still waiting for the rate limit fails after the time its
+            // requests would have taken, so its waiters are not held longer
+            // than those of a resolution that asked.
+            let gave_up = now - p.started >= config.retry_interval * config.max_attempts;
+            if p.attempts >= config.max_attempts || gave_up {
                 p.failed = true;
                 p.deadline = now + config.failure_hold;
                 failed_any = true;
+            } else if p.attempts == 0 {
+                due.push(Due::First(core::cmp::Reverse(p.started), ip));
             } else {
-                p.attempts += 1;
-                p.deadline = now + config.retry_interval;
-                retry.push(ip);
+                due.push(Due::Retry(p.deadline, ip));
             }
             true
         });
-        for ip in retry {
-            self.queue_request(ip);
+        self.entries.retain(|&ip, e| {
+            if e.expires > now {
+                return true;
+            }
+            let in_use = e.last_used.is_some_and(|used| now - used < config.entry_lifetime);
+            if e.polls == 0 && in_use {
+                // RFC 1122 §2.3.2.1 (2): poll it rather than drop it.
+                e.poll_at = e.poll_at.max(e.expires);
+            }
+            if (e.polls == 0 && !in_use) || (e.polls >= config.max_attempts && e.poll_at <= now) {
+                return false;
+            }
+            if e.poll_at <= now && e.polls < config.max_attempts {
+                due.push(Due::Poll(e.poll_at, ip));
+            }
+            true
+        });
+        due.sort_unstable();
+        for d in due {
+            let sent = self.take_credit(now);
+            if !sent {
+                self.stats.rate_limited += 1;
+            }
+            let next = if sent { now + config.retry_interval } else { self.next_credit(now) };
+            match d {
+                Due::Poll(_, ip) => {
+                    let Some(e) = self.entries.get_mut(&ip) else { continue };
+                    e.poll_at = next;
+                    if sent {
+                        e.polls += 1;
+                        let mac = e.mac;
+                        self.queue_request(ip, mac);
+                    }
+                }
+                Due::First(_, ip) | Due::Retry(_, ip) => {
+                    let Some(p) = self.pending.get_mut(&ip) else { continue };
+                    p.deadline = next;
+                    if sent {
+                        p.attempts += 1;
+                        self.queue_request(ip, MacAddress::BROADCAST);
+                    }
+                }
+            }
         }
-        self.entries.retain(|_, e| e.expires > now);
-        let mut due = Vec::new();
+        let mut announce = Vec::new();
         for a in &mut self.announcements {
             if a.at <= now {
-                due.push(a.ip);
+                announce.push(a.ip);
                 a.remaining -= 1;
                 a.at = now + config.announce_interval;
             }
         }
         self.announcements.retain(|a| a.remaining > 0);
-        for ip in due {
+        for ip in announce {
             // RFC 5227 §2.3: an announcement is a request with sender and
             // target protocol addresses both set to the announced address.
             self.queue(
@@ -409,7 +628,7 @@ impl ArpCache {
     /// The next instant [`ArpCache::handle_timeout`] has something to do.
     pub fn poll_deadline(&self) -> Option<Instant> {
         let pending = self.pending.values().map(|p| p.deadline);
-        let entries = self.entries.values().map(|e| e.expires);
+        let entries = self.entries.values().map(|e| if e.polls == 0 { e.expires } else { e.poll_at });
         let announcements = self.announcements.iter().map(|a| a.at);
         pending.chain(entries).chain(announcements).min()
     }
@@ -452,35 +671,125 @@ impl ArpCache {
         self.probes.remove(&ip);
     }
 
-    fn insert_entry(&mut self, ip: Ipv4Addr, entry: Entry) {
-        if !self.entries.contains_key(&ip) && self.entries.len() >= self.config.max_entries {
-            let oldest = self.entries.iter().min_by_key(|(_, e)| e.expires).map(|(ip, _)| *ip);
-            if let Some(oldest) = oldest {
-                self.entries.remove(&oldest);
-                self.stats.evicted += 1;
-            }
+    /// The MAC address of `ip` if an entry may be used to send now (trusted,
+    /// or expired but still being polled), marking it in use.
+    fn use_entry(&mut self, now: Instant, ip: Ipv4Addr) -> Option<MacAddress> {
+        let max_attempts = self.config.max_attempts;
+        let e = self.entries.get_mut(&ip)?;
+        let gave_up = e.polls >= max_attempts && e.poll_at <= now;
+        if e.expires <= now && gave_up {
+            return None;
         }
-        if self.config.max_entries > 0 {
-            self.entries.insert(ip, entry);
+        if e.expires <= now && e.polls == 0 {
+            // Used after expiry before the timers saw it: in use now, so the
+            // next `handle_timeout` polls it (Linux sends to a STALE
+            // neighbour while it verifies it, too).
+            e.poll_at = now;
         }
+        e.last_used = Some(now);
+        Some(e.mac)
     }
 
-    fn queue_request(&mut self, ip: Ipv4Addr) {
+    /// Adds or replaces the entry of `ip`. `solicited`: it answers our
+    /// request, and may push out the least recently used entry in use if
+    /// nothing else can go. Returns whether the entry is now held.
+    fn insert_entry(&mut self, now: Instant, ip: Ipv4Addr, mac: MacAddress, solicited: bool) -> bool {
+        if self.config.max_entries == 0 {
+            return false;
+        }
+        if !self.entries.contains_key(&ip)
+            && self.entries.len() >= self.config.max_entries
+            && !self.evict_entry(now, solicited)
+        {
+            self.stats.not_learned += 1;
+            return false;
+        }
+        let expires = now + self.config.entry_lifetime;
+        // A solicited entry is about to be used by whoever asked.
+        let last_used = if solicited { Some(now) } else { None };
+        self.entries.insert(ip, Entry { mac, expires, last_used, polls: 0, poll_at: expires });
+        true
+    }
+
+    /// Removes one entry to make room: the oldest not in use, or, if
+    /// `even_in_use`, the least recently used. Returns whether one went.
+    fn evict_entry(&mut self, now: Instant, even_in_use: bool) -> bool {
+        let lifetime = self.config.entry_lifetime;
+        let in_use = |e: &Entry| e.last_used.is_some_and(|used| now - used < lifetime);
+        let idle = self.entries.iter().filter(|(_, e)| !in_use(e)).min_by_key(|(_, e)| e.expires).map(|(ip, _)| *ip);
+        let victim = idle.or_else(|| {
+            even_in_use.then(|| self.entries.iter().min_by_key(|(_, e)| e.last_used).map(|(ip, _)| *ip)).flatten()
+        });
+        let Some(victim) = victim else { return false };
+        self.entries.remove(&victim);
+        self.stats.evicted += 1;
+        true
+    }
+
+    /// Removes the resolution that has had its chance the longest ago: a
+    /// failure, else the oldest that sent a request, else the oldest.
+    /// Returns whether one went.
+    fn evict_pending(&mut self) -> bool {
+        let victim =
+            self.pending.iter().min_by_key(|(_, p)| (!p.failed, p.attempts == 0, p.started)).map(|(ip, _)| *ip);
+        let Some(victim) = victim else { return false };
+        self.pending.remove(&victim);
+        self.stats.pending_evicted += 1;
+        true
+    }
+
+    /// The most credit the bucket holds: `request_burst` requests.
+    fn credit_cap(&self) -> u64 {
+        self.request_cost().saturating_mul(u64::from(self.config.request_burst))
+    }
+
+    fn request_cost(&self) -> u64 {
+        NANOS_PER_SEC / u64::from(self.config.request_rate.max(1))
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let gained = u64::try_from((now - self.credit_at).as_nanos()).unwrap_or(u64::MAX);
+        self.credit = self.credit.saturating_add(gained).min(self.credit_cap());
+        self.credit_at = self.credit_at.max(now);
+    }
+
+    /// Takes the credit of one request if the bucket has it.
+    fn take_credit(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        let cost = self.request_cost();
+        if self.credit < cost {
+            return false;
+        }
+        self.credit -= cost;
+        true
+    }
+
+    /// When the bucket next has the credit of one request.
+    fn next_credit(&self, now: Instant) -> Instant {
+        now + Duration::from_nanos(self.request_cost().saturating_sub(self.credit).max(1))
+    }
+
+    fn queue_request(&mut self, ip: Ipv4Addr, dst: MacAddress) {
         // RFC 826 leaves the source protocol address to the sender; ours
         // (or 0.0.0.0 while unconfigured, as in a probe) lets the target
         // learn us on the way.
         let source = self.addresses.first().copied().unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let target_hardware_addr = if dst == MacAddress::BROADCAST { MacAddress::UNSPECIFIED } else { dst };
         self.queue(
-            MacAddress::BROADCAST,
+            dst,
             ArpRepr {
                 operation: ArpOperation::Request,
                 source_hardware_addr: self.mac,
                 source_protocol_addr: source,
-                target_hardware_addr: MacAddress::UNSPECIFIED,
+                target_hardware_addr,
                 target_protocol_addr: ip,
             },
         );
-        self.stats.requests_sent += 1;
+        if dst == MacAddress::BROADCAST {
+            self.stats.requests_sent += 1;
+        } else {
+            self.stats.polls_sent += 1;
+        }
     }
 
     fn queue_reply(&mut self, request: &ArpRepr) {
@@ -553,6 +862,21 @@ impl<E: Ethernet, C: Sleep> ArpLayer<E, C> {
     /// The Ethernet layer below.
     pub fn ethernet(&self) -> &E {
         &self.eth
+    }
+
+    /// Replaces the cache's bounds and timers ([`ArpCache::set_config`]).
+    pub fn set_config(&self, config: ArpConfig) {
+        let evicted = self.cache.borrow_mut().set_config(self.clock.now(), config);
+        if evicted {
+            self.changed();
+        }
+    }
+
+    /// An upper layer saw `ip` make progress ([`ArpCache::confirm`]): its
+    /// entry is trusted for another lifetime without asking. TCP calls it
+    /// when an ACK from the peer advances SND.UNA.
+    pub fn confirm(&self, ip: Ipv4Addr) {
+        self.cache.borrow_mut().confirm(self.clock.now(), ip);
     }
 
     /// Runs `f` on the cache (for counters and inspection).
@@ -632,7 +956,7 @@ impl<E: Ethernet, C: Sleep> ArpLayer<E, C> {
         })
     }
 
-    async fn resolve_waiting(&self, ip: Ipv4Addr) -> Result<MacAddress, ArpError> {
+    async fn resolve_waiting(&self, ip: Ipv4Addr, id: u64) -> Result<MacAddress, ArpError> {
         // Each pass waits for a cache change or the next deadline; the
         // resolution's attempts and failure hold bound the passes.
         loop {
@@ -645,7 +969,7 @@ impl<E: Ethernet, C: Sleep> ArpLayer<E, C> {
                     self.changed();
                     cache = self.cache.borrow_mut();
                 }
-                cache.lookup(now, ip)?
+                cache.poll_resolution(now, ip, id)?
             };
             self.flush().await?;
             match lookup {
@@ -673,12 +997,13 @@ impl<E: Ethernet, C: Sleep> ArpLayer<E, C> {
 struct WaiterGuard<'a> {
     cache: &'a RefCell<ArpCache>,
     ip: Ipv4Addr,
+    id: u64,
 }
 
 impl Drop for WaiterGuard<'_> {
     fn drop(&mut self) {
         if let Ok(mut cache) = self.cache.try_borrow_mut() {
-            cache.remove_waiter(self.ip);
+            cache.remove_waiter(self.ip, self.id);
         }
     }
 }
@@ -691,7 +1016,8 @@ impl<E: Ethernet, C: Sleep> Arp for ArpLayer<E, C> {
     /// Broadcast and multicast addresses resolve to their MAC addresses
     /// without asking. Fails with [`ArpError::Timeout`] when no reply came
     /// (and, for `failure_hold` after that, at once),
-    /// [`ArpError::QueueFull`] beyond the pending or waiter bounds, and
+    /// [`ArpError::QueueFull`] beyond the waiter bound or when the
+    /// resolution was evicted to make room for a newer one, and
     /// [`ArpError::Device`] if the link fails. Cancel-safe.
     async fn resolve(&self, ip: Ipv4Addr) -> Result<MacAddress, ArpError> {
         if ip.is_broadcast() {
@@ -701,15 +1027,26 @@ impl<E: Ethernet, C: Sleep> Arp for ArpLayer<E, C> {
             return Ok(crate::ethernet::ipv4_multicast_mac(ip));
         }
         let now = self.clock.now();
-        let first = self.cache.borrow_mut().lookup(now, ip)?;
+        let (first, evicted, id) = {
+            let mut cache = self.cache.borrow_mut();
+            let evicted_before = cache.stats().pending_evicted;
+            let first = cache.lookup(now, ip)?;
+            (first, cache.stats().pending_evicted != evicted_before, cache.resolution(ip))
+        };
+        if evicted {
+            // The waiters of the resolution that made room must learn it.
+            self.changed();
+        }
         match first {
             Lookup::Resolved(mac) => return Ok(mac),
             Lookup::Failed { attempts } => return Err(ArpError::Timeout { ip, attempts }),
             Lookup::Waiting => {}
         }
-        self.cache.borrow_mut().add_waiter(ip)?;
-        let _guard = WaiterGuard { cache: &self.cache, ip };
-        self.resolve_waiting(ip).await
+        // `lookup` said Waiting, so a resolution is in the table.
+        let id = id.ok_or(ArpError::QueueFull { ip, waiting: 0 })?;
+        self.cache.borrow_mut().add_waiter(ip, id)?;
+        let _guard = WaiterGuard { cache: &self.cache, ip, id };
+        self.resolve_waiting(ip, id).await
     }
 
     /// Learns from the packet and answers it if it asks for one of our
@@ -885,22 +1222,301 @@ mod tests {
         assert!(c.handle_packet(t(3), &reply(PEER, PEER_IP)));
         assert_eq!(c.lookup(t(4), PEER_IP).unwrap(), Lookup::Resolved(PEER));
         assert_eq!(c.pending_count(), 0);
-        // RFC 1122 §2.3.2.1: entries time out.
+        // RFC 1122 §2.3.2.1: entries time out; one nobody used for a
+        // lifetime goes without a poll.
         c.handle_timeout(t(60_003));
+        assert_eq!(c.entry_count(), 1, "used at 4 ms: still in use at expiry, so polled");
+        let mut c = cache();
+        c.lookup(t(0), PEER_IP).unwrap();
+        c.handle_packet(t(3), &reply(PEER, PEER_IP));
+        drain(&mut c);
+        c.handle_timeout(t(120_003));
         assert_eq!(c.entry_count(), 0);
+        assert_eq!(c.stats().polls_sent, 0, "no poll for an entry out of use");
+    }
+
+    /// A cache with `PEER_IP` learned at 0 and in use, and nothing queued.
+    fn with_peer(config: ArpConfig) -> ArpCache {
+        let mut c = ArpCache::new(US, ArpConfig { announce_count: 0, ..config });
+        c.set_addresses(t(0), &[OUR_IP]);
+        c.handle_packet(t(0), &request(PEER, PEER_IP, OUR_IP));
+        assert_eq!(c.lookup(t(0), PEER_IP).unwrap(), Lookup::Resolved(PEER));
+        drain(&mut c);
+        c
+    }
+
+    fn spoofed(i: u32) -> Ipv4Addr {
+        Ipv4Addr::from(0x0a00_1000 + i)
     }
 
     #[test]
-    fn pending_and_waiter_bounds() {
-        let config = ArpConfig { max_pending: 2, max_waiters: 1, ..ArpConfig::default() };
+    fn an_entry_in_use_is_polled_at_expiry_and_stays_usable_rfc_1122_2_3_2_1() {
+        let mut c = with_peer(ArpConfig { entry_lifetime: Duration::from_secs(10), ..ArpConfig::default() });
+        c.lookup(t(9_000), PEER_IP).unwrap();
+        assert_eq!(c.poll_deadline(), Some(t(10_000)));
+        c.handle_timeout(t(10_000));
+        let out = drain(&mut c);
+        assert_eq!(out.len(), 1);
+        let (dst, poll) = out[0];
+        assert_eq!(dst, PEER, "a unicast poll, not a broadcast");
+        assert_eq!(
+            (poll.operation, poll.target_protocol_addr, poll.target_hardware_addr),
+            (ArpOperation::Request, PEER_IP, PEER)
+        );
+        assert_eq!(c.stats().polls_sent, 1);
+        assert_eq!(c.lookup(t(10_500), PEER_IP).unwrap(), Lookup::Resolved(PEER), "usable while polled");
+        assert_eq!(c.pending_count(), 0, "no resolution started");
+        // The answer makes it trusted again, without another poll.
+        assert!(c.handle_packet(t(10_600), &reply(PEER, PEER_IP)));
+        c.handle_timeout(t(11_600));
+        assert!(drain(&mut c).is_empty());
+        assert_eq!(c.poll_deadline(), Some(t(20_600)));
+    }
+
+    #[test]
+    fn an_unanswered_entry_is_dropped_after_max_attempts_polls() {
+        let mut c = with_peer(ArpConfig { entry_lifetime: Duration::from_secs(10), ..ArpConfig::default() });
+        c.lookup(t(9_000), PEER_IP).unwrap();
+        for i in 0..5 {
+            c.handle_timeout(t(10_000 + 1000 * i));
+            assert_eq!(drain(&mut c).len(), 1, "poll {i}");
+            assert_eq!(c.entry_count(), 1);
+        }
+        c.handle_timeout(t(15_000));
+        assert_eq!(c.entry_count(), 0, "the last poll's answer time is over");
+        assert_eq!(c.stats().polls_sent, 5);
+        // A new send resolves from scratch, by broadcast.
+        assert_eq!(c.lookup(t(15_000), PEER_IP).unwrap(), Lookup::Waiting);
+        assert_eq!(drain(&mut c)[0].0, MacAddress::BROADCAST);
+    }
+
+    #[test]
+    fn confirmation_by_an_upper_layer_renews_an_entry_without_asking() {
+        let mut c = with_peer(ArpConfig { entry_lifetime: Duration::from_secs(10), ..ArpConfig::default() });
+        c.confirm(t(9_000), PEER_IP);
+        c.handle_timeout(t(10_000));
+        assert!(drain(&mut c).is_empty());
+        assert_eq!(c.poll_deadline(), Some(t(19_000)));
+        // It creates nothing.
+        c.confirm(t(9_000), spoofed(1));
+        assert_eq!(c.entry_count(), 1);
+    }
+
+    #[test]
+    fn a_flood_of_unresolved_destinations_leaves_a_resolved_neighbour_alone() {
+        let mut c = with_peer(ArpConfig::default());
+        let max = c.config().max_pending;
+        for i in 0..10_000u32 {
+            let now = t(u64::from(i / 10));
+            assert_eq!(c.lookup(now, spoofed(i)).unwrap(), Lookup::Waiting);
+            c.handle_timeout(now);
+            drain(&mut c);
+            assert!(c.pending_count() <= max);
+            assert_eq!(c.lookup(now, PEER_IP).unwrap(), Lookup::Resolved(PEER));
+        }
+        assert_eq!(c.stats().pending_evicted, 10_000 - max as u64);
+        assert_eq!(c.entry_count(), 1);
+    }
+
+    #[test]
+    fn a_new_neighbour_is_resolved_in_the_middle_of_a_flood() {
+        let mut c = with_peer(ArpConfig { max_pending: 64, ..ArpConfig::default() });
+        let newcomer = Ipv4Addr::new(10, 0, 0, 77);
+        let newcomer_mac = MacAddress([2, 0, 0, 0, 0, 77]);
+        let mut resolved_at = None;
+        // 200 new spoofed destinations a second (within the request budget
+        // with their retries, far beyond the pending table) for 3 s; the
+        // newcomer asks at 1.5 s and answers each request for it 1 ms later.
+        let mut asked: Option<u64> = None;
+        for ms in 0..3000u64 {
+            if ms % 5 == 0 {
+                c.lookup(t(ms), spoofed((ms / 5) as u32)).unwrap();
+            }
+            if ms == 1500 {
+                assert_eq!(c.lookup(t(ms), newcomer).unwrap(), Lookup::Waiting);
+            }
+            if asked.is_some_and(|at| at < ms) {
+                c.handle_packet(t(ms), &reply(newcomer_mac, newcomer));
+                asked = None;
+            }
+            c.handle_timeout(t(ms));
+            for (_, r) in drain(&mut c) {
+                if r.target_protocol_addr == newcomer {
+                    asked = Some(ms);
+                }
+            }
+            if ms >= 1500
+                && resolved_at.is_none()
+                && c.lookup(t(ms), newcomer).unwrap() == Lookup::Resolved(newcomer_mac)
+            {
+                resolved_at = Some(ms);
+            }
+        }
+        assert!(resolved_at.is_some(), "{:?}", c.stats());
+        assert!(c.stats().pending_evicted > 0, "the flood filled the pending table: {:?}", c.stats());
+        assert_eq!(c.lookup(t(3000), PEER_IP).unwrap(), Lookup::Resolved(PEER));
+    }
+
+    #[test]
+    fn requests_on_the_link_are_rate_limited() {
+        let config = ArpConfig { max_pending: 1000, request_rate: 10, request_burst: 5, ..ArpConfig::default() };
+        let mut c = with_peer(config);
+        for i in 0..100 {
+            c.lookup(t(0), spoofed(i)).unwrap();
+        }
+        assert_eq!(drain(&mut c).len(), 5, "the burst");
+        // Then one per 100 ms, whatever is due.
+        let mut sent = 0;
+        for ms in (10..=1000).step_by(10) {
+            c.handle_timeout(t(ms));
+            sent += drain(&mut c).len();
+        }
+        assert_eq!(sent, 10);
+        assert_eq!(c.stats().requests_sent, 15);
+        assert!(c.stats().rate_limited > 0);
+    }
+
+    #[test]
+    fn rate_limited_requests_go_polls_first_then_newest_first() {
+        let config = ArpConfig {
+            entry_lifetime: Duration::from_secs(10),
+            request_rate: 10,
+            request_burst: 1,
+            ..ArpConfig::default()
+        };
+        let mut c = with_peer(config);
+        c.lookup(t(9_900), PEER_IP).unwrap();
+        // The bucket is spent by the first destination; two more wait.
+        c.lookup(t(9_900), spoofed(1)).unwrap();
+        c.lookup(t(9_910), spoofed(2)).unwrap();
+        c.lookup(t(9_920), spoofed(3)).unwrap();
+        assert_eq!(drain(&mut c).len(), 1);
+        // At 10 s the peer's poll is due too: it goes first...
+        c.handle_timeout(t(10_000));
+        let out = drain(&mut c);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1.target_protocol_addr, PEER_IP);
+        // ...then the newest destination, then the older one.
+        let mut order = Vec::new();
+        for ms in (10_010..=10_300).step_by(10) {
+            c.handle_timeout(t(ms));
+            order.extend(drain(&mut c).into_iter().map(|(_, r)| r.target_protocol_addr));
+        }
+        assert_eq!(order[..2], [spoofed(3), spoofed(2)]);
+    }
+
+    #[test]
+    fn flooding_packets_for_us_cannot_evict_an_entry_in_use() {
+        let config = ArpConfig { max_entries: 8, ..ArpConfig::default() };
+        let mut c = with_peer(config);
+        // Requests and replies addressed to us from 1000 spoofed senders.
+        for i in 0..1000u32 {
+            let mac = MacAddress::local_from_random([0, 0, 0, 1, (i >> 8) as u8, i as u8]);
+            let now = t(u64::from(i));
+            if i % 2 == 0 {
+                c.handle_packet(now, &request(mac, spoofed(i), OUR_IP));
+            } else {
+                c.handle_packet(now, &reply(mac, spoofed(i)));
+            }
+            drain(&mut c);
+            assert!(c.entry_count() <= 8);
+            assert_eq!(c.lookup(now, PEER_IP).unwrap(), Lookup::Resolved(PEER));
+        }
+        // The spoofed senders took turns in the other seven places.
+        assert_eq!(c.stats().evicted, 1000 - 7);
+        // With every place in use, a packet for us is answered, not learned.
+        for i in 0..7 {
+            let ip = spoofed(1000 - 7 + i);
+            assert!(matches!(c.lookup(t(1000), ip).unwrap(), Lookup::Resolved(_)));
+        }
+        c.handle_packet(t(1001), &request(MacAddress([2, 0, 0, 0, 0, 9]), spoofed(5000), OUR_IP));
+        assert_eq!(c.stats().not_learned, 1);
+        assert_eq!(drain(&mut c).len(), 1, "the request is still answered");
+        // An answer to our own request may replace the least recently used.
+        c.lookup(t(1002), PEER_IP).unwrap();
+        c.lookup(t(1002), spoofed(6000)).unwrap();
+        c.handle_packet(t(1003), &reply(MacAddress([2, 0, 0, 0, 0, 10]), spoofed(6000)));
+        assert!(matches!(c.lookup(t(1004), spoofed(6000)).unwrap(), Lookup::Resolved(_)));
+        assert_eq!(c.lookup(t(1004), PEER_IP).unwrap(), Lookup::Resolved(PEER));
+    }
+
+    #[test]
+    fn replies_about_other_hosts_change_nothing() {
+        let mut c = with_peer(ArpConfig::default());
+        let third = Ipv4Addr::new(10, 0, 0, 3);
+        for i in 0..100u32 {
+            let mut r = reply(MacAddress([2, 0, 0, 0, 1, i as u8]), spoofed(i));
+            r.target_protocol_addr = third;
+            assert!(!c.handle_packet(t(1), &r));
+        }
+        assert_eq!(c.entry_count(), 1);
+        assert_eq!(c.stats().ignored, 100);
+    }
+
+    #[test]
+    fn shrinking_the_bounds_evicts_to_them() {
+        let mut c = with_peer(ArpConfig::default());
+        for i in 0..10 {
+            c.lookup(t(1), spoofed(i)).unwrap();
+        }
+        assert!(c.set_config(t(2), ArpConfig { max_pending: 3, max_entries: 1, ..ArpConfig::default() }));
+        assert_eq!(c.pending_count(), 3);
+        assert_eq!(c.entry_count(), 1);
+    }
+
+    #[test]
+    fn waiter_bound_per_resolution_rfc_1122_2_3_2_2() {
+        let config = ArpConfig { max_waiters: 1, ..ArpConfig::default() };
         let mut c = ArpCache::new(US, config);
-        c.lookup(t(0), Ipv4Addr::new(10, 0, 0, 5)).unwrap();
-        c.lookup(t(0), Ipv4Addr::new(10, 0, 0, 6)).unwrap();
-        assert!(matches!(c.lookup(t(0), Ipv4Addr::new(10, 0, 0, 7)), Err(ArpError::QueueFull { .. })));
-        c.add_waiter(Ipv4Addr::new(10, 0, 0, 5)).unwrap();
-        assert!(c.add_waiter(Ipv4Addr::new(10, 0, 0, 5)).is_err());
-        c.remove_waiter(Ipv4Addr::new(10, 0, 0, 5));
-        c.add_waiter(Ipv4Addr::new(10, 0, 0, 5)).unwrap();
+        let ip = Ipv4Addr::new(10, 0, 0, 5);
+        c.lookup(t(0), ip).unwrap();
+        let id = c.resolution(ip).unwrap();
+        c.add_waiter(ip, id).unwrap();
+        assert!(matches!(c.add_waiter(ip, id), Err(ArpError::QueueFull { .. })));
+        assert_eq!(c.waiter_count(), 1);
+        c.remove_waiter(ip, id);
+        c.add_waiter(ip, id).unwrap();
+    }
+
+    #[test]
+    fn a_full_pending_table_evicts_the_oldest_unanswered_resolution() {
+        let config = ArpConfig { max_pending: 2, ..ArpConfig::default() };
+        let mut c = ArpCache::new(US, config);
+        let (a, b, new) = (Ipv4Addr::new(10, 0, 0, 5), Ipv4Addr::new(10, 0, 0, 6), Ipv4Addr::new(10, 0, 0, 7));
+        c.lookup(t(0), a).unwrap();
+        let id_a = c.resolution(a).unwrap();
+        c.add_waiter(a, id_a).unwrap();
+        c.lookup(t(10), b).unwrap();
+        assert_eq!(c.lookup(t(20), new).unwrap(), Lookup::Waiting, "the newcomer gets a place");
+        assert_eq!(c.pending_count(), 2);
+        assert_eq!(c.stats().pending_evicted, 1);
+        // `a` had its request out the longest; its waiter learns it lost.
+        assert!(matches!(c.poll_resolution(t(20), a, id_a), Err(ArpError::QueueFull { .. })));
+        assert!(c.resolution(b).is_some());
+        // A later resolution of `a` is a new one: the old waiter's guard
+        // does not touch its count.
+        c.lookup(t(30), a).unwrap();
+        let id_a2 = c.resolution(a).unwrap();
+        assert_ne!(id_a, id_a2);
+        c.add_waiter(a, id_a2).unwrap();
+        c.remove_waiter(a, id_a);
+        assert_eq!(c.waiter_count(), 1);
+    }
+
+    #[test]
+    fn failures_are_evicted_before_resolutions_in_progress() {
+        let config = ArpConfig { max_pending: 2, announce_count: 0, ..ArpConfig::default() };
+        let mut c = ArpCache::new(US, config);
+        let (dead, young, new) = (Ipv4Addr::new(10, 0, 0, 5), Ipv4Addr::new(10, 0, 0, 6), Ipv4Addr::new(10, 0, 0, 7));
+        c.lookup(t(0), dead).unwrap();
+        for i in 1..=5 {
+            c.handle_timeout(t(1000 * i));
+        }
+        assert_eq!(c.lookup(t(5000), dead).unwrap(), Lookup::Failed { attempts: 5 });
+        c.lookup(t(5100), young).unwrap();
+        c.lookup(t(5200), new).unwrap();
+        assert!(c.resolution(dead).is_none(), "the remembered failure made room");
+        assert!(c.resolution(young).is_some());
     }
 
     #[test]

@@ -302,10 +302,14 @@ impl<N, P> core::fmt::Debug for NetStack<N, P> {
 /// Resource usage of a stack, to check its bounds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StackUsage {
-    /// Resolved ARP entries.
+    /// Resolved ARP entries; at most [`ArpConfig::max_entries`].
     pub arp_entries: usize,
-    /// ARP resolutions in progress (or remembered as failed).
+    /// ARP resolutions in progress (or remembered as failed); at most
+    /// [`ArpConfig::max_pending`].
     pub arp_pending: usize,
+    /// Tasks waiting on ARP resolutions, each with the packet it sends; at
+    /// most `max_pending × max_waiters`.
+    pub arp_waiters: usize,
     /// Datagrams being reassembled.
     pub reassembly_datagrams: usize,
     /// Bytes buffered for reassembly.
@@ -396,12 +400,14 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> NetStack<N, P> {
 
     /// What the stack holds now, against its documented bounds.
     pub fn usage(&self) -> StackUsage {
-        let (arp_entries, arp_pending) = self.arp.with_cache(|c| (c.entry_count(), c.pending_count()));
+        let (arp_entries, arp_pending, arp_waiters) =
+            self.arp.with_cache(|c| (c.entry_count(), c.pending_count(), c.waiter_count()));
         let (_, reassembly_datagrams, reassembly_bytes) = self.ip.reassembly_usage();
         let tcp = self.tcp.usage();
         StackUsage {
             arp_entries,
             arp_pending,
+            arp_waiters,
             reassembly_datagrams,
             reassembly_bytes,
             udp_sockets: self.udp.socket_count(),

@@ -156,3 +156,58 @@ pub fn gnttab_query_size() -> Result<(u32, u32), XenError> {
     }
     Ok((arg.nr_frames, arg.max_nr_frames))
 }
+
+/// Sets HVM parameter `index` of this domain to `value`
+/// (`HVMOP_set_param`), e.g. [`HVM_PARAM_CALLBACK_IRQ`].
+pub fn hvm_set_param(index: u32, value: u64) -> Result<(), XenError> {
+    let mut arg = HvmParam { domid: DOMID_SELF, index, value };
+    // SAFETY: `arg` is a live `xen_hvm_param`.
+    unsafe { call_checked("HVMOP_set_param", HYPERCALL_HVM_OP, [HVMOP_SET_PARAM, &mut arg as *mut _ as u64, 0, 0, 0]) }
+        .map(|_| ())
+}
+
+/// Unmasks `port` (`EVTCHNOP_unmask`); Xen raises the upcall again if the
+/// port is pending.
+pub fn evtchn_unmask(port: u32) -> Result<(), XenError> {
+    event_channel_op("EVTCHNOP_unmask", EVTCHNOP_UNMASK, &mut EvtchnPort { port })
+}
+
+/// Arms vCPU 0's one-shot timer (`VCPUOP_set_singleshot_timer`): Xen
+/// raises `VIRQ_TIMER` once its system time reaches `deadline` ns (at
+/// once if it has). Replaces a timer armed before.
+pub fn set_singleshot_timer(deadline: u64) -> Result<(), XenError> {
+    let arg = VcpuSetSingleshotTimer { timeout_abs_ns: deadline, flags: 0 };
+    // SAFETY: `arg` is a live `vcpu_set_singleshot_timer`; vCPU 0 is ours.
+    unsafe {
+        call_checked(
+            "VCPUOP_set_singleshot_timer",
+            HYPERCALL_VCPU_OP,
+            [VCPUOP_SET_SINGLESHOT_TIMER, 0, &arg as *const _ as u64, 0, 0],
+        )
+    }
+    .map(|_| ())
+}
+
+/// Copies `len` bytes from offset `offset` of the page granted by
+/// `granter` under `reference` to the same offset of our frame `dest`
+/// (`GNTTABOP_copy`): Xen checks the grant exactly as for another domain.
+pub fn gnttab_copy_from_grant(granter: u16, reference: u32, dest: u64, offset: u16, len: u16) -> Result<(), XenError> {
+    let mut arg = GnttabCopy {
+        source: GnttabCopyPtr { reference_or_frame: u64::from(reference), domid: granter, offset },
+        dest: GnttabCopyPtr { reference_or_frame: dest, domid: DOMID_SELF, offset },
+        len,
+        flags: GNTCOPY_SOURCE_GREF,
+        status: 0,
+    };
+    // SAFETY: `arg` is one live, writable `gnttab_copy` (count 1).
+    unsafe {
+        call_checked("GNTTABOP_copy", HYPERCALL_GRANT_TABLE_OP, [GNTTABOP_COPY, &mut arg as *mut _ as u64, 1, 0, 0])
+    }?;
+    if arg.status != 0 {
+        return Err(XenError::Hypercall {
+            op: "GNTTABOP_copy (GNTST_* status, not an errno)",
+            errno: i64::from(arg.status),
+        });
+    }
+    Ok(())
+}

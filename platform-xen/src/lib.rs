@@ -9,12 +9,17 @@
 //! | [`XenConsole`] | `mirage_types::console::Console` through the `console_io` hypercall (dom0 only) |
 //! | [`RingConsole`] | `Console` over a domU's PV console ring (`io/console.h`), read in dom0 by `xl console` |
 //! | [`DomainConsole`] | the console [`run`] logs to: `console_io` where Xen allows it, else the ring |
+//! | [`blkfront`] | Xen virtual block devices: the blkif front ring ([`blkfront::ring::FrontRing`]) |
 //! | [`hypercall`] | Xen detection (CPUID), the hypercall page, raw calls |
 //! | [`hypervisor`] | typed hypercalls: `console_io`, `sched_op`, `memory_op`, `hvm_op`, `event_channel_op`, `grant_table_op` |
 //! | [`event`] | event channels as futures: bind, notify, wait; the dispatch of pending events to waiting tasks |
+//! | [`grant`] | grant tables (v1): [`grant::Grant`] gives another domain access to a page; ending it parks entries still mapped |
+//! | [`netfront`] | [`netfront::NetFront`]: a Xen virtual network interface (netif rx/tx rings, grant-reused page pools) as a `mirage_types::net::NetworkDevice` |
 //! | [`page`] | [`page::SharedPage`]: a page shared with another domain, volatile accesses at checked offsets |
 //! | [`shared_info`] | the shared info page: Xen system time, wall clock, event channel bitmaps |
 //! | [`probe`] | a report of the interfaces reached, each used once |
+//! | [`xenstore`] | [`xenstore::Xenstore`]: the xenstore client (read, write, directory, remove, watches, transactions) over the ring of HVM parameters 1 and 2 |
+//! | [`xenbus`] | [`xenbus::Frontend`]: a PV device front-end's xenbus state machine (open, publish, wait for the backend, close) |
 //! | [`abi`] | hypercall numbers and argument layouts from Xen's public headers |
 //!
 //! The kernel measures no TSC on Xen: it takes the frequency from Xen's
@@ -33,15 +38,20 @@
 extern crate alloc;
 
 pub mod abi;
+pub mod blkfront;
 mod console;
 pub mod event;
+pub mod grant;
 pub mod hypercall;
 pub mod hypervisor;
+pub mod netfront;
 pub mod page;
 mod platform;
 pub mod probe;
 mod ring_console;
 pub mod shared_info;
+pub mod xenbus;
+pub mod xenstore;
 
 pub use console::{console_io_allowed, DomainConsole, XenConsole};
 pub use hypercall::XenError;

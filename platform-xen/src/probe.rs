@@ -1,16 +1,20 @@
 //! A report of the hypervisor interfaces this domain reaches, checked by
 //! using each once: the version, an event channel looped back to
-//! ourselves and notified, the grant table's first frame mapped, and the
-//! HVM parameters naming the console and xenstore rings.
+//! ourselves and notified, a page granted through the grant table (the
+//! entry read back, copied through by Xen in dom0, ended), and the HVM
+//! parameters naming the console and xenstore rings.
 
 use core::fmt;
 
 use crate::abi::{
-    DOMID_SELF, HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN,
-    PAGE_SIZE, XENMAPSPACE_GRANT_TABLE,
+    GrantEntryV1, DOMID_SELF, GTF_PERMIT_ACCESS, GTF_READONLY, HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN,
+    HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN,
 };
-use crate::hypercall::{leak_page, XenError};
+use crate::console::console_io_allowed;
+use crate::grant::{self, Grant, GrantRef};
+use crate::hypercall::XenError;
 use crate::hypervisor::*;
+use crate::page::SharedPage;
 use crate::shared_info;
 
 /// What [`probe`] found.
@@ -20,10 +24,10 @@ pub struct Probe {
     pub version: (u16, u16),
     /// The two ports of the loopback channel: `(unbound end, bound end)`.
     pub loopback: (u32, u32),
-    /// Grant table frames `(in use, allowed)`.
-    pub grant_frames: (u32, u32),
-    /// Where grant table frame 0 is mapped.
-    pub grant_table: u64,
+    /// Grant table frames `(mapped by us, allowed by Xen)`.
+    pub grant_frames: (usize, u32),
+    /// What the grant check did.
+    pub grant: GrantCheck,
     /// HVM parameters: console page frame and port, xenstore page frame
     /// and port (0 where the domain has none, as dom0 booted without a
     /// toolstack).
@@ -36,14 +40,31 @@ impl fmt::Display for Probe {
         let (a, b) = self.loopback;
         let (used, max) = self.grant_frames;
         let [cpfn, cport, spfn, sport] = self.rings;
+        let GrantCheck { reference, copied } = self.grant;
         write!(
             f,
             "Xen {major}.{minor}; event channel: port {b} bound to port {a} of our own domain, notified and \
-             delivered; grant table: {used} of {max} frames, frame 0 mapped at {:#x}; console ring pfn {cpfn:#x} \
-             port {cport}, xenstore ring pfn {spfn:#x} port {sport}",
-            self.grant_table
+             delivered; grant table: {used} of {max} frames mapped, ref {reference} granted, entry read back, "
+        )?;
+        if copied {
+            write!(f, "copied through by GNTTABOP_copy, ")?;
+        }
+        write!(
+            f,
+            "ended, none in use; console ring pfn {cpfn:#x} port {cport}, xenstore ring pfn {spfn:#x} port {sport}"
         )
     }
+}
+
+/// What the grant step of [`probe`] did.
+#[derive(Clone, Copy, Debug)]
+pub struct GrantCheck {
+    /// The reference the page was granted under.
+    pub reference: GrantRef,
+    /// Whether Xen copied the page through the grant (`GNTTABOP_copy`
+    /// with ourselves as grantee: only in dom0, whose domain id, 0, we
+    /// know without xenstore; a grant entry cannot name `DOMID_SELF`).
+    pub copied: bool,
 }
 
 /// Why a step of [`probe`] failed.
@@ -64,14 +85,13 @@ impl fmt::Display for ProbeError {
 /// Exercises each interface once (see the module documentation). Needs
 /// the hypercall page and the shared info page ([`crate::run`] sets both
 /// up). `Ok` means every step worked; the first failure is the error.
-/// Leaks one page (the grant table frame stays mapped for later drivers).
+/// Sets up the grant table (see [`crate::grant`]) if nothing did yet.
 pub fn probe() -> Result<Probe, ProbeError> {
     let step = |step: &'static str| move |error| ProbeError { step, error };
     let version = xen_version().map_err(step("version"))?;
     let loopback = loopback_event().map_err(step("event channel loopback"))?;
-    let grant_frames = gnttab_query_size().map_err(step("grant table size"))?;
-    let grant_table = leak_page("grant table").map_err(step("grant table frame"))?;
-    add_to_physmap(XENMAPSPACE_GRANT_TABLE, 0, grant_table / PAGE_SIZE as u64).map_err(step("grant table frame"))?;
+    let grant = grant_page().map_err(step("grant table"))?;
+    let grant_frames = (grant::frames(), gnttab_query_size().map_err(step("grant table size"))?.1);
     let mut rings = [0; 4];
     for (value, param) in rings.iter_mut().zip([
         HVM_PARAM_CONSOLE_PFN,
@@ -81,7 +101,51 @@ pub fn probe() -> Result<Probe, ProbeError> {
     ]) {
         *value = hvm_get_param(param).map_err(step("HVM parameters"))?;
     }
-    Ok(Probe { version, loopback, grant_frames, grant_table, rings })
+    Ok(Probe { version, loopback, grant_frames, grant, rings })
+}
+
+/// Grants a page read-only, checks the entry Xen reads, has Xen copy
+/// through it in dom0, ends it, and checks the count of entries in use
+/// went back to where it was.
+fn grant_page() -> Result<GrantCheck, XenError> {
+    let before = grant::in_use();
+    let page = SharedPage::alloc()?;
+    let pattern = b"mirage-rs grant check";
+    page.write_bytes(64, pattern);
+    // dom0's id is 0; a domU's is unknown here, so it grants to dom0, which
+    // is also who its backends are.
+    let dom0 = console_io_allowed();
+    let grantee = 0;
+    let grant = Grant::access(grantee, page.frame(), true)?;
+    let expected = GrantEntryV1 {
+        flags: GTF_PERMIT_ACCESS | GTF_READONLY,
+        domid: grantee,
+        frame: u32::try_from(page.frame()).unwrap_or(0),
+    };
+    if grant.entry() != Some(expected) || grant.frame() != page.frame() {
+        return Err(XenError::Unexpected("the grant entry does not hold what was granted"));
+    }
+    if grant::in_use() != before + 1 {
+        return Err(XenError::Unexpected("a grant is not counted in use"));
+    }
+    let copied = if dom0 {
+        let target = SharedPage::alloc()?;
+        gnttab_copy_from_grant(DOMID_SELF, grant.reference(), target.frame(), 64, pattern.len() as u16)?;
+        let mut out = [0u8; 21];
+        target.read_bytes(64, &mut out);
+        if &out != pattern {
+            return Err(XenError::Unexpected("GNTTABOP_copy through our grant copied other bytes"));
+        }
+        true
+    } else {
+        false
+    };
+    let reference = grant.reference();
+    drop(grant);
+    if grant::in_use() != before {
+        return Err(XenError::Unexpected("an ended grant is still counted in use"));
+    }
+    Ok(GrantCheck { reference, copied })
 }
 
 /// Binds a port to an unbound port of our own domain, notifies through it

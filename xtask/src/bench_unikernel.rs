@@ -261,7 +261,7 @@ fn linux_reference(dir: &Path) -> Result<(PathBuf, PathBuf, String), TaskError> 
 }
 
 /// One entry of a `newc` cpio archive (the initramfs format).
-fn cpio_entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) {
+pub(crate) fn cpio_entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) {
     let fields = [ino, mode, 0, 0, 1, 0, data.len() as u32, 0, 0, rdev.0, rdev.1, name.len() as u32 + 1, 0];
     out.extend_from_slice(b"070701");
     for field in fields {

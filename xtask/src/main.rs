@@ -32,6 +32,7 @@ mod bench;
 mod bench_programs;
 mod bench_report;
 mod bench_unikernel;
+mod bench_xen;
 mod steps;
 mod virtio;
 mod xen;
@@ -121,6 +122,8 @@ enum Benchmark {
     Block,
     /// Virtio unikernel image sizes, boot times and smallest memory beside Linux.
     Unikernel,
+    /// Xen guest image sizes and boot times as domUs beside a Linux domU.
+    Xen,
 }
 
 /// A failure of a task, with what to do about it.
@@ -143,6 +146,7 @@ fn main() -> ExitCode {
             Benchmark::Tcp => bench_programs::tcp(),
             Benchmark::Block => bench_programs::block(),
             Benchmark::Unikernel => bench_unikernel::unikernel(),
+            Benchmark::Xen => bench_xen::xen(),
         },
     };
     match outcome {
@@ -280,8 +284,8 @@ mod tests {
     fn unknown_apps_and_platforms_are_refused_with_the_choices() {
         let e = run("nope", Platform::Unix, &[]).unwrap_err();
         assert!(e.contains("unknown app \"nope\"") && e.contains("www"), "{e}");
-        let e = run("www", Platform::Xen, &[]).unwrap_err();
-        assert!(e.contains("unknown app \"www\"") && e.contains("hello"), "{e}");
+        let e = run("nope", Platform::Xen, &[]).unwrap_err();
+        assert!(e.contains("unknown app \"nope\"") && e.contains("hello"), "{e}");
         let e = run_virtio("nope", virtio::Machine::Microvm, None, &virtio::NetOptions::default(), &[]).unwrap_err();
         assert!(e.contains("unknown app \"nope\"") && e.contains("block") && e.contains("kv"), "{e}");
         let e = build("hello", Platform::Unix).unwrap_err();

@@ -12,11 +12,19 @@
 //!   toolstack): Xen and the guest both print on the serial line, and the
 //!   guest's status comes back through QEMU's `isa-debug-exit` as the
 //!   command's exit status.
-//! - `domu IMAGE` boots Xen with Debian's Linux as dom0, which starts
-//!   xenstored and xenconsoled and `xl create`s the image as a PVH domU
-//!   with an 8 MiB disk (`xvda`) and a network interface (dom0's end
-//!   10.0.0.1/24); the guest's console, read with `xl console`, is printed
+//! - `domu IMAGE [--dom0-script FILE] [--runs N]` boots Xen with Debian's
+//!   Linux as dom0, which starts xenstored and xenconsoled and `xl
+//!   create`s the image as a PVH domU with an 8 MiB disk (`xvda`) and a
+//!   network interface (dom0's end 10.0.0.1/24; the guest uses
+//!   10.0.0.2/24); the guest's console, read with `xl console`, is printed
 //!   between `===== guest console =====` and `===== end guest console =====`.
+//!   `--runs N` creates the guest N times on the same disk (one console
+//!   each); `--dom0-script` runs a script in dom0 beside the first run
+//!   (e.g. `wget` from the guest), printed between its own markers. The
+//!   log carries `harness: at SECONDS ...` lines (dom0 uptime) for
+//!   `xl create`, the unpause and the guest's first console output.
+//! - `build APP --platform xen` builds the image and an `xl` config for a
+//!   Xen host of your own; `run APP --platform xen` boots it as a domU.
 //!
 //! Every run has a timeout; one that times out is retried once (the
 //! Linux dom0 hangs before its init in about 1 boot in 17 under TCG), and
@@ -89,6 +97,16 @@ pub const DOMU_TIMEOUT: Duration = Duration::from_secs(240);
 pub const GUEST_CONSOLE_START: &str = "===== guest console =====";
 /// See [`GUEST_CONSOLE_START`].
 pub const GUEST_CONSOLE_END: &str = "===== end guest console =====";
+/// The markers around the output of `--dom0-script`.
+pub const DOM0_SCRIPT_START: &str = "===== dom0 script =====";
+/// See [`DOM0_SCRIPT_START`].
+pub const DOM0_SCRIPT_END: &str = "===== end dom0 script =====";
+
+/// How long one guest run may last before dom0 destroys it, and the
+/// dom0 script's limit.
+const GUEST_SECONDS: u32 = 60;
+/// See [`GUEST_SECONDS`].
+const DOM0_SCRIPT_SECONDS: u32 = 100;
 
 /// `cargo xtask xen ...`.
 #[derive(Clone, Debug, clap::Subcommand)]
@@ -107,10 +125,31 @@ pub enum XenTask {
     Domu {
         /// The PVH kernel image (ELF).
         image: PathBuf,
+        #[command(flatten)]
+        options: DomuOptions,
         /// The guest's command line.
         #[arg(last = true)]
         args: Vec<String>,
     },
+}
+
+/// How `domu` runs the guest.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct DomuOptions {
+    /// A busybox `sh` script dom0 runs once the (first) guest is unpaused,
+    /// beside it (at most 100 s); its output is printed between
+    /// `===== dom0 script =====` and `===== end dom0 script =====`.
+    #[arg(long, value_name = "FILE")]
+    pub dom0_script: Option<PathBuf>,
+    /// Create the guest this many times in a row on the same disk (1 to 5).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=5))]
+    pub runs: u32,
+    /// An initial RAM disk for the guest (to boot a Linux domU).
+    #[arg(long, value_name = "FILE")]
+    pub ramdisk: Option<PathBuf>,
+    /// The guest's memory in MiB.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(8..=256))]
+    pub memory: u32,
 }
 
 /// Runs a `cargo xtask xen` task.
@@ -118,7 +157,7 @@ pub fn task(task: &XenTask) -> Result<ExitCode, TaskError> {
     match task {
         XenTask::Prepare => prepare().map(|_| ExitCode::SUCCESS),
         XenTask::Dom0 { image, args } => dom0(image, args).map(ExitCode::from),
-        XenTask::Domu { image, args } => domu(image, args).map(|_| ExitCode::SUCCESS),
+        XenTask::Domu { image, options, args } => domu(image, args, options).map(|_| ExitCode::SUCCESS),
     }
 }
 
@@ -348,7 +387,7 @@ fn build_rootfs(unpacked: &Path, rootfs: &Path) -> Result<(), TaskError> {
     }
     write_executable(&rootfs.join("etc/xen/scripts/block-attach"), BLOCK_SCRIPT)?;
     write_executable(&rootfs.join("etc/xen/scripts/vif-attach"), VIF_SCRIPT)?;
-    write_executable(&rootfs.join("init"), &init_script())
+    write_executable(&rootfs.join("init"), &init_script(1))
 }
 
 /// The block hotplug script: Xen's needs udev and bash; blkback only needs
@@ -373,10 +412,13 @@ esac
 exit 0
 "#;
 
-/// dom0's `/init`: brings up the toolstack, creates the guest paused,
-/// attaches `xl console` to a file, runs the guest until it ends or the
-/// time limit, prints its console between the markers, powers off.
-fn init_script() -> String {
+/// dom0's `/init`: brings up the toolstack, then `runs` times: creates
+/// the guest paused, attaches `xl console` to a file, unpauses it and
+/// waits until it ends or [`GUEST_SECONDS`]. The first run also starts
+/// `/dom0-script` if there is one. Prints each run's console and the
+/// script's output between their markers, with the times of the
+/// milestones (seconds of dom0 uptime, `harness: at`), and powers off.
+fn init_script(runs: u32) -> String {
     format!(
         r#"#!/bin/sh
 export PATH=/sbin:/bin:/usr/lib/xen-4.17/bin LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu
@@ -391,24 +433,50 @@ xenstored --pid-file /run/xenstored.pid
 xen-init-dom0 >/dev/null
 xenconsoled --log=guest --log-dir=/var/log/xen/console --pid-file=/run/xenconsoled.pid
 dd if=/dev/zero of=/disk.img bs=1M count=8 2>/dev/null; losetup /dev/loop0 /disk.img
+now() {{ cut -d' ' -f1 /proc/uptime; }}
 echo "harness: toolstack up"
-if xl create -p /etc/xen/guest.cfg; then
-  timeout 120 xl console guest </dev/null >/console.txt 2>&1 &
-  sleep 1
-  xl unpause guest
-  echo "harness: guest running"
-  i=0; while xl list guest >/dev/null 2>&1 && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done
-  if xl list guest >/dev/null 2>&1; then echo "harness: guest still running after ${{i}}s, destroying"; xl destroy guest; fi
-  sleep 1
-else
-  echo "harness: xl create failed"
-fi
-echo "{start}"; cat /console.txt 2>/dev/null; echo "{end}"
+run=1
+while [ $run -le {runs} ]; do
+  echo "harness: at $(now) xl create (run $run)"
+  if xl create -p /etc/xen/guest.cfg; then
+    echo "harness: at $(now) created"
+    timeout 120 xl console guest </dev/null >/console.$run.txt 2>&1 &
+    sleep 1
+    xl unpause guest
+    echo "harness: at $(now) guest running (run $run)"
+    if [ $run = 1 ] && [ -f /dom0-script ]; then
+      (timeout {script_seconds} sh /dom0-script >/dom0-script.txt 2>&1; echo "dom0 script exit status $?" >>/dom0-script.txt) &
+      script=$!
+    fi
+    i=0; seen=0
+    while xl list guest >/dev/null 2>&1 && [ $i -lt {guest_ticks} ]; do
+      if [ $seen = 0 ] && [ -s /console.$run.txt ]; then echo "harness: at $(now) first console output"; seen=1; fi
+      sleep 0.1; i=$((i+1))
+    done
+    if xl list guest >/dev/null 2>&1; then echo "harness: guest still running after {guest_seconds}s, destroying"; xl destroy guest; fi
+    echo "harness: at $(now) guest gone (run $run)"
+    sleep 1
+  else
+    echo "harness: xl create failed"
+  fi
+  run=$((run+1))
+done
+# The script gets a few seconds after the last run, then is stopped.
+i=0; while [ -n "$script" ] && kill -0 $script 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+[ -n "$script" ] && kill -0 $script 2>/dev/null && {{ echo "harness: stopping the dom0 script"; pkill -f dom0-script; }}
+run=1
+while [ $run -le {runs} ]; do echo "{start}"; cat /console.$run.txt 2>/dev/null; echo "{end}"; run=$((run+1)); done
+if [ -f /dom0-script ]; then echo "{script_start}"; cat /dom0-script.txt 2>/dev/null; echo "{script_end}"; fi
 poweroff -f
 "#,
         modules = MODULES.iter().filter_map(|m| Path::new(m).file_name()?.to_str()).collect::<Vec<_>>().join(" "),
         start = GUEST_CONSOLE_START,
         end = GUEST_CONSOLE_END,
+        script_start = DOM0_SCRIPT_START,
+        script_end = DOM0_SCRIPT_END,
+        script_seconds = DOM0_SCRIPT_SECONDS,
+        guest_seconds = GUEST_SECONDS,
+        guest_ticks = GUEST_SECONDS * 10,
     )
 }
 
@@ -528,6 +596,31 @@ fn run_with_retry(make: impl Fn() -> Command, timeout: Duration, log_path: &Path
     ))
 }
 
+/// A directory of one run's files (`target/xen-harness/runs/PID-N`),
+/// which keeps its serial log for reading after the run.
+struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    fn new() -> Result<RunDir, TaskError> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = harness_dir().join("runs").join(format!("{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        Ok(RunDir { path })
+    }
+}
+
+impl Drop for RunDir {
+    /// Leaves only the logs.
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(self.path.join("overlay"));
+        let _ = fs::remove_file(self.path.join("dom0-initrd.gz"));
+    }
+}
+
 /// Prepares the harness if needed.
 fn prepared() -> Result<Harness, TaskError> {
     let harness = Harness::at(&harness_dir());
@@ -541,7 +634,7 @@ fn prepared() -> Result<Harness, TaskError> {
 pub fn dom0(image: &Path, args: &[String]) -> Result<u8, TaskError> {
     let harness = prepared()?;
     let module = module(image, args)?;
-    let log = harness_dir().join("serial-dom0.log");
+    let log = RunDir::new()?.path.join("serial-dom0.log");
     let outcome = run_with_retry(|| qemu_command(&harness.xen, DOM0_XEN_ARGS, &module), DOM0_TIMEOUT, &log)?;
     match outcome.code.and_then(crate::virtio::guest_status) {
         Some(status) => Ok(status),
@@ -553,53 +646,153 @@ pub fn dom0(image: &Path, args: &[String]) -> Result<u8, TaskError> {
     }
 }
 
-/// The guest's console from a path B serial log, if dom0 printed it.
-pub fn guest_console(log: &str) -> Option<&str> {
-    let start = log.find(GUEST_CONSOLE_START)? + GUEST_CONSOLE_START.len();
-    let end = start + log[start..].find(GUEST_CONSOLE_END)?;
-    Some(log[start..end].trim_matches('\n'))
+/// The text between `start` and the next `end` marker from `from` on, and
+/// where it ended.
+fn between<'a>(log: &'a str, from: usize, start: &str, end: &str) -> Option<(&'a str, usize)> {
+    let begin = from + log.get(from..)?.find(start)? + start.len();
+    let stop = begin + log[begin..].find(end)?;
+    Some((log[begin..stop].trim_matches('\n'), stop + end.len()))
 }
 
-/// `cargo xtask xen domu IMAGE`: succeeds when dom0 printed the guest's
-/// console.
-pub fn domu(image: &Path, args: &[String]) -> Result<(), TaskError> {
-    let harness = prepared()?;
-    copy(image, &harness.rootfs.join("guest.elf"))?;
-    // Rewritten on every run, so a harness prepared by an older xtask gets
-    // the current script.
-    write_executable(&harness.rootfs.join("init"), &init_script())?;
-    let mut config = String::from(
-        "name = \"guest\"\ntype = \"pvh\"\nkernel = \"/guest.elf\"\nmemory = 32\nvcpus = 1\n\
-         on_poweroff = \"destroy\"\non_crash = \"preserve\"\n\
+/// Every run's guest console from a path B serial log, in order.
+fn guest_consoles(log: &str) -> Vec<&str> {
+    let mut consoles = Vec::new();
+    let mut at = 0;
+    while let Some((text, next)) = between(log, at, GUEST_CONSOLE_START, GUEST_CONSOLE_END) {
+        consoles.push(text);
+        at = next;
+    }
+    consoles
+}
+
+/// The `--dom0-script` output from a path B serial log.
+fn dom0_script_output(log: &str) -> Option<&str> {
+    between(log, 0, DOM0_SCRIPT_START, DOM0_SCRIPT_END).map(|(text, _)| text)
+}
+
+/// The first run's milestones from the `harness: at SECONDS WHAT` lines:
+/// how long `xl create` took, and how long after the unpause the guest's
+/// console first had output (the console is polled every 0.1 s).
+fn first_run_timing(log: &str) -> Option<String> {
+    let at = |what: &str| {
+        log.lines()
+            .filter_map(|line| line.trim().strip_prefix("harness: at "))
+            .find(|rest| rest.split_once(' ').is_some_and(|(_, w)| w == what))
+            .and_then(|rest| rest.split_once(' ')?.0.parse::<f64>().ok())
+    };
+    let create = at("xl create (run 1)")?;
+    let created = at("created")?;
+    let running = at("guest running (run 1)")?;
+    let output = at("first console output")?;
+    Some(format!(
+        "xl create took {:.2} s; the guest's first console output came {:.2} s after the unpause",
+        created - create,
+        output - running
+    ))
+}
+
+/// What the harness boots as its domU.
+pub(crate) struct Guest<'a> {
+    /// The kernel image on the host.
+    pub image: &'a Path,
+    /// An initial RAM disk for it (Linux), if any.
+    pub ramdisk: Option<&'a Path>,
+    /// The guest's memory in MiB.
+    pub memory_mib: u32,
+    /// The guest's command line.
+    pub args: &'a [String],
+}
+
+/// The xl configuration of the harness's domU: PVH, one vCPU, the
+/// 8 MiB disk `xvda` on dom0's `/dev/loop0` and a vif whose dom0 end is
+/// 10.0.0.1/24; the kernel is `/guest.elf` and the RAM disk
+/// `/guest.initrd` inside dom0.
+fn xl_config(guest: &Guest) -> Result<String, TaskError> {
+    let mut config = format!(
+        "name = \"guest\"\ntype = \"pvh\"\nkernel = \"/guest.elf\"\nmemory = {}\nvcpus = 1\n\
+         on_poweroff = \"destroy\"\non_reboot = \"destroy\"\non_crash = \"preserve\"\n\
          disk = [ \"format=raw, vdev=xvda, access=rw, script=/etc/xen/scripts/block-attach, target=/dev/loop0\" ]\n\
          vif = [ \"mac=00:16:3e:00:00:01, script=/etc/xen/scripts/vif-attach\" ]\n",
+        guest.memory_mib
     );
-    if !args.is_empty() {
-        let line = args.join(" ");
+    if guest.ramdisk.is_some() {
+        config.push_str("ramdisk = \"/guest.initrd\"\n");
+    }
+    if !guest.args.is_empty() {
+        let line = guest.args.join(" ");
         if line.contains('"') {
             return Err(format!("the guest's command line {line:?} may not contain a double quote"));
         }
         config.push_str(&format!("cmdline = \"{line}\"\n"));
     }
-    let config_path = harness.rootfs.join("etc/xen/guest.cfg");
-    fs::write(&config_path, config).map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
-    let initrd = harness_dir().join("dom0-initrd.gz");
-    let pack = format!("find . | cpio -o -H newc 2>/dev/null | gzip -1 > '{}'", initrd.display());
-    checked("packing dom0's initramfs", Command::new("sh").args(["-c", &pack]).current_dir(&harness.rootfs))?;
+    Ok(config)
+}
+
+/// `cargo xtask xen domu IMAGE`: succeeds when dom0 printed the guest's
+/// console for every run.
+pub fn domu(image: &Path, args: &[String], options: &DomuOptions) -> Result<(), TaskError> {
+    let guest = Guest { image, ramdisk: options.ramdisk.as_deref(), memory_mib: options.memory, args };
+    boot_domu(&guest, options).map(|_| ())
+}
+
+/// Boots Xen with the Linux dom0 and runs `guest` as its domU as
+/// `options` say; returns the serial log once dom0 printed every run's
+/// console (and the script's output, with one).
+pub(crate) fn boot_domu(guest: &Guest, options: &DomuOptions) -> Result<String, TaskError> {
+    let harness = prepared()?;
+    // Runs may go on side by side (several tests at once): each gets its
+    // own directory with the files that differ per run, packed as a second
+    // archive after the shared root file system's (the kernel unpacks both,
+    // the second over the first).
+    let run = RunDir::new()?;
+    let overlay = run.path.join("overlay");
+    fs::create_dir_all(overlay.join("etc/xen")).map_err(|e| format!("cannot create {}: {e}", overlay.display()))?;
+    copy(guest.image, &overlay.join("guest.elf"))?;
+    if let Some(ramdisk) = guest.ramdisk {
+        copy(ramdisk, &overlay.join("guest.initrd"))?;
+    }
+    if let Some(path) = &options.dom0_script {
+        copy(path, &overlay.join("dom0-script"))?;
+    }
+    write_executable(&overlay.join("init"), &init_script(options.runs))?;
+    let config_path = overlay.join("etc/xen/guest.cfg");
+    fs::write(&config_path, xl_config(guest)?).map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
+    let initrd = run.path.join("dom0-initrd.gz");
+    let pack = |dir: &Path, append: bool| {
+        let redirect = if append { ">>" } else { ">" };
+        let command = format!("find . | cpio -o -H newc 2>/dev/null | gzip -1 {redirect} '{}'", initrd.display());
+        checked("packing dom0's initramfs", Command::new("sh").args(["-c", &command]).current_dir(dir))
+    };
+    pack(&harness.rootfs, false)?;
+    pack(&overlay, true)?;
     let modules = format!("{} console=hvc0 earlyprintk=xen,{}", harness.vmlinuz.display(), initrd.display());
     if modules.matches(',').count() != 1 {
         return Err(format!("the harness path {} contains a comma, which QEMU cannot pass", harness_dir().display()));
     }
-    let log = harness_dir().join("serial-domu.log");
-    let outcome = run_with_retry(|| qemu_command(&harness.xen, DOMU_XEN_ARGS, &modules), DOMU_TIMEOUT, &log)?;
-    match guest_console(&outcome.log) {
-        Some(_) => Ok(()),
-        None => Err(format!("dom0 did not print the guest's console; the log is {}", log.display())),
+    let log = run.path.join("serial-domu.log");
+    let timeout = DOMU_TIMEOUT + Duration::from_secs(u64::from(GUEST_SECONDS + 15) * u64::from(options.runs - 1));
+    let outcome = run_with_retry(|| qemu_command(&harness.xen, DOMU_XEN_ARGS, &modules), timeout, &log)?;
+    if let Some(timing) = first_run_timing(&outcome.log) {
+        println!("==> {timing}");
     }
+    if options.dom0_script.is_some() && dom0_script_output(&outcome.log).is_none() {
+        return Err(format!("dom0 did not print the script's output; the log is {}", log.display()));
+    }
+    let printed = guest_consoles(&outcome.log).len();
+    if printed != options.runs as usize {
+        return Err(format!(
+            "dom0 printed the guest's console for {printed} of {} runs; the log is {}",
+            options.runs,
+            log.display()
+        ));
+    }
+    Ok(outcome.log)
 }
 
 /// `cargo xtask build APP --platform xen`: builds `examples/APP/xen` with
-/// the kernel profile and returns the image's path.
+/// the kernel profile, writes an `xl` configuration beside the image
+/// (`target/kernel/APP-xen.cfg`, for a Xen host of your own) and returns
+/// the image's path.
 pub fn build(app: &str) -> Result<PathBuf, TaskError> {
     let package = format!("{app}-xen");
     checked(
@@ -608,15 +801,35 @@ pub fn build(app: &str) -> Result<PathBuf, TaskError> {
     )?;
     let image = workspace_root().join("target/kernel").join(&package);
     let size = fs::metadata(&image).map_err(|e| format!("no image at {}: {e}", image.display()))?.len();
-    println!("{} ({size} bytes)", image.display());
+    let config_path = image.with_extension("cfg");
+    let kernel = image.to_str().ok_or_else(|| format!("image path {} is not UTF-8", image.display()))?;
+    fs::write(&config_path, host_xl_config(&package, kernel))
+        .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
+    println!("{} ({size} bytes)\n{} (xl create {0}.cfg)", image.display(), config_path.display());
     Ok(image)
 }
 
-/// `cargo xtask run APP --platform xen`: builds the image and boots it as
-/// dom0 (path A, where `console_io` prints); returns the guest's status.
+/// An `xl` configuration for running the image on a Xen host: PVH, the
+/// harness's memory size, and commented-out disk and network lines to
+/// adapt.
+fn host_xl_config(name: &str, kernel: &str) -> String {
+    format!(
+        "# xl create {name}.cfg -c   (written by `cargo xtask build APP --platform xen`)\n\
+         name = \"{name}\"\ntype = \"pvh\"\nkernel = \"{kernel}\"\nmemory = 32\nvcpus = 1\n\
+         on_poweroff = \"destroy\"\non_crash = \"preserve\"\n\
+         # The application's flags, e.g. for www: cmdline = \"-- --ipv4 10.0.0.2/24\"\n\
+         # cmdline = \"\"\n\
+         # A disk (block, kv): disk = [ \"format=raw, vdev=xvda, access=rw, target=/path/to/disk.img\" ]\n\
+         # A network interface (www, echo, ping): vif = [ \"bridge=xenbr0\" ]\n"
+    )
+}
+
+/// `cargo xtask run APP --platform xen`: builds the image and runs it as a
+/// domU of the harness's Linux dom0 (path B), printing its console.
 pub fn run(app: &str, args: &[String]) -> Result<ExitCode, TaskError> {
     let image = build(app)?;
-    dom0(&image, args).map(ExitCode::from)
+    domu(&image, args, &DomuOptions { dom0_script: None, runs: 1, ramdisk: None, memory: 32 })
+        .map(|_| ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
@@ -633,9 +846,9 @@ mod tests {
     #[test]
     fn the_guest_console_is_cut_from_the_log() {
         let log = format!("boot\n{GUEST_CONSOLE_START}\nline 1\nline 2\n{GUEST_CONSOLE_END}\nDOM0: done\n");
-        assert_eq!(guest_console(&log), Some("line 1\nline 2"));
-        assert_eq!(guest_console("no markers"), None);
-        assert_eq!(guest_console(&format!("{GUEST_CONSOLE_START}\nunfinished")), None);
+        assert_eq!(guest_consoles(&log), ["line 1\nline 2"]);
+        assert!(guest_consoles("no markers").is_empty());
+        assert!(guest_consoles(&format!("{GUEST_CONSOLE_START}\nunfinished")).is_empty());
     }
 
     #[test]
@@ -649,11 +862,53 @@ mod tests {
 
     #[test]
     fn the_init_script_loads_every_module_and_prints_the_markers() {
-        let script = init_script();
+        let script = init_script(2);
         for module in MODULES {
             let name = Path::new(module).file_name().unwrap().to_str().unwrap();
             assert!(script.contains(name), "{name}");
         }
         assert!(script.contains(GUEST_CONSOLE_START) && script.contains(GUEST_CONSOLE_END));
+        assert!(script.contains("[ $run -le 2 ]") && script.contains(DOM0_SCRIPT_START));
+    }
+
+    #[test]
+    fn every_run_console_and_the_script_output_are_cut_from_the_log() {
+        let log = format!(
+            "boot\n{GUEST_CONSOLE_START}\nrun 1\n{GUEST_CONSOLE_END}\n{GUEST_CONSOLE_START}\nrun 2\n{GUEST_CONSOLE_END}\n\
+             {DOM0_SCRIPT_START}\nfetched\n{DOM0_SCRIPT_END}\n"
+        );
+        assert_eq!(guest_consoles(&log), ["run 1", "run 2"]);
+        assert_eq!(dom0_script_output(&log), Some("fetched"));
+        assert_eq!(dom0_script_output("none"), None);
+    }
+
+    #[test]
+    fn the_first_run_milestones_are_read_from_the_log() {
+        let log = "harness: at 10.00 xl create (run 1)\nharness: at 11.50 created\n\
+                   harness: at 12.50 guest running (run 1)\nharness: at 12.80 first console output\n";
+        let timing = first_run_timing(log).unwrap();
+        assert!(timing.contains("took 1.50 s") && timing.contains("0.30 s after"), "{timing}");
+        assert_eq!(first_run_timing("harness: at 1.0 created\n"), None);
+    }
+
+    #[test]
+    fn the_host_config_names_the_image() {
+        let config = host_xl_config("www-xen", "/w/target/kernel/www-xen");
+        assert!(config.contains("kernel = \"/w/target/kernel/www-xen\"") && config.contains("name = \"www-xen\""));
+    }
+
+    #[test]
+    fn the_xl_config_carries_the_command_line_and_refuses_quotes() {
+        let args = ["--ipv4".to_string(), "10.0.0.2/24".to_string()];
+        let guest = Guest { image: Path::new("x"), ramdisk: None, memory_mib: 32, args: &args };
+        let config = xl_config(&guest).unwrap();
+        assert!(config.contains("cmdline = \"--ipv4 10.0.0.2/24\""), "{config}");
+        assert!(config.contains("vdev=xvda") && config.contains("type = \"pvh\""), "{config}");
+        assert!(!config.contains("ramdisk"), "{config}");
+        let linux = Guest { ramdisk: Some(Path::new("r")), memory_mib: 128, ..guest };
+        let config = xl_config(&linux).unwrap();
+        assert!(config.contains("ramdisk = \"/guest.initrd\"") && config.contains("memory = 128"), "{config}");
+        let quoted = ["a\"b".to_string()];
+        assert!(xl_config(&Guest { args: &quoted, ..linux }).unwrap_err().contains("double quote"));
     }
 }

@@ -3,7 +3,18 @@
 //! complete byte-exact, our stack's TCP usage must stay within the
 //! documented bounds (`TcpLimits`: `syn_backlog` half-open connections per
 //! listener, then SYN cookies; `max_connections` in all) during and after
-//! the flood, and a new client must still connect afterwards.
+//! the flood, and new clients must still connect, during the flood and
+//! afterwards.
+//!
+//! The spoofed sources are on our subnet, so every SYN-ACK to one needs an
+//! ARP resolution that never completes: the flood loads the ARP layer's
+//! pending table (which must stay within `ArpConfig::max_pending`, and
+//! its resolved entries within `max_entries`). Our ARP entries are made
+//! to expire every second, so the running transfer's peer must be kept
+//! resolved (by unicast polls) in the middle of the flood; and one new
+//! client connects from a second address of the namespace, which Linux
+//! does not announce to us (it has our MAC already), so our answer to it
+//! needs a broadcast resolution competing with the spoofed ones.
 //!
 //! The sender is this test binary run again inside the namespace (`ip
 //! netns exec … env SYNFLOOD_TARGET=… <this binary> flood_sender`): the
@@ -19,6 +30,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use mirage_net_stack::arp::ArpConfig;
 use mirage_net_stack::tcp::TcpLimits;
 use mirage_net_stack::wire::tcp::{TcpFlags, TcpOptions};
 use mirage_net_stack::wire::{SeqNumber, TcpPacket, TcpRepr};
@@ -29,8 +41,12 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 const TARGET_VAR: &str = "SYNFLOOD_TARGET";
 /// SYNs in the flood.
 const FLOOD_SYNS: u32 = 5000;
-/// The flood is paced over about this long, so it overlaps the transfer.
-const FLOOD_TIME: Duration = Duration::from_secs(3);
+/// The flood is paced over about this long, so it overlaps the transfer
+/// and the new clients.
+const FLOOD_TIME: Duration = Duration::from_secs(6);
+/// The namespace's second address, outside the spoofed .10–.249, from
+/// which a new client connects during the flood.
+const SECOND_HOST: u8 = 7;
 /// Listeners our stack has in `with_tcp_services` (echo and HTTP).
 const LISTENERS: usize = 2;
 /// The backlog `with_tcp_services` listens with.
@@ -104,17 +120,46 @@ fn syn_flood_while_curl_transfers() {
     let exe = exe.to_str().expect("a UTF-8 test binary path").to_string();
     with_tcp_services("mirage-synflood", "f", 85, 2 << 20, Rc::new, |s| async move {
         let limits = TcpLimits::default();
+        // Entries expire every second, so keeping the client resolved is
+        // the ARP layer's work during the whole flood.
+        let arp = ArpConfig { entry_lifetime: Duration::from_secs(1), ..ArpConfig::default() };
+        s.stack.arp().set_config(arp);
+        let [a, b, c, _] = s.ours.octets();
+        let second = Ipv4Addr::new(a, b, c, SECOND_HOST);
+        let add = ["ip", "addr", "add", &format!("{second}/24"), "dev", &s.iface];
+        run_in(&s.ns, &add, None, Duration::from_secs(10)).await.expect("adding the second client address");
         let target = format!("{TARGET_VAR}={}:{HTTP_PORT}:{FLOOD_SYNS}", s.ours);
         let flood_args = ["env", &target, &exe, "--exact", "flood_sender", "--ignored", "--nocapture"];
-        let flood = run_in(&s.ns, &flood_args, None, Duration::from_secs(30));
+        let flood_over = std::cell::Cell::new(false);
+        let flood = async {
+            let r = run_in(&s.ns, &flood_args, None, Duration::from_secs(30)).await;
+            flood_over.set(true);
+            r
+        };
         let transfer = async {
             // Let the flood fill the listener's half-open slots first.
             tokio::time::sleep(Duration::from_millis(500)).await;
             curl_fetch(&s.ns, s.ours, &s.file, Duration::from_secs(20)).await;
         };
+        let new_clients = async {
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            // From the running transfer's address, whose entry is in use...
+            nc_echo(&s.ns, s.ours, 16 * 1024, 3, Duration::from_secs(20)).await;
+            let first_during_flood = !flood_over.get();
+            // ...and from one we have never heard of.
+            let url = format!("http://{}:{HTTP_PORT}/file", s.ours);
+            let from = second.to_string();
+            let args = ["curl", "-sS", "--max-time", "20", "--interface", &from, &url];
+            let got = run_in(&s.ns, &args, None, Duration::from_secs(30)).await.expect("curl from the second address");
+            assert!(got == *s.file, "curl from {second} got {} bytes, not the file", got.len());
+            (first_during_flood, !flood_over.get())
+        };
         let stack = s.stack.clone();
         let bounds_held = move || {
             let u = stack.usage();
+            assert!(u.arp_entries <= arp.max_entries, "ARP entries over max_entries: {u:?}");
+            assert!(u.arp_pending <= arp.max_pending, "ARP resolutions over max_pending: {u:?}");
+            assert!(u.arp_waiters <= arp.max_pending * arp.max_waiters, "ARP waiters over their bound: {u:?}");
             assert!(
                 u.tcp_half_open <= limits.syn_backlog * LISTENERS,
                 "{} half-open connections, over syn_backlog {} per listener: {u:?}",
@@ -127,34 +172,43 @@ fn syn_flood_while_curl_transfers() {
                 "over max_connections {}: {u:?}",
                 limits.max_connections
             );
-            u.tcp_half_open
+            (u.tcp_half_open, u.arp_pending)
         };
         let done = std::cell::Cell::new(false);
         let work = async {
-            let (flood, ()) = tokio::join!(flood, transfer);
+            let (flood, (), during) = tokio::join!(flood, transfer, new_clients);
             done.set(true);
-            flood
+            (flood, during)
         };
         let watch = async {
-            let mut peak = 0;
+            let mut peak = (0, 0);
             // Each pass samples the usage every 10 ms until the flood and
             // the transfer are over; their own deadlines (30 s) end them.
             for _ in 0..6000 {
                 if done.get() {
                     break;
                 }
-                peak = peak.max(bounds_held());
+                let (half_open, pending) = bounds_held();
+                peak = (peak.0.max(half_open), peak.1.max(pending));
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             peak
         };
         let started = Instant::now();
-        let (flood, peak) = tokio::join!(work, watch);
+        let ((flood, during), (peak, peak_pending)) = tokio::join!(work, watch);
         flood.expect("the flood sender");
         // Otherwise the flood never reached the stack and tested nothing.
         assert!(peak >= limits.syn_backlog, "the flood filled only {peak} of {} half-open slots", limits.syn_backlog);
+        // 64 was the pending bound that used to refuse real neighbours.
+        assert!(peak_pending > 64, "the flood loaded the ARP layer with only {peak_pending} resolutions");
+        let arp_stats = s.stack.arp().with_cache(|c| c.stats());
+        assert!(arp_stats.polls_sent > 0, "the client's entry never expired and was polled: {arp_stats:?}");
+        // The flood lasts seconds; each client needs milliseconds unless it
+        // waits behind the spoofed resolutions, as it did before issue 5.
+        assert_eq!(during, (true, true), "new clients were served only after the flood (echo, second address)");
         println!(
-            "flood of {FLOOD_SYNS} SYNs and a 2 MiB curl fetch took {:?}; peak half-open {peak}",
+            "flood of {FLOOD_SYNS} SYNs, a 2 MiB curl fetch and two new clients took {:?}; \
+             peak half-open {peak}, peak ARP pending {peak_pending}; ARP {arp_stats:?}",
             started.elapsed()
         );
         bounds_held();

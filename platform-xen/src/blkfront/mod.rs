@@ -1,0 +1,3 @@
+//! blkfront (in progress).
+
+pub mod ring;
