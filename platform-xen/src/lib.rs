@@ -9,7 +9,7 @@
 //! | [`XenConsole`] | `mirage_types::console::Console` through the `console_io` hypercall (dom0 only) |
 //! | [`RingConsole`] | `Console` over a domU's PV console ring (`io/console.h`), read in dom0 by `xl console` |
 //! | [`DomainConsole`] | the console [`run`] logs to: `console_io` where Xen allows it, else the ring |
-//! | [`blkfront`] | Xen virtual block devices: the blkif front ring ([`blkfront::ring::FrontRing`]) |
+//! | [`blkfront`] | [`blkfront::BlockFront`]: a Xen virtual block device (blkif ring, grant-reused bounce pages) as a `mirage_types::block::BlockDevice` |
 //! | [`hypercall`] | Xen detection (CPUID), the hypercall page, raw calls |
 //! | [`hypervisor`] | typed hypercalls: `console_io`, `sched_op`, `memory_op`, `hvm_op`, `event_channel_op`, `grant_table_op` |
 //! | [`event`] | event channels as futures: bind, notify, wait; the dispatch of pending events to waiting tasks |

@@ -247,6 +247,109 @@ impl Frontend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xenstore::fake::{block_on, daemon, simulated};
+    use crate::xenstore::wire::MessageType;
+
+    const BACKEND: &str = "/local/domain/0/backend/vbd/7/768";
+
+    /// A client whose `device/vbd/768` has a backend in state `state`.
+    fn with_backend(state: &str) -> Rc<Xenstore> {
+        let store = simulated();
+        {
+            let mut d = daemon(&store);
+            d.set("/local/domain/7/device/vbd/768/backend", BACKEND);
+            d.set(&format!("{BACKEND}/state"), state);
+            d.set(&format!("{BACKEND}/sectors"), "16384");
+            d.set(&format!("{BACKEND}/sector-size"), "512x");
+        }
+        store
+    }
+
+    #[test]
+    fn list_and_open_read_the_toolstack_nodes() {
+        let store = with_backend("2");
+        block_on(async {
+            assert_eq!(Frontend::list(&store, "vbd").await.unwrap(), ["768"]);
+            assert!(Frontend::list(&store, "console").await.unwrap().is_empty());
+            let front = Frontend::open(store.clone(), "vbd", "768").await.unwrap();
+            assert_eq!((front.node(), front.backend(), front.backend_id()), ("device/vbd/768", BACKEND, 0));
+            assert_eq!(front.read_backend_u64("sectors").await.unwrap(), 16384);
+            let err = front.read_backend_u64("sector-size").await.unwrap_err();
+            assert!(matches!(err, XenstoreError::BadValue { ref value, .. } if value == "512x"), "{err}");
+            assert_eq!(front.backend_state().await.unwrap(), XenbusState::InitWait);
+            assert!(Frontend::open(store.clone(), "vbd", "9").await.unwrap_err().is_not_found());
+            assert!(Frontend::open(store.clone(), "vbd/768", "x").await.is_err());
+        });
+        daemon(&store).set("/local/domain/7/device/vbd/768/backend-id", "70000");
+        let err = block_on(Frontend::open(store.clone(), "vbd", "768")).unwrap_err();
+        assert!(err.to_string().contains("70000"), "{err}");
+    }
+
+    #[test]
+    fn publish_writes_keys_and_state_in_one_transaction() {
+        let store = with_backend("2");
+        daemon(&store).fail_commits = 1;
+        block_on(async {
+            let front = Frontend::open(store.clone(), "vbd", "768").await.unwrap();
+            let entries = [("ring-ref", "8".to_string()), ("event-channel", "5".to_string())];
+            front.publish(&entries, XenbusState::Initialised).await.unwrap();
+        });
+        let d = daemon(&store);
+        let node = |k: &str| d.nodes.get(&format!("/local/domain/7/device/vbd/768/{k}")).cloned();
+        assert_eq!(
+            (node("ring-ref"), node("event-channel"), node("state")),
+            (Some("8".into()), Some("5".into()), Some("3".into()))
+        );
+        assert_eq!(d.commits, 1);
+        // Every write went through a transaction.
+        assert!(d.seen.iter().filter(|(k, _)| *k == MessageType::Write).all(|&(_, tx)| tx != 0));
+    }
+
+    #[test]
+    fn wait_backend_returns_the_first_accepted_state() {
+        let store = with_backend("2");
+        let path = format!("{BACKEND}/state");
+        daemon(&store).script.extend([(path.clone(), "3".to_string()), (path, "4".to_string())]);
+        let state = block_on(async {
+            let front = Frontend::open(store.clone(), "vbd", "768").await.unwrap();
+            front.wait_backend(|s| s == XenbusState::Connected).await
+        });
+        assert_eq!(state.unwrap(), XenbusState::Connected);
+        assert!(daemon(&store).script.is_empty());
+    }
+
+    #[test]
+    fn a_backend_closing_while_we_wait_is_an_error() {
+        let store = with_backend("2");
+        daemon(&store).script.push_back((format!("{BACKEND}/state"), "5".to_string()));
+        let err = block_on(async {
+            let front = Frontend::open(store.clone(), "vbd", "768").await.unwrap();
+            front.wait_backend(|s| s == XenbusState::Connected).await
+        })
+        .unwrap_err();
+        assert!(matches!(err, XenstoreError::BackendClosed { state: XenbusState::Closing, .. }), "{err}");
+        // A state that is not a number is an error too.
+        daemon(&store).set(&format!("{BACKEND}/state"), "connected");
+        let err = block_on(async {
+            let front = Frontend::open(store.clone(), "vbd", "768").await.unwrap();
+            front.wait_backend(|s| s == XenbusState::Connected).await
+        })
+        .unwrap_err();
+        assert!(matches!(err, XenstoreError::BadValue { .. }), "{err}");
+    }
+
+    #[test]
+    fn close_walks_closing_then_closed_after_the_backend() {
+        let store = with_backend("4");
+        daemon(&store).script.push_back((format!("{BACKEND}/state"), "6".to_string()));
+        block_on(async {
+            let front = Frontend::open(store.clone(), "vbd", "768").await.unwrap();
+            front.close().await.unwrap();
+        });
+        let d = daemon(&store);
+        assert_eq!(d.nodes.get("/local/domain/7/device/vbd/768/state").map(String::as_str), Some("6"));
+        assert!(d.script.is_empty(), "close returned before the backend closed");
+    }
 
     #[test]
     fn states_parse_from_their_numbers_only() {

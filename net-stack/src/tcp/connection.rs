@@ -896,12 +896,20 @@ impl TcpConnection {
             // valid ACKs". Without it, a receiver whose buffer is full never
             // learns that its own data was acknowledged: if its reader waits
             // for that (an echo server blocked writing), neither side moves.
-            // The peer's SEG.SEQ may be past RCV.NXT (it sent what we could
-            // not take) but never past a window we advertised, and none is
-            // larger than the receive buffer. The ACK still passes RFC 5961
-            // §5.2's range check in `process_ack`.
+            // The same holds for a window that is open but that the peer
+            // has filled: its SND.NXT is then our right edge, and its pure
+            // ACKs carry SEG.SEQ = RCV.NXT + RCV.WND, one past what the test
+            // accepts (Linux takes them: its right edge is inclusive). If
+            // the segment at RCV.NXT was lost, every ACK it sends until it
+            // retransmits would be dropped; when its retransmission timer
+            // has backed off, that stalls both directions (issue 5).
+            // So the ACK of a segment from past RCV.NXT (never an old one)
+            // is taken, whatever the window: the peer's SEG.SEQ is never
+            // past a window we advertised, and none is larger than the
+            // receive buffer. The ACK still passes RFC 5961 §5.2's range
+            // check in `process_ack`; the text is not taken.
             let peer_edge = self.rcv_nxt + (self.config.recv_buffer + 1);
-            if rcv_wnd == 0 && flags.ack() && !flags.syn() && !flags.rst() && seq.in_range(self.rcv_nxt, peer_edge) {
+            if flags.ack() && !flags.syn() && !flags.rst() && seq.in_range(self.rcv_nxt, peer_edge) {
                 self.last_recv = now;
                 if self.process_ack(now, repr) {
                     self.after_ack(now, flags);
@@ -1305,7 +1313,14 @@ impl TcpConnection {
             return Some(TcpSegment::header_only(repr));
         }
         if self.ack_now && self.state != TcpState::SynSent {
-            let repr = self.ack_repr(now, self.snd_nxt);
+            // SEG.SEQ = SND.MAX, not SND.NXT: after a go-back-N timeout
+            // SND.NXT is back at SND.UNA, below the peer's RCV.NXT when it
+            // holds data we have not yet seen acknowledged, and the peer's
+            // acceptability test (RFC 9293 §3.10.7.4, RCV.NXT =< SEG.SEQ)
+            // would drop the ACK with its window (Linux does). SND.MAX is
+            // the next new sequence number, what a pure ACK would carry had
+            // nothing been rewound (4.4BSD's tcp_output does the same).
+            let repr = self.ack_repr(now, self.snd_max);
             return Some(TcpSegment::header_only(repr));
         }
         None
@@ -1899,6 +1914,51 @@ mod tests {
         // never sent changes nothing.
         h.send(ACK, 5005, 2000, b"");
         assert_eq!(h.conn.send_queued(), 0);
+    }
+
+    #[test]
+    fn an_ack_at_the_right_edge_of_an_open_window_is_taken() {
+        // RFC 9293 §3.10.7.4's allowance for valid ACKs, beyond a zero
+        // window (issue 5): the peer filled our window but the segment at
+        // RCV.NXT was lost, so its SND.NXT is our right edge and its pure
+        // ACKs carry SEG.SEQ = RCV.NXT + RCV.WND, which the acceptability
+        // test refuses. Their ACK must still count, or our data is never
+        // seen acknowledged until the peer's retransmission comes.
+        let mut h = Harness::established(TcpConfig { recv_buffer: 8, delayed_ack: Duration::ZERO, ..config() });
+        assert_eq!(h.conn.send(b"hello").unwrap(), 5);
+        let (data, _) = h.expect(ACK, 1001, 5001);
+        assert_eq!(data.payload_len, 5);
+        // 5001..5005 is lost; 5005..5009 reaches the right edge.
+        h.send(ACK, 5005, 1001, b"efgh");
+        h.expect(ACK, 1006, 5001);
+        assert_eq!(h.conn.recv_out_of_order(), 4);
+        h.send(ACK, 5009, 1006, b"");
+        assert_eq!(h.conn.send_queued(), 0, "the ACK at the right edge was dropped");
+        assert_eq!(h.conn.poll_deadline(), None, "the retransmission timer still runs");
+        // An old segment (before RCV.NXT) still gets no say.
+        assert_eq!(h.conn.send(b"world").unwrap(), 5);
+        h.sent();
+        h.send(ACK, 5000, 1011, b"");
+        assert_eq!(h.conn.send_queued(), 5);
+    }
+
+    #[test]
+    fn a_pure_ack_after_a_timeout_carries_snd_max() {
+        // After a go-back-N timeout SND.NXT is back at SND.UNA; the peer
+        // may hold everything up to SND.MAX, and its acceptability test
+        // (RFC 9293 §3.10.7.4: RCV.NXT =< SEG.SEQ) would drop an ACK with
+        // a lower SEG.SEQ, and the acknowledgment in it (issue 5).
+        let mut h = Harness::established(TcpConfig { delayed_ack: Duration::ZERO, ..config() });
+        assert_eq!(h.conn.send(&[7u8; 2920]).unwrap(), 2920);
+        let sent = h.sent();
+        assert_eq!(sent.len(), 2);
+        h.at(200);
+        let (rexmit, _) = h.expect(ACK, 1001, 5001);
+        assert_eq!(rexmit.payload_len, 1460);
+        // The peer's data is acknowledged from SND.MAX = 3921, not from
+        // SND.NXT = 2461.
+        h.send(ACK, 5001, 1001, b"xyz");
+        h.expect(ACK, 3921, 5004);
     }
 
     #[test]

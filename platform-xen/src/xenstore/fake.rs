@@ -5,12 +5,43 @@
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
+use alloc::rc::Rc;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use core::cell::{RefCell, RefMut};
+use core::future::Future;
+use core::pin::pin;
+use core::task::{Context, Poll, Waker};
 
-use super::ring;
 use super::wire::{Assembler, Header, Message, MessageType};
+use super::{ring, Link, Xenstore};
 use crate::page::SharedPage;
+
+/// A client connected to a simulated xenstored for domain 7.
+pub fn simulated() -> Rc<Xenstore> {
+    Xenstore::over(SharedPage::alloc().unwrap(), Link::Fake(alloc::boxed::Box::new(RefCell::new(Xenstored::new(7)))))
+}
+
+/// The simulated xenstored behind `store`.
+pub fn daemon(store: &Xenstore) -> RefMut<'_, Xenstored> {
+    match &store.link {
+        Link::Fake(d) => d.borrow_mut(),
+        Link::Event(_) => unreachable!("the tests use the simulated xenstored"),
+    }
+}
+
+/// Polls `future` to completion; the simulated daemon makes progress on
+/// every wait, so a bounded number of polls suffices.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..100_000 {
+        if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+    panic!("the future never completed");
+}
 
 /// The simulated daemon (see the module documentation).
 pub struct Xenstored {
@@ -30,6 +61,9 @@ pub struct Xenstored {
     pub commits: u32,
     /// Requests seen: type and transaction id.
     pub seen: Vec<(MessageType, u32)>,
+    /// Writes by "another domain" (path, value): one is made on each
+    /// step in which the client sent nothing (it waits on a watch).
+    pub script: VecDeque<(String, String)>,
     assembler: Assembler,
     out: VecDeque<u8>,
     next_tx: u32,
@@ -55,6 +89,7 @@ impl Xenstored {
             fail_commits: 0,
             commits: 0,
             seen: Vec::new(),
+            script: VecDeque::new(),
             assembler: Assembler::new(),
             out: VecDeque::new(),
             next_tx: 1,
@@ -119,6 +154,11 @@ impl Xenstored {
             }
             if let Some(m) = self.assembler.push(&buf[..n]).expect("a well-formed request") {
                 replies.push(self.handle(m));
+            }
+        }
+        if replies.is_empty() {
+            if let Some((path, value)) = self.script.pop_front() {
+                self.write_from_outside(&path, &value);
             }
         }
         if self.reverse {

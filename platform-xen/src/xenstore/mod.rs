@@ -48,7 +48,7 @@ pub mod ring;
 pub mod wire;
 
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
@@ -408,7 +408,7 @@ enum Link {
     Event(EventChannel),
     /// The tests' simulated xenstored, run on each wait.
     #[cfg(test)]
-    Fake(RefCell<fake::Xenstored>),
+    Fake(alloc::boxed::Box<RefCell<fake::Xenstored>>),
 }
 
 impl Link {
@@ -427,6 +427,7 @@ impl Link {
             // requests in flight; then the daemon answers.
             #[cfg(test)]
             Link::Fake(xenstored) => {
+                let xenstored: &RefCell<fake::Xenstored> = xenstored;
                 let mut yielded = false;
                 poll_fn(|cx| {
                     if core::mem::replace(&mut yielded, true) {

@@ -5,12 +5,11 @@ use alloc::boxed::Box;
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cell::{RefCell, RefMut};
 use core::future::Future;
 use core::pin::{pin, Pin};
 use core::task::{Context, Poll, Waker};
 
-use super::fake::Xenstored;
+use super::fake::{block_on, daemon, simulated};
 use super::wire::{Header, MessageType};
 use super::*;
 
@@ -18,27 +17,7 @@ use super::*;
 type Task<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 fn store() -> Rc<Xenstore> {
-    Xenstore::over(SharedPage::alloc().unwrap(), Link::Fake(RefCell::new(Xenstored::new(7))))
-}
-
-fn daemon(store: &Xenstore) -> RefMut<'_, Xenstored> {
-    match &store.link {
-        Link::Fake(d) => d.borrow_mut(),
-        Link::Event(_) => unreachable!("the tests use the simulated xenstored"),
-    }
-}
-
-/// Polls `future` to completion; the simulated daemon makes progress on
-/// every wait, so a bounded number of polls suffices.
-fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    for _ in 0..100_000 {
-        if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
-    panic!("the future never completed");
+    simulated()
 }
 
 /// Polls all `futures` round robin until all complete, calling `check`

@@ -146,6 +146,23 @@ fn hello_greets_four_times_through_the_pv_console_ring_as_a_domu_and_powers_off(
     // A domU's toolstack gives it a console ring and a xenstore ring.
     assert!(probe.contains("Xen 4.17") && !probe.contains("console ring pfn 0x0 "), "{probe}");
     assert!(probe.contains("ref 8 granted, entry read back, ended, none in use"), "{probe}");
+    // The xenstore step: the harness names the domain "guest" and gives it
+    // a vbd and a vif; the values written are read back, the transaction
+    // commits and the watch fires at once and then on the write under it.
+    let store = console.lines().find(|l| l.contains("xenstore:")).unwrap_or_else(|| panic!("no xenstore:\n{console}"));
+    let domid = store.split("domid=").nth(1).and_then(|r| r.split(' ').next()).unwrap_or("");
+    assert!(domid.parse::<u16>().is_ok_and(|d| d > 0), "domid {domid:?} in {store}");
+    for part in [
+        "name=guest ",
+        "devices=[",
+        "vbd=[\"51712\"]",
+        "vif=[\"0\"]",
+        "data/mirage-test read back",
+        "transaction committed (count 1,",
+        "watch fired on data/mirage-watch then data/mirage-watch/fired",
+    ] {
+        assert!(store.contains(part), "{part:?} not in {store}");
+    }
     let greetings: Vec<&str> = console.lines().filter(|l| l.contains("hello from mirage-rs")).collect();
     assert_eq!(greetings.len(), 4, "console:\n{console}");
     for (i, line) in greetings.iter().enumerate() {
