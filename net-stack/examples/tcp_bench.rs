@@ -18,6 +18,19 @@
 //! same kind of queue. Time is wall-clock time on one core; the cores see
 //! it as their `now`, so delayed-ACK timers run as in real use.
 //!
+//! Our link hands each frame up as `Bytes` cut from a receive arena the
+//! sender emitted into (as a driver hands up its receive buffers), and the
+//! payload reaches the connection as a slice of that frame; smoltcp's
+//! device lends its frame as `&[u8]` the same way. Neither link copies.
+//!
+//! Each round reports wall-clock throughput and throughput per CPU-second
+//! of the benchmark thread (`/proc/thread-self/schedstat`): on a machine
+//! shared with other work, wall time counts the time others had the CPU
+//! and swings several-fold between rounds, CPU time much less. Printed:
+//! the best round and the median per stack, and the ratio of our slower
+//! direction to smoltcp computed per round (the stacks take turns, so a
+//! round's three transfers ran close together), best, median and worst.
+//!
 //! Also printed: the segments the receiver sends back (ACKs and window
 //! updates) per data segment, so a difference in acknowledgment policy
 //! shows; CPU time per segment (`perf stat -e instructions` reports
@@ -25,8 +38,8 @@
 //! allocations per segment in the steady state (after the first tenth of
 //! the transfer), counted by a global allocator. For our core they are
 //! counted only inside its calls (`send`, `recv`, `handle_segment`,
-//! `poll_transmit`, `handle_timeout`); the link's one `Bytes` per received
-//! frame (what a device driver would hand up) is counted apart. For
+//! `poll_transmit`, `handle_timeout`); the link's (a new receive arena when
+//! the old one is still held) are counted apart. For
 //! smoltcp everything inside `Interface::poll` and the socket calls is
 //! counted; its device reuses frame buffers, so the link adds nothing.
 //!
@@ -50,7 +63,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant as WallInstant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use mirage_net_stack::tcp::{IsnGenerator, TcpConfig, TcpConnection, TcpListener, TcpState};
 use mirage_net_stack::wire::{Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
 use mirage_types::ip::IpProtocol;
@@ -58,20 +71,28 @@ use mirage_types::time::Instant;
 
 // ---- Allocation counting -----------------------------------------------------
 
-/// Counts allocations (and reallocations) while `COUNTING` is set.
+/// Counts allocations (and reallocations) while `COUNTING` is set, in
+/// `LINK_ALLOCATIONS` while `LINK` is set too, else in `ALLOCATIONS`.
 struct CountingAllocator;
 
 static COUNTING: AtomicBool = AtomicBool::new(false);
+static LINK: AtomicBool = AtomicBool::new(false);
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static LINK_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+fn count_one() {
+    if COUNTING.load(Ordering::Relaxed) {
+        let counter = if LINK.load(Ordering::Relaxed) { &LINK_ALLOCATIONS } else { &ALLOCATIONS };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 // SAFETY: every method forwards to `System` with the caller's arguments
 // unchanged, so `System`'s guarantees are ours; counting touches only
 // atomics and never allocates.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        count_one();
         // SAFETY: forwarded unchanged (see the impl's comment).
         unsafe { System.alloc(layout) }
     }
@@ -82,9 +103,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        count_one();
         // SAFETY: forwarded unchanged; `ptr` came from `System.alloc`.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -101,11 +120,49 @@ fn counted<R>(on: bool, f: impl FnOnce() -> R) -> R {
     r
 }
 
+/// Runs `f`, the link's work, with its allocations counted apart when `on`.
+fn link_counted<R>(on: bool, f: impl FnOnce() -> R) -> R {
+    LINK.store(true, Ordering::Relaxed);
+    let r = counted(on, f);
+    LINK.store(false, Ordering::Relaxed);
+    r
+}
+
 // ---- Results -------------------------------------------------------------------
+
+/// The calling thread's CPU time in nanoseconds, from the scheduler's
+/// accounting (`/proc/thread-self/schedstat`, nanosecond resolution); 0
+/// where that file is missing.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Wall-clock and CPU time since it was started.
+struct Stopwatch {
+    wall: WallInstant,
+    cpu_ns: u64,
+}
+
+impl Stopwatch {
+    fn start() -> Stopwatch {
+        Stopwatch { wall: WallInstant::now(), cpu_ns: thread_cpu_ns() }
+    }
+
+    /// (wall seconds, CPU seconds).
+    fn elapsed(&self) -> (f64, f64) {
+        (self.wall.elapsed().as_secs_f64(), thread_cpu_ns().saturating_sub(self.cpu_ns) as f64 / 1e9)
+    }
+}
 
 struct Run {
     bytes: usize,
     seconds: f64,
+    /// CPU time the transfer took (this thread on the CPU): on a shared
+    /// machine, wall time also counts the time other processes had it.
+    cpu_seconds: f64,
     /// Data segments the sender emitted.
     segments: u64,
     /// Data segments emitted during the steady state.
@@ -114,7 +171,7 @@ struct Run {
     acks: u64,
     /// Allocations inside the stack during the steady state.
     steady_allocations: u64,
-    /// Allocations by the link (frames turned into `Bytes`) in the steady state.
+    /// Allocations by the link (receive arenas) in the steady state.
     link_allocations: u64,
 }
 
@@ -123,12 +180,18 @@ impl Run {
         self.bytes as f64 * 8.0 / self.seconds / 1e9
     }
 
+    /// Gigabits moved per CPU-second.
+    fn cpu_gbps(&self) -> f64 {
+        self.bytes as f64 * 8.0 / self.cpu_seconds.max(1e-9) / 1e9
+    }
+
     fn print(&self, name: &str) {
         let per_segment = |n: u64| n as f64 / self.steady_segments.max(1) as f64;
         println!(
-            "{name:<28} {:>7.2} Gbit/s  {:>6.0} ns/segment  {:>9} segments  {:.3} ACKs/segment  allocations/segment: {:.3} in the stack, {:.3} by the link",
+            "{name:<28} {:>7.2} Gbit/s  {:>7.2} Gbit/CPU-s  {:>6.0} CPU-ns/segment  {:>9} segments  {:.3} ACKs/segment  allocations/segment: {:.3} in the stack, {:.3} by the link",
             self.gbps(),
-            self.seconds * 1e9 / self.segments.max(1) as f64,
+            self.cpu_gbps(),
+            self.cpu_seconds * 1e9 / self.segments.max(1) as f64,
             self.segments,
             self.acks as f64 / self.segments.max(1) as f64,
             per_segment(self.steady_allocations),
@@ -137,7 +200,7 @@ impl Run {
     }
 }
 
-/// Measurements per stack and direction; the best one is printed.
+/// Measurements per stack and direction; the best and the median are printed.
 const ROUNDS: usize = 5;
 const MTU: usize = 1500;
 /// Bytes the application offers per `send` call unless `--write` says otherwise.
@@ -161,12 +224,39 @@ fn next_write(data: &[u8], written: usize, total: usize, write: usize) -> &[u8] 
 
 // ---- Ours ----------------------------------------------------------------------
 
-/// One direction of the link: queued frames and a pool of spare buffers,
-/// so the link allocates nothing once warm.
+/// One direction of the link: frames in flight, cut from a receive arena.
+///
+/// The sender emits each frame straight into the arena (the "device
+/// buffer"), and the frame travels up as `Bytes`, what a device driver
+/// hands the stack; the payload the receiver gets is a slice of it, not a
+/// copy. Like a driver's page-fragment allocator, the arena is reused once
+/// every frame cut from it has been released (`BytesMut::try_reclaim`),
+/// else a new one is allocated, counted as the link's allocation: a
+/// receiver that holds frames pins their arena.
 #[derive(Default)]
 struct Wire {
-    queue: VecDeque<Vec<u8>>,
-    pool: Vec<Vec<u8>>,
+    queue: VecDeque<Bytes>,
+    arena: BytesMut,
+}
+
+/// Bytes per receive arena: 43 full-sized frames.
+const ARENA: usize = 64 * 1024;
+
+impl Wire {
+    /// A zero-filled buffer of `len` bytes for the next frame.
+    fn frame(&mut self, len: usize) -> &mut [u8] {
+        if !self.arena.try_reclaim(len) {
+            self.arena = BytesMut::with_capacity(ARENA.max(len));
+        }
+        self.arena.resize(len, 0);
+        &mut self.arena[..]
+    }
+
+    /// Queues the frame just filled.
+    fn send(&mut self) {
+        let len = self.arena.len();
+        self.queue.push_back(self.arena.split_to(len).freeze());
+    }
 }
 
 /// Emits everything `conn` sends as IPv4 datagrams into `wire`; returns the
@@ -174,27 +264,17 @@ struct Wire {
 fn drain(conn: &mut TcpConnection, now: Instant, wire: &mut Wire, count: bool) -> u64 {
     let (src, dst) = (ipv4(conn.local_addr()), ipv4(conn.remote_addr()));
     let mut data = 0;
-    loop {
-        let mut frame = wire.pool.pop().unwrap_or_else(|| Vec::with_capacity(MTU));
-        let emitted = counted(count, || {
-            let seg = conn.poll_transmit(now)?;
-            let tcp_len = seg.repr.buffer_len();
-            frame.resize(20 + tcp_len, 0);
+    while let Some(seg) = counted(count, || conn.poll_transmit(now)) {
+        let tcp_len = seg.repr.buffer_len();
+        let frame = link_counted(count, || wire.frame(20 + tcp_len));
+        counted(count, || {
             seg.emit_ipv4(src, dst, &mut frame[20..]);
             Ipv4Repr::new(src, dst, IpProtocol::TCP, tcp_len, 64).emit(&mut Ipv4Packet::new_unchecked(&mut frame[..]));
-            Some(seg.repr.payload_len > 0)
         });
-        match emitted {
-            Some(has_data) => {
-                data += u64::from(has_data);
-                wire.queue.push_back(frame);
-            }
-            None => {
-                wire.pool.push(frame);
-                return data;
-            }
-        }
+        data += u64::from(seg.repr.payload_len > 0);
+        wire.send();
     }
+    data
 }
 
 fn ipv4(addr: SocketAddr) -> Ipv4Addr {
@@ -204,15 +284,15 @@ fn ipv4(addr: SocketAddr) -> Ipv4Addr {
     }
 }
 
-/// Parses and verifies one frame: the IPv4 header, then the TCP segment.
-fn parse(frame: &[u8]) -> (TcpRepr, Bytes, SocketAddr, SocketAddr) {
-    let ip = Ipv4Packet::new_checked(frame).expect("our datagram parses");
+/// Parses and verifies one frame: the IPv4 header, then the TCP segment;
+/// the payload is a slice of `frame`.
+fn parse(frame: &Bytes) -> (TcpRepr, Bytes, SocketAddr, SocketAddr) {
+    let ip = Ipv4Packet::new_checked(&frame[..]).expect("our datagram parses");
     let ip_repr = Ipv4Repr::parse(&ip).expect("our IPv4 checksum is right");
     let tcp = TcpPacket::new_checked(ip.payload()).expect("our segment parses");
     let repr = TcpRepr::parse(&tcp, ip_repr.src_addr, ip_repr.dst_addr).expect("our TCP checksum is right");
-    let payload = &ip.payload()[repr.header_len()..];
-    // The device's job: hand the frame up as `Bytes` (counted apart).
-    let payload = counted(false, || Bytes::copy_from_slice(payload));
+    let start = ip.header_len() + repr.header_len();
+    let payload = frame.slice(start..start + repr.payload_len);
     let src = SocketAddr::new(IpAddr::V4(ip_repr.src_addr), repr.src_port);
     let dst = SocketAddr::new(IpAddr::V4(ip_repr.dst_addr), repr.dst_port);
     (repr, payload, src, dst)
@@ -261,9 +341,10 @@ fn ours(total: usize, write: usize, reverse: bool) -> Run {
     let mut buf = vec![0u8; 64 * 1024];
     let (mut forward, mut backward) = (Wire::default(), Wire::default());
     let (mut written, mut received, mut segments, mut acks) = (0usize, 0usize, 0u64, 0u64);
-    let (mut steady_segments, mut link_allocations) = (0u64, 0u64);
+    let mut steady_segments = 0u64;
     ALLOCATIONS.store(0, Ordering::Relaxed);
-    let began = WallInstant::now();
+    LINK_ALLOCATIONS.store(0, Ordering::Relaxed);
+    let began = Stopwatch::start();
     // Each round moves at least one segment; the bound is generous.
     for _ in 0..total {
         let steady = received > total / 10;
@@ -278,10 +359,8 @@ fn ours(total: usize, write: usize, reverse: bool) -> Run {
             steady_segments += sent;
         }
         while let Some(frame) = forward.queue.pop_front() {
-            let (repr, payload, _, _) = parse(&frame);
-            link_allocations += u64::from(steady);
+            let (repr, payload, _, _) = link_counted(steady, || parse(&frame));
             counted(steady, || rx.handle_segment(t, &repr, payload));
-            forward.pool.push(frame);
             drain(&mut rx, t, &mut backward, steady);
         }
         loop {
@@ -298,10 +377,8 @@ fn ours(total: usize, write: usize, reverse: bool) -> Run {
         drain(&mut rx, t, &mut backward, steady);
         acks += backward.queue.len() as u64;
         while let Some(frame) = backward.queue.pop_front() {
-            let (repr, payload, _, _) = parse(&frame);
-            link_allocations += u64::from(steady && !payload.is_empty());
+            let (repr, payload, _, _) = link_counted(steady, || parse(&frame));
             counted(steady, || tx.handle_segment(t, &repr, payload));
-            backward.pool.push(frame);
         }
         for conn in [&mut tx, &mut rx] {
             if conn.poll_deadline().is_some_and(|d| d <= t) {
@@ -312,12 +389,13 @@ fn ours(total: usize, write: usize, reverse: bool) -> Run {
             assert_eq!(tx.stats().retransmitted_segments, 0, "a lossless link needs no retransmission");
             return Run {
                 bytes: total,
-                seconds: began.elapsed().as_secs_f64(),
+                seconds: began.elapsed().0,
+                cpu_seconds: began.elapsed().1,
                 segments,
                 steady_segments,
                 acks,
                 steady_allocations: ALLOCATIONS.load(Ordering::Relaxed),
-                link_allocations,
+                link_allocations: LINK_ALLOCATIONS.load(Ordering::Relaxed),
             };
         }
     }
@@ -449,7 +527,7 @@ mod peer {
         let (mut written, mut received, mut segments, mut steady_segments) = (0usize, 0usize, 0u64, 0u64);
         let mut acks = 0u64;
         ALLOCATIONS.store(0, Ordering::Relaxed);
-        let began = WallInstant::now();
+        let began = Stopwatch::start();
         for _ in 0..total {
             let steady = received > total / 10;
             let t = now();
@@ -481,7 +559,8 @@ mod peer {
             if received >= total {
                 return Run {
                     bytes: total,
-                    seconds: began.elapsed().as_secs_f64(),
+                    seconds: began.elapsed().0,
+                    cpu_seconds: began.elapsed().1,
                     segments,
                     steady_segments,
                     acks,
@@ -548,17 +627,46 @@ fn main() {
             peer.push(peer::smoltcp(total, write));
         }
     }
-    let best = |runs: Vec<Run>| runs.into_iter().max_by(|a, b| a.gbps().total_cmp(&b.gbps()));
-    let (forward, backward, peer) = (best(forward), best(backward), best(peer));
-    if let (Some(forward), Some(backward)) = (&forward, &backward) {
-        forward.print("mirage-net-stack A -> B");
-        backward.print("mirage-net-stack B -> A");
+    report("mirage-net-stack A -> B", &forward);
+    report("mirage-net-stack B -> A", &backward);
+    report("smoltcp 0.12 A -> B", &peer);
+    if forward.is_empty() || peer.is_empty() {
+        return;
     }
-    if let Some(peer) = &peer {
-        peer.print("smoltcp 0.12 A -> B");
+    // Per round, so both sides of a ratio ran at about the same time.
+    let ratios = |rate: fn(&Run) -> f64| -> Vec<f64> {
+        let rounds = forward.iter().zip(&backward).zip(&peer);
+        sorted(rounds.map(|((f, b), p)| rate(f).min(rate(b)) / rate(p)).collect())
+    };
+    for (what, rate) in [("wall", Run::gbps as fn(&Run) -> f64), ("CPU", Run::cpu_gbps)] {
+        let r = ratios(rate);
+        println!(
+            "ratio by {what} time (slower of our two directions / smoltcp, per round): best {:.2}x  median {:.2}x  worst {:.2}x",
+            r[r.len() - 1],
+            r[r.len() / 2],
+            r[0],
+        );
     }
-    if let (Some(forward), Some(backward), Some(peer)) = (forward, backward, peer) {
-        let slower = forward.gbps().min(backward.gbps());
-        println!("ratio (slower of our two directions / smoltcp): {:.2}x", slower / peer.gbps());
-    }
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// Prints the best round (by CPU time) and the median rates of `runs`.
+fn report(name: &str, runs: &[Run]) {
+    let Some(best) = runs.iter().max_by(|a, b| a.cpu_gbps().total_cmp(&b.cpu_gbps())) else {
+        return;
+    };
+    best.print(name);
+    let wall = sorted(runs.iter().map(Run::gbps).collect());
+    let cpu = sorted(runs.iter().map(Run::cpu_gbps).collect());
+    println!(
+        "{:<28} median of {}: {:>7.2} Gbit/s  {:>7.2} Gbit/CPU-s",
+        "",
+        runs.len(),
+        wall[wall.len() / 2],
+        cpu[cpu.len() / 2]
+    );
 }

@@ -1,17 +1,145 @@
-//! A bounded byte ring: the send and receive buffers of a connection.
+//! The send and receive buffers of a connection.
 //!
-//! Bytes go in and out as slices (one or two `copy_from_slice` each, never
-//! byte by byte), and the bytes held can be lent out as at most two slices,
-//! which is how a segment's payload reaches the emitter without a copy in
-//! between.
+//! [`RingBuffer`] is a bounded byte ring, the send buffer. Bytes go in and
+//! out as slices (one or two `copy_from_slice` each, never byte by byte),
+//! and the bytes held can be lent out as at most two slices, which is how a
+//! segment's payload reaches the emitter without a copy in between.
 //!
 //! Bound: a ring never holds more than the `limit` it was made with, and
 //! its storage never exceeds that limit. Storage is allocated as data
 //! arrives, doubling from [`MIN_STORAGE`] bytes, so an idle connection (or
 //! one that moves little data) does not pay for its full buffers; once it
 //! has grown, the steady state allocates nothing.
+//!
+//! [`RecvBuffer`] is the receive buffer: in-order data waiting for the
+//! application. A segment of at least [`MIN_HELD`] bytes is kept as the
+//! `Bytes` it arrived in, a slice of the received frame, so its payload is
+//! copied once, into the application's buffer, instead of twice; smaller
+//! ones are copied into a ring, so a peer cannot make us pin a whole frame
+//! per byte.
+//!
+//! Bound: the receive buffer holds at most `limit` bytes of data, counted
+//! exactly (the advertised window is `limit` minus that). A held segment
+//! also keeps alive the buffer its frame arrived in, which is larger than
+//! its payload: the headers, the driver's slack, or a whole shared
+//! receive area if the driver cuts frames from one. Since each held
+//! segment carries at least [`MIN_HELD`] bytes of data (but the oldest,
+//! which the application may have read in part), at most
+//! `⌈limit / MIN_HELD⌉` of them are held at once (256 for the default 256
+//! KiB), so the memory pinned is at most that many receive buffers (with
+//! 2 KiB buffers for MTU 1500, twice `limit`), plus the ring's storage of
+//! at most `limit` for small segments.
 
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
+
+use bytes::{Buf, Bytes};
+
+/// Segments with at least this much data are held as received; smaller
+/// ones are copied into the ring. Below a full-sized segment of a 1500-byte
+/// MTU (1448 bytes with timestamps), above half of one, so the memory a
+/// held frame pins is at most about twice its data.
+pub(crate) const MIN_HELD: usize = 1024;
+
+/// In-order received data, as frames held and bytes copied into a ring, in
+/// arrival order.
+#[derive(Debug)]
+pub(crate) struct RecvBuffer {
+    chunks: VecDeque<Chunk>,
+    /// Small segments' bytes, in order; each [`Chunk::Ring`] says how many
+    /// of the next ones belong to it.
+    ring: RingBuffer,
+    /// Bytes held in all.
+    len: usize,
+    limit: usize,
+}
+
+#[derive(Debug)]
+enum Chunk {
+    /// A segment's payload, a slice of its frame; never empty.
+    Held(Bytes),
+    /// This many bytes at the front of the ring; never 0.
+    Ring(usize),
+}
+
+impl RecvBuffer {
+    /// An empty buffer for at most `limit` bytes; allocates nothing yet.
+    pub(crate) const fn new(limit: usize) -> RecvBuffer {
+        RecvBuffer { chunks: VecDeque::new(), ring: RingBuffer::new(limit), len: 0, limit }
+    }
+
+    /// Bytes held.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes that can still be written.
+    pub(crate) fn free(&self) -> usize {
+        self.limit - self.len
+    }
+
+    /// Appends as much of `data` as fits and returns how many bytes that
+    /// was: holds a slice of `data` (no copy) when that is at least
+    /// [`MIN_HELD`] bytes, else copies it into the ring.
+    pub(crate) fn write(&mut self, data: &Bytes) -> usize {
+        let n = data.len().min(self.free());
+        if n == 0 {
+            return 0;
+        }
+        if n >= MIN_HELD {
+            self.chunks.push_back(Chunk::Held(data.slice(..n)));
+        } else {
+            // The ring's limit is ours and it holds part of our bytes, so
+            // it takes all `n`.
+            let copied = self.ring.write(&data[..n]);
+            debug_assert_eq!(copied, n);
+            match self.chunks.back_mut() {
+                Some(Chunk::Ring(run)) => *run += copied,
+                _ => self.chunks.push_back(Chunk::Ring(copied)),
+            }
+        }
+        self.len += n;
+        n
+    }
+
+    /// Moves up to `out.len()` of the oldest bytes into `out` and returns
+    /// how many; releases each held frame as soon as it is read.
+    pub(crate) fn read(&mut self, out: &mut [u8]) -> usize {
+        let mut n = 0;
+        while n < out.len() {
+            let Some(front) = self.chunks.front_mut() else { break };
+            let rest = &mut out[n..];
+            let (k, done) = match front {
+                Chunk::Held(bytes) => {
+                    let k = bytes.len().min(rest.len());
+                    rest[..k].copy_from_slice(&bytes[..k]);
+                    bytes.advance(k);
+                    (k, bytes.is_empty())
+                }
+                Chunk::Ring(run) => {
+                    let want = (*run).min(rest.len());
+                    let k = self.ring.read(&mut rest[..want]);
+                    *run -= k;
+                    (k, *run == 0)
+                }
+            };
+            n += k;
+            if done {
+                self.chunks.pop_front();
+            } else if k == 0 {
+                // Unreachable while the ring's runs match its contents;
+                // stopping keeps a mismatch from spinning.
+                break;
+            }
+        }
+        self.len -= n;
+        n
+    }
+}
 
 /// The first allocation, in bytes (unless the limit is smaller).
 const MIN_STORAGE: usize = 4096;
@@ -198,6 +326,84 @@ mod tests {
         assert_eq!(ring.slices(0, 4), [&[][..], &[][..]]);
         ring.consume(3);
         assert!(ring.is_empty());
+    }
+
+    #[test]
+    fn large_segments_are_held_small_ones_copied() {
+        let mut buf = RecvBuffer::new(10_000);
+        let large = Bytes::from(vec![7u8; MIN_HELD]);
+        let small = Bytes::from(vec![9u8; MIN_HELD - 1]);
+        assert_eq!(buf.write(&large), MIN_HELD);
+        assert_eq!(buf.write(&small), MIN_HELD - 1);
+        // The large one is a reference to the same bytes, the small one a copy.
+        assert!(!large.is_unique());
+        assert!(small.is_unique());
+        match buf.chunks.front() {
+            Some(Chunk::Held(held)) => assert_eq!(held.as_ptr(), large.as_ptr()),
+            other => panic!("expected a held segment, got {other:?}"),
+        }
+        let mut out = vec![0xa5; 2 * MIN_HELD];
+        assert_eq!(buf.read(&mut out), 2 * MIN_HELD - 1);
+        assert!(out[..MIN_HELD].iter().all(|&b| b == 7));
+        assert!(out[MIN_HELD..2 * MIN_HELD - 1].iter().all(|&b| b == 9));
+        assert_eq!(out[2 * MIN_HELD - 1], 0xa5);
+        // Reading released the frame.
+        assert!(large.is_unique());
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_segment_beyond_the_limit_is_cut_and_small_runs_merge() {
+        let mut buf = RecvBuffer::new(MIN_HELD + 10);
+        assert_eq!(buf.write(&Bytes::from(vec![1u8; 2 * MIN_HELD])), MIN_HELD + 10);
+        assert_eq!(buf.free(), 0);
+        assert_eq!(buf.write(&Bytes::from_static(b"x")), 0);
+        let mut out = vec![0; MIN_HELD + 5];
+        assert_eq!(buf.read(&mut out), MIN_HELD + 5);
+        assert_eq!(buf.write(&Bytes::from_static(b"ab")), 2);
+        assert_eq!(buf.write(&Bytes::from_static(b"cd")), 2);
+        // One held chunk (its last 5 bytes) and one ring run of 4.
+        assert_eq!(buf.chunks.len(), 2);
+        let mut out = [0; 16];
+        assert_eq!(buf.read(&mut out), 9);
+        assert_eq!(&out[..9], &[1, 1, 1, 1, 1, b'a', b'b', b'c', b'd']);
+    }
+
+    proptest! {
+        /// The receive buffer behaves as a `VecDeque` capped at `limit`,
+        /// whatever mix of held and copied segments, and never holds more
+        /// than `⌈limit / MIN_HELD⌉` frames.
+        #[test]
+        fn recv_buffer_behaves_as_a_bounded_deque(
+            limit in 0usize..6000,
+            ops in proptest::collection::vec((any::<bool>(), 0usize..2 * MIN_HELD, any::<u8>()), 0..40),
+        ) {
+            let mut buf = RecvBuffer::new(limit);
+            let mut model = VecDeque::new();
+            for (is_write, size, seed) in ops {
+                if is_write {
+                    let data: Vec<u8> = (0..size).map(|i| seed.wrapping_add(i as u8)).collect();
+                    let n = buf.write(&Bytes::from(data.clone()));
+                    prop_assert_eq!(n, size.min(limit - model.len()));
+                    model.extend(&data[..n]);
+                } else {
+                    let mut out = vec![0xa5; size];
+                    let got = buf.read(&mut out);
+                    let want: Vec<u8> = model.drain(..size.min(model.len())).collect();
+                    prop_assert_eq!(&out[..got], &want[..]);
+                    prop_assert!(out[got..].iter().all(|&b| b == 0xa5));
+                }
+                prop_assert_eq!(buf.len(), model.len());
+                prop_assert_eq!(buf.free(), limit - model.len());
+                let held = buf.chunks.iter().filter(|c| matches!(c, Chunk::Held(_))).count();
+                prop_assert!(held <= limit.div_ceil(MIN_HELD));
+                prop_assert!(buf.ring.storage.len() <= limit);
+            }
+            let mut rest = vec![0; model.len() + 1];
+            let got = buf.read(&mut rest);
+            prop_assert_eq!(&rest[..got], &model.iter().copied().collect::<Vec<u8>>()[..]);
+            prop_assert!(buf.is_empty());
+        }
     }
 
     #[derive(Clone, Debug)]

@@ -30,7 +30,7 @@ use bytes::Bytes;
 use mirage_types::tcp::Keepalive;
 use mirage_types::time::Instant;
 
-use super::buffer::RingBuffer;
+use super::buffer::{RecvBuffer, RingBuffer};
 use super::congestion::{AckAction, Congestion};
 use super::reassembly::Reassembly;
 use super::rto::RttEstimator;
@@ -228,7 +228,7 @@ pub struct TcpConnection {
     rcv_nxt: SeqNumber,
     /// Our shift (RFC 7323 §2.2); 0 unless both SYNs carried the option.
     rcv_wscale: u8,
-    recv_buf: RingBuffer,
+    recv_buf: RecvBuffer,
     ooo: Reassembly,
     /// Sequence number of a FIN that arrived ahead of missing data.
     ooo_fin: Option<SeqNumber>,
@@ -377,7 +377,7 @@ impl TcpConnection {
             irs: SeqNumber(0),
             rcv_nxt: SeqNumber(0),
             rcv_wscale: if config.window_scaling { rcv_wscale } else { 0 },
-            recv_buf: RingBuffer::new(config.recv_buffer),
+            recv_buf: RecvBuffer::new(config.recv_buffer),
             ooo: Reassembly::new(config.max_ooo_segments),
             ooo_fin: None,
             rcv_adv: SeqNumber(0),

@@ -69,7 +69,9 @@
 //! Per connection: the send buffer holds at most [`TcpConfig::send_buffer`]
 //! bytes; received data (in order and out of order together) at most
 //! [`TcpConfig::recv_buffer`] bytes, because the window we advertise never
-//! exceeds the free space; out-of-order data in at most
+//! exceeds the free space (in-order segments of 1 KiB or more are held as
+//! slices of their frames, so that much data can pin at most 256 receive
+//! buffers per 256 KiB: see `buffer.rs`); out-of-order data in at most
 //! [`TcpConfig::max_ooo_segments`] separate runs; the SACK scoreboard at
 //! most [`MAX_SACKED_RANGES`] ranges. Per listener: see
 //! [`TcpListener`]'s module notes (`backlog`, `syn_backlog`,
