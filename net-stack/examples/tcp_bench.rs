@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p mirage-net-stack --example tcp_bench --features test-utils \
-//!     [-- [MIB] [--rounds N] [--write BYTES] [--only ours|smoltcp]]
+//!     [-- [MIB] [--rounds N] [--write BYTES] [--only ours|ours-copy|ours-zero-copy|smoltcp]]
 //! ```
 //!
 //! Each stack transfers `MIB` MiB (default 256), best of `N` rounds (default
@@ -13,7 +13,13 @@
 //! and TCP checksums, queued, parsed and verified on the other side. Ours
 //! runs two [`TcpConnection`]s (CUBIC, SACK, timestamps, window scaling,
 //! 256 KiB buffers, defaults otherwise) and is measured in both directions
-//! (active → passive opener and back); smoltcp runs two `Interface`s with
+//! (active → passive opener and back), and with two ways of writing:
+//! `send` of a slice, which copies it into the send buffer (what smoltcp's
+//! `send_slice` does), and `send_bytes` of a `Bytes` slice of the same
+//! data, which the send buffer holds by reference count until it is
+//! acknowledged, so each byte is copied once on the way out (into the
+//! frame) instead of twice (zero-copy: the application hands over data it
+//! owns). smoltcp runs two `Interface`s with
 //! one TCP socket each (256 KiB buffers, defaults otherwise) joined by the
 //! same kind of queue. Time is wall-clock time on one core; the cores see
 //! it as their `now`, so delayed-ACK timers run as in real use.
@@ -29,7 +35,8 @@
 //! and swings several-fold between rounds, CPU time much less. Printed:
 //! the best round and the median per stack, and the ratio of our slower
 //! direction to smoltcp computed per round (the stacks take turns, so a
-//! round's three transfers ran close together), best, median and worst.
+//! round's transfers ran close together), best, median and worst, for each
+//! way of writing.
 //!
 //! Also printed: the segments the receiver sends back (ACKs and window
 //! updates) per data segment, so a difference in acknowledgment policy
@@ -50,7 +57,7 @@
 //!
 //! ```text
 //! GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=1000000000 valgrind --tool=callgrind \
-//!     target/release/examples/tcp_bench 16 --rounds 1 --only ours
+//!     target/release/examples/tcp_bench 16 --rounds 1 --only ours-zero-copy
 //! ```
 //!
 //! Ours moves the data in both directions (twice the bytes); smoltcp once.
@@ -188,7 +195,7 @@ impl Run {
     fn print(&self, name: &str) {
         let per_segment = |n: u64| n as f64 / self.steady_segments.max(1) as f64;
         println!(
-            "{name:<28} {:>7.2} Gbit/s  {:>7.2} Gbit/CPU-s  {:>6.0} CPU-ns/segment  {:>9} segments  {:.3} ACKs/segment  allocations/segment: {:.3} in the stack, {:.3} by the link",
+            "{name:<38} {:>7.2} Gbit/s  {:>7.2} Gbit/CPU-s  {:>6.0} CPU-ns/segment  {:>9} segments  {:.3} ACKs/segment  allocations/segment: {:.3} in the stack, {:.3} by the link",
             self.gbps(),
             self.cpu_gbps(),
             self.cpu_seconds * 1e9 / self.segments.max(1) as f64,
@@ -329,15 +336,26 @@ fn handshake(start: WallInstant) -> (TcpConnection, TcpConnection) {
     panic!("handshake did not complete");
 }
 
+/// How our application hands data to the connection.
+#[derive(Clone, Copy, PartialEq)]
+enum Writes {
+    /// `send(&[u8])`: copied into the send buffer.
+    Copy,
+    /// `send_bytes(&Bytes)`: held by the send buffer, no copy.
+    ZeroCopy,
+}
+
 /// Sends `total` bytes from one of our connections to the other;
 /// `reverse` makes the passive opener the sender.
-fn ours(total: usize, write: usize, reverse: bool) -> Run {
+fn ours(total: usize, write: usize, reverse: bool, writes: Writes) -> Run {
     let start = WallInstant::now();
     let now = || Instant::from_nanos(start.elapsed().as_nanos() as u64);
     let (a, b) = handshake(start);
     let (mut tx, mut rx) = if reverse { (b, a) } else { (a, b) };
     assert!(tx.sack_enabled(), "SACK negotiated");
     let data = pattern();
+    // The same bytes as a `Bytes` the application owns, for `send_bytes`.
+    let source = Bytes::from(data.clone());
     let mut buf = vec![0u8; 64 * 1024];
     let (mut forward, mut backward) = (Wire::default(), Wire::default());
     let (mut written, mut received, mut segments, mut acks) = (0usize, 0usize, 0u64, 0u64);
@@ -351,7 +369,14 @@ fn ours(total: usize, write: usize, reverse: bool) -> Run {
         let t = now();
         if written < total {
             let chunk = next_write(&data, written, total, write);
-            written += counted(steady, || tx.send(chunk)).expect("the sender stays open");
+            written += counted(steady, || match writes {
+                Writes::Copy => tx.send(chunk),
+                Writes::ZeroCopy => {
+                    let offset = written % data.len();
+                    tx.send_bytes(&source.slice(offset..offset + chunk.len()))
+                }
+            })
+            .expect("the sender stays open");
         }
         let sent = drain(&mut tx, t, &mut forward, steady);
         segments += sent;
@@ -578,14 +603,18 @@ struct Options {
     mib: usize,
     rounds: usize,
     write: usize,
-    ours: bool,
+    /// Our stack with copying writes.
+    copy: bool,
+    /// Our stack with `send_bytes`.
+    zero_copy: bool,
     smoltcp: bool,
 }
 
-const USAGE: &str = "usage: tcp_bench [MIB] [--rounds N] [--write BYTES] [--only ours|smoltcp]";
+const USAGE: &str =
+    "usage: tcp_bench [MIB] [--rounds N] [--write BYTES] [--only ours|ours-copy|ours-zero-copy|smoltcp]";
 
 fn options() -> Result<Options, String> {
-    let mut opts = Options { mib: 256, rounds: ROUNDS, write: WRITE, ours: true, smoltcp: true };
+    let mut opts = Options { mib: 256, rounds: ROUNDS, write: WRITE, copy: true, zero_copy: true, smoltcp: true };
     let mut args = std::env::args().skip(1);
     let positive = |what: &str, arg: Option<String>| -> Result<usize, String> {
         match arg.as_deref().map(str::parse) {
@@ -597,11 +626,20 @@ fn options() -> Result<Options, String> {
         match arg.as_str() {
             "--rounds" => opts.rounds = positive("--rounds", args.next())?,
             "--write" => opts.write = positive("--write", args.next())?,
-            "--only" => match args.next().as_deref() {
-                Some("ours") => opts.smoltcp = false,
-                Some("smoltcp") => opts.ours = false,
-                other => return Err(format!("--only takes `ours` or `smoltcp`, not {other:?}")),
-            },
+            "--only" => {
+                let (copy, zero_copy, smoltcp) = match args.next().as_deref() {
+                    Some("ours") => (true, true, false),
+                    Some("ours-copy") => (true, false, false),
+                    Some("ours-zero-copy") => (false, true, false),
+                    Some("smoltcp") => (false, false, true),
+                    other => {
+                        return Err(format!(
+                            "--only takes `ours`, `ours-copy`, `ours-zero-copy` or `smoltcp`, not {other:?}"
+                        ))
+                    }
+                };
+                (opts.copy, opts.zero_copy, opts.smoltcp) = (copy, zero_copy, smoltcp);
+            }
             _ => opts.mib = positive("MIB, the transfer size in MiB,", Some(arg))?,
         }
     }
@@ -617,35 +655,45 @@ fn main() {
     let total = mib << 20;
     println!("bulk transfer of {mib} MiB over an in-memory IPv4 link, MTU {MTU}, checksums emitted and verified");
     println!("best of {rounds} rounds each, the stacks taking turns (the machine is shared: rounds differ)");
-    let (mut forward, mut backward, mut peer) = (Vec::new(), Vec::new(), Vec::new());
+    // Per way of writing: its name, and its runs A -> B and B -> A.
+    let mut ours_runs =
+        [("write, copying", Writes::Copy, opts.copy), ("write_bytes, zero-copy", Writes::ZeroCopy, opts.zero_copy)]
+            .map(|(name, writes, on)| (name, writes, on, Vec::new(), Vec::new()));
+    let mut peer = Vec::new();
     for _ in 0..rounds {
-        if opts.ours {
-            forward.push(ours(total, write, false));
-            backward.push(ours(total, write, true));
+        for (_, writes, on, forward, backward) in &mut ours_runs {
+            if *on {
+                forward.push(ours(total, write, false, *writes));
+                backward.push(ours(total, write, true, *writes));
+            }
         }
         if opts.smoltcp {
             peer.push(peer::smoltcp(total, write));
         }
     }
-    report("mirage-net-stack A -> B", &forward);
-    report("mirage-net-stack B -> A", &backward);
-    report("smoltcp 0.12 A -> B", &peer);
-    if forward.is_empty() || peer.is_empty() {
-        return;
+    for (name, _, _, forward, backward) in &ours_runs {
+        report(&format!("ours ({name}) A -> B"), forward);
+        report(&format!("ours ({name}) B -> A"), backward);
     }
-    // Per round, so both sides of a ratio ran at about the same time.
-    let ratios = |rate: fn(&Run) -> f64| -> Vec<f64> {
-        let rounds = forward.iter().zip(&backward).zip(&peer);
-        sorted(rounds.map(|((f, b), p)| rate(f).min(rate(b)) / rate(p)).collect())
-    };
-    for (what, rate) in [("wall", Run::gbps as fn(&Run) -> f64), ("CPU", Run::cpu_gbps)] {
-        let r = ratios(rate);
-        println!(
-            "ratio by {what} time (slower of our two directions / smoltcp, per round): best {:.2}x  median {:.2}x  worst {:.2}x",
-            r[r.len() - 1],
-            r[r.len() / 2],
-            r[0],
-        );
+    report("smoltcp 0.12 A -> B", &peer);
+    for (name, _, _, forward, backward) in &ours_runs {
+        if forward.is_empty() || peer.is_empty() {
+            continue;
+        }
+        // Per round, so both sides of a ratio ran at about the same time.
+        let ratios = |rate: fn(&Run) -> f64| -> Vec<f64> {
+            let rounds = forward.iter().zip(backward).zip(&peer);
+            sorted(rounds.map(|((f, b), p)| rate(f).min(rate(b)) / rate(p)).collect())
+        };
+        for (what, rate) in [("wall", Run::gbps as fn(&Run) -> f64), ("CPU", Run::cpu_gbps)] {
+            let r = ratios(rate);
+            println!(
+                "ours ({name}): ratio by {what} time (slower of our two directions / smoltcp, per round): best {:.2}x  median {:.2}x  worst {:.2}x",
+                r[r.len() - 1],
+                r[r.len() / 2],
+                r[0],
+            );
+        }
     }
 }
 
@@ -663,7 +711,7 @@ fn report(name: &str, runs: &[Run]) {
     let wall = sorted(runs.iter().map(Run::gbps).collect());
     let cpu = sorted(runs.iter().map(Run::cpu_gbps).collect());
     println!(
-        "{:<28} median of {}: {:>7.2} Gbit/s  {:>7.2} Gbit/CPU-s",
+        "{:<38} median of {}: {:>7.2} Gbit/s  {:>7.2} Gbit/CPU-s",
         "",
         runs.len(),
         wall[wall.len() / 2],

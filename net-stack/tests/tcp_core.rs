@@ -118,6 +118,27 @@ fn transfer(seed: u64, total: usize, faults: Faults) -> Duration {
 /// [`transfer`] with both ends configured by `config`; also returns the
 /// sender's counters.
 fn transfer_with(seed: u64, total: usize, faults: Faults, config: TcpConfig) -> (Duration, ConnectionStats) {
+    transfer_writing(seed, total, faults, config, Writes::Copied)
+}
+
+/// How A's application hands its data to the connection.
+#[derive(Clone, Copy, PartialEq)]
+enum Writes {
+    /// `send` of 8 KiB slices (copied into the send buffer).
+    Copied,
+    /// `send_bytes` of slices of one `Bytes`, of sizes from 1 byte to 6
+    /// KiB drawn from the seed (held, or copied when small).
+    HandedOver,
+}
+
+/// [`transfer_with`] with A writing as `writes` says.
+fn transfer_writing(
+    seed: u64,
+    total: usize,
+    faults: Faults,
+    config: TcpConfig,
+    writes: Writes,
+) -> (Duration, ConnectionStats) {
     let a_addr = SocketAddr::new(IpAddr::V4(A_IP), 40_000);
     let b_addr = SocketAddr::new(IpAddr::V4(B_IP), 80);
     let config_sack = config.sack;
@@ -132,12 +153,25 @@ fn transfer_with(seed: u64, total: usize, faults: Faults, config: TcpConfig) -> 
     let mut buf = vec![0u8; 16 * 1024];
     let mut shut = false;
     let limit = Instant::ZERO + Duration::from_secs(600);
+    let source = Bytes::from((0..total).map(pattern).collect::<Vec<u8>>());
+    let mut sizes = Rng(seed.wrapping_mul(31) | 1);
 
     for _ in 0..5_000_000 {
         // Applications: A writes the pattern, B reads everything.
         while written < total {
-            let chunk: Vec<u8> = (written..total.min(written + 8192)).map(pattern).collect();
-            let n = a.send(&chunk).expect("A can write until it shuts down");
+            let n = match writes {
+                Writes::Copied => {
+                    let chunk: Vec<u8> = (written..total.min(written + 8192)).map(pattern).collect();
+                    a.send(&chunk)
+                }
+                Writes::HandedOver => {
+                    // Small writes half the time, so ring runs and held
+                    // chunks alternate in the send buffer.
+                    let size = if sizes.chance(50) { 1 + sizes.next() % 1000 } else { 1 + sizes.next() % 6144 };
+                    a.send_bytes(&source.slice(written..total.min(written + size as usize)))
+                }
+            }
+            .expect("A can write until it shuts down");
             if n == 0 {
                 break;
             }
@@ -180,6 +214,9 @@ fn transfer_with(seed: u64, total: usize, faults: Faults, config: TcpConfig) -> 
             assert_eq!(a.error(), None);
             assert!(received.iter().enumerate().all(|(i, &x)| x == pattern(i)), "received bytes differ");
             assert_eq!(a.sack_enabled(), config_sack, "SACK negotiated as configured");
+            // Everything is acknowledged: the send buffer let go of every
+            // slice of `source` it held.
+            assert!(source.is_unique(), "the send buffer still holds data handed to it");
             return (now.saturating_duration_since(Instant::ZERO), a.stats());
         }
         assert!(a.error().is_none(), "A failed: {:?} at {now}", a.error());
@@ -241,6 +278,20 @@ fn one_mebibyte_over_a_lossy_reordering_duplicating_pipe() {
     // retransmit (RFC 5681), reassembly, duplicate suppression.
     for seed in [7, 42, 1234] {
         transfer(seed, 1 << 20, Faults { loss_percent: 3, dup_percent: 2, reorder_percent: 10 });
+    }
+}
+
+#[test]
+fn data_handed_over_as_bytes_arrives_intact_under_loss() {
+    // Retransmissions read the held chunks the first transmission did;
+    // with and without SACK, so both recoveries pick ranges to resend.
+    for seed in [7, 42, 1234] {
+        for sack in [true, false] {
+            let faults = Faults { loss_percent: 5, dup_percent: 2, reorder_percent: 10 };
+            let config = TcpConfig { sack, ..buffers_64k() };
+            let (_, stats) = transfer_writing(seed, 1 << 20, faults, config, Writes::HandedOver);
+            assert!(stats.retransmitted_segments > 0, "seed {seed}: 5 % loss needs retransmissions");
+        }
     }
 }
 

@@ -11,6 +11,10 @@
 //!   returning `Ok(0)`.
 //! - `write` of a non-empty buffer returns `Ok(n)` with `n > 0`; it waits
 //!   while the send path has no room.
+//! - `write_bytes` has a default that calls `write` (a copy). A flow
+//!   that can keep the `Bytes` it is given (a reference count) until the
+//!   data is acknowledged overrides it, with `write`'s contract otherwise;
+//!   a forwarding wrapper forwards it, or loses the saving.
 //! - After `close` (or `shutdown(Both)`), I/O fails with
 //!   [`ErrorKind::NotConnected`]; after `shutdown(Write)`, writes fail with
 //!   [`ErrorKind::BrokenPipe`].
@@ -38,6 +42,8 @@
 //! ```
 
 use alloc::string::String;
+
+use bytes::Bytes;
 
 error_family!("flow" {
     /// The peer reset the connection; data in flight is lost.
@@ -127,6 +133,17 @@ pub trait Flow {
     /// Cancel-safe: if the future is dropped, nothing was accepted.
     async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error>;
 
+    /// Writes some of `data`, as [`Flow::write`] does, handing the bytes
+    /// taken to the flow rather than lending them: a flow that can keeps
+    /// them (a reference count, not a copy) until they are delivered, and
+    /// returns how many it took (the rest is the caller's to write again).
+    /// The default copies, as `write` does.
+    ///
+    /// Cancel-safe: if the future is dropped, nothing was accepted.
+    async fn write_bytes(&mut self, data: Bytes) -> Result<usize, Self::Error> {
+        self.write(&data).await
+    }
+
     /// Writes all of `buf`.
     ///
     /// Not cancel-safe: if dropped or on `Err`, an unknown prefix of `buf`
@@ -164,6 +181,9 @@ forward_flow!(Flow {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
         (**self).write(buf).await
     }
+    async fn write_bytes(&mut self, data: Bytes) -> Result<usize, Self::Error> {
+        (**self).write_bytes(data).await
+    }
     async fn shutdown(&mut self, how: Shutdown) -> Result<(), Self::Error> {
         (**self).shutdown(how).await
     }
@@ -171,3 +191,81 @@ forward_flow!(Flow {
         (**self).close().await
     }
 });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    /// A flow that takes at most 4 bytes per write, into `copied` or, by
+    /// `write_bytes` when `keeps` is set, into `held`.
+    #[derive(Default)]
+    struct Sink {
+        copied: Vec<u8>,
+        held: Vec<Bytes>,
+        keeps: bool,
+    }
+
+    impl Flow for Sink {
+        type Error = FlowError;
+        async fn read(&mut self, _: &mut [u8]) -> Result<usize, FlowError> {
+            Ok(0)
+        }
+        async fn write(&mut self, buf: &[u8]) -> Result<usize, FlowError> {
+            let n = buf.len().min(4);
+            self.copied.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        async fn write_bytes(&mut self, data: Bytes) -> Result<usize, FlowError> {
+            if !self.keeps {
+                return self.write(&data).await;
+            }
+            let n = data.len().min(4);
+            self.held.push(data.slice(..n));
+            Ok(n)
+        }
+        async fn shutdown(&mut self, _: Shutdown) -> Result<(), FlowError> {
+            Ok(())
+        }
+        async fn close(&mut self) -> Result<(), FlowError> {
+            Ok(())
+        }
+    }
+
+    /// The default `write_bytes` of a flow that does not override it.
+    struct Plain(Sink);
+
+    impl Flow for Plain {
+        type Error = FlowError;
+        async fn read(&mut self, buf: &mut [u8]) -> Result<usize, FlowError> {
+            self.0.read(buf).await
+        }
+        async fn write(&mut self, buf: &[u8]) -> Result<usize, FlowError> {
+            self.0.write(buf).await
+        }
+        async fn shutdown(&mut self, how: Shutdown) -> Result<(), FlowError> {
+            self.0.shutdown(how).await
+        }
+        async fn close(&mut self) -> Result<(), FlowError> {
+            self.0.close().await
+        }
+    }
+
+    #[test]
+    fn write_bytes_defaults_to_a_copying_write_and_is_forwarded() {
+        futures::executor::block_on(async {
+            let data = Bytes::from_static(b"abcdefgh");
+            let mut plain = Plain(Sink::default());
+            assert_eq!(plain.write_bytes(data.clone()).await, Ok(4));
+            assert_eq!(plain.0.copied, b"abcd");
+            // Through `&mut` and `Box`, an override is reached.
+            let mut keeping = Sink { keeps: true, ..Sink::default() };
+            let mut by_ref = &mut keeping;
+            assert_eq!(<&mut Sink as Flow>::write_bytes(&mut by_ref, data.slice(4..)).await, Ok(4));
+            let mut boxed = alloc::boxed::Box::new(keeping);
+            assert_eq!(<alloc::boxed::Box<Sink> as Flow>::write_bytes(&mut boxed, data.clone()).await, Ok(4));
+            assert_eq!(boxed.held, [data.slice(4..), data.slice(..4)]);
+            assert!(boxed.copied.is_empty());
+        });
+    }
+}

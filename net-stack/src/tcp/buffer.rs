@@ -1,15 +1,31 @@
 //! The send and receive buffers of a connection.
 //!
-//! [`RingBuffer`] is a bounded byte ring, the send buffer. Bytes go in and
-//! out as slices (one or two `copy_from_slice` each, never byte by byte),
-//! and the bytes held can be lent out as at most two slices, which is how a
-//! segment's payload reaches the emitter without a copy in between.
+//! [`RingBuffer`] is a bounded byte ring. Bytes go in and out as slices
+//! (one or two `copy_from_slice` each, never byte by byte), and the bytes
+//! held can be lent out as at most two slices.
 //!
 //! Bound: a ring never holds more than the `limit` it was made with, and
 //! its storage never exceeds that limit. Storage is allocated as data
 //! arrives, doubling from [`MIN_STORAGE`] bytes, so an idle connection (or
 //! one that moves little data) does not pay for its full buffers; once it
 //! has grown, the steady state allocates nothing.
+//!
+//! [`SendBuffer`] is the send buffer: data written and not yet
+//! acknowledged. Bytes written from a slice are copied into a ring; a
+//! `Bytes` of at least [`MIN_HELD`] bytes that the application hands over
+//! is kept as it is (a reference count, no copy) beside the ring. A
+//! segment's payload is lent out as the slices of ring and held chunks it
+//! spans ([`SendSlices`]) and copied from them straight into the frame, so
+//! data handed over as `Bytes` is copied once on its way out (and again
+//! for each retransmission, read from the same chunk). A chunk is released
+//! when its last byte is acknowledged.
+//!
+//! Bound: the send buffer holds at most `limit` bytes of data, held chunks
+//! and ring counted alike and exactly. A held chunk keeps alive the
+//! allocation it is a slice of, which the application made and may be
+//! larger; small `Bytes` (below [`MIN_HELD`]) are copied, so at most
+//! `⌈limit / MIN_HELD⌉` chunks are held at once, and the chunk list has at
+//! most twice that plus one entries (ring runs lie between held chunks).
 //!
 //! [`RecvBuffer`] is the receive buffer: in-order data waiting for the
 //! application. A segment of at least [`MIN_HELD`] bytes is kept as the
@@ -38,8 +54,217 @@ use bytes::{Buf, Bytes};
 /// Segments with at least this much data are held as received; smaller
 /// ones are copied into the ring. Below a full-sized segment of a 1500-byte
 /// MTU (1448 bytes with timestamps), above half of one, so the memory a
-/// held frame pins is at most about twice its data.
+/// held frame pins is at most about twice its data. The send buffer holds
+/// `Bytes` handed to it from the same size on.
 pub(crate) const MIN_HELD: usize = 1024;
+
+/// Data written and not yet acknowledged: held `Bytes` chunks and runs of
+/// a ring of copied bytes, in stream order.
+#[derive(Debug)]
+pub(crate) struct SendBuffer {
+    chunks: VecDeque<SendChunk>,
+    /// Copied bytes, in order; each [`SendData::Ring`] chunk says where
+    /// its bytes are.
+    ring: RingBuffer,
+    /// Bytes ever dropped from the front of the ring: a ring chunk's
+    /// position minus this is its offset in the ring now.
+    ring_consumed: u64,
+    /// Stream position (bytes ever written) of the oldest byte held.
+    head: u64,
+    /// Bytes held in all.
+    len: usize,
+    limit: usize,
+}
+
+#[derive(Debug)]
+struct SendChunk {
+    /// Stream position of the chunk's first byte.
+    start: u64,
+    /// Bytes in the chunk; never 0.
+    len: usize,
+    data: SendData,
+}
+
+#[derive(Debug)]
+enum SendData {
+    /// Bytes handed over by the application; `len` long.
+    Held(Bytes),
+    /// `len` bytes of the ring from this ring position (counted as
+    /// `ring_consumed` is).
+    Ring(u64),
+}
+
+impl SendBuffer {
+    /// An empty buffer for at most `limit` bytes; allocates nothing yet.
+    pub(crate) const fn new(limit: usize) -> SendBuffer {
+        SendBuffer { chunks: VecDeque::new(), ring: RingBuffer::new(limit), ring_consumed: 0, head: 0, len: 0, limit }
+    }
+
+    /// Bytes held.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes that can still be written.
+    pub(crate) fn free(&self) -> usize {
+        self.limit - self.len
+    }
+
+    /// Appends as much of `data` as fits, copied into the ring, and
+    /// returns how many bytes that was.
+    pub(crate) fn write(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(self.free());
+        if n == 0 {
+            return 0;
+        }
+        let at = self.ring_consumed + self.ring.len() as u64;
+        // The ring's limit is ours and it holds part of our bytes, so it
+        // takes all `n`.
+        let copied = self.ring.write(&data[..n]);
+        debug_assert_eq!(copied, n);
+        match self.chunks.back_mut() {
+            // The last ring run ends at the ring's end: extend it.
+            Some(SendChunk { len, data: SendData::Ring(_), .. }) => *len += copied,
+            _ => self.chunks.push_back(SendChunk {
+                start: self.head + self.len as u64,
+                len: copied,
+                data: SendData::Ring(at),
+            }),
+        }
+        self.len += copied;
+        copied
+    }
+
+    /// Appends as much of `data` as fits and returns how many bytes that
+    /// was: holds a slice of `data` (no copy) when that is at least
+    /// [`MIN_HELD`] bytes, else copies it into the ring.
+    pub(crate) fn write_bytes(&mut self, data: &Bytes) -> usize {
+        let n = data.len().min(self.free());
+        if n < MIN_HELD {
+            return self.write(&data[..n]);
+        }
+        let start = self.head + self.len as u64;
+        self.chunks.push_back(SendChunk { start, len: n, data: SendData::Held(data.slice(..n)) });
+        self.len += n;
+        n
+    }
+
+    /// Drops the `n` oldest bytes (all of them if `n` is larger), releasing
+    /// each held chunk once all of it is dropped.
+    pub(crate) fn consume(&mut self, n: usize) {
+        let n = n.min(self.len);
+        let mut rest = n;
+        while rest > 0 {
+            let Some(front) = self.chunks.front_mut() else { break };
+            let k = front.len.min(rest);
+            match &mut front.data {
+                SendData::Held(bytes) => bytes.advance(k),
+                SendData::Ring(at) => {
+                    self.ring.consume(k);
+                    self.ring_consumed += k as u64;
+                    *at += k as u64;
+                }
+            }
+            front.start += k as u64;
+            front.len -= k;
+            if front.len == 0 {
+                self.chunks.pop_front();
+            }
+            rest -= k;
+        }
+        self.head += n as u64;
+        self.len -= n;
+    }
+
+    /// Drops every byte; keeps the ring's storage.
+    pub(crate) fn clear(&mut self) {
+        self.consume(self.len);
+    }
+
+    /// The `len` bytes from `offset` on (counted from the oldest byte), as
+    /// the slices of ring and held chunks they lie in, in order; clamped to
+    /// the bytes held.
+    pub(crate) fn slices(&self, offset: usize, len: usize) -> SendSlices<'_> {
+        let offset = offset.min(self.len);
+        let len = len.min(self.len - offset);
+        let pos = self.head + offset as u64;
+        // The first chunk that ends past `pos`; chunks are in stream order.
+        let index = self.chunks.partition_point(|c| c.start + c.len as u64 <= pos);
+        SendSlices { buf: Some(self), index, pos, remaining: len, pending: &[] }
+    }
+}
+
+/// A range of the send buffer as the slices it lies in, in order (see
+/// [`SendBuffer::slices`]); none of them is empty.
+#[derive(Clone, Debug)]
+pub(crate) struct SendSlices<'a> {
+    buf: Option<&'a SendBuffer>,
+    /// The chunk `pos` lies in.
+    index: usize,
+    /// Stream position of the next byte after `pending`.
+    pos: u64,
+    /// Bytes still to yield after `pending`.
+    remaining: usize,
+    /// The second half of a ring run that wraps, to yield next.
+    pending: &'a [u8],
+}
+
+impl<'a> SendSlices<'a> {
+    /// No bytes.
+    pub(crate) const EMPTY: SendSlices<'static> =
+        SendSlices { buf: None, index: 0, pos: 0, remaining: 0, pending: &[] };
+
+    /// Bytes still to yield.
+    pub(crate) fn len(&self) -> usize {
+        self.pending.len() + self.remaining
+    }
+
+    /// Copies the bytes into `out`, which must be [`Self::len`] bytes
+    /// long (panics otherwise: a bug in the caller).
+    pub(crate) fn copy_to(self, out: &mut [u8]) {
+        assert_eq!(out.len(), self.len(), "payload copied into a buffer of another size");
+        let mut at = 0;
+        for part in self {
+            out[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+    }
+}
+
+impl<'a> Iterator for SendSlices<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if !self.pending.is_empty() {
+            return Some(core::mem::take(&mut self.pending));
+        }
+        if self.remaining == 0 {
+            return None;
+        }
+        let buf = self.buf?;
+        let chunk = buf.chunks.get(self.index)?;
+        // `pos` lies in this chunk: `slices` found it, and each step below
+        // moves to the next chunk exactly at the end of this one.
+        let within = usize::try_from(self.pos - chunk.start).ok()?;
+        let k = chunk.len.checked_sub(within)?.min(self.remaining);
+        self.index += 1;
+        self.pos += k as u64;
+        self.remaining -= k;
+        match &chunk.data {
+            SendData::Held(bytes) => bytes.get(within..within + k),
+            SendData::Ring(at) => {
+                let offset = usize::try_from(*at - buf.ring_consumed).ok()? + within;
+                let [first, second] = buf.ring.slices(offset, k);
+                self.pending = second;
+                Some(first)
+            }
+        }
+    }
+}
 
 /// In-order received data, as frames held and bytes copied into a ring, in
 /// arrival order.
@@ -167,6 +392,7 @@ impl RingBuffer {
         self.len
     }
 
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -214,6 +440,7 @@ impl RingBuffer {
     }
 
     /// Drops every byte; keeps the storage.
+    #[cfg(test)]
     pub(crate) fn clear(&mut self) {
         self.consume(self.len);
     }
@@ -403,6 +630,136 @@ mod tests {
             let got = buf.read(&mut rest);
             prop_assert_eq!(&rest[..got], &model.iter().copied().collect::<Vec<u8>>()[..]);
             prop_assert!(buf.is_empty());
+        }
+    }
+
+    fn send_contents(buf: &SendBuffer, offset: usize, len: usize) -> Vec<u8> {
+        buf.slices(offset, len).collect::<Vec<_>>().concat()
+    }
+
+    #[test]
+    fn handed_over_bytes_are_held_until_acknowledged() {
+        let mut buf = SendBuffer::new(10_000);
+        let large = Bytes::from(vec![7u8; 3000]);
+        assert_eq!(buf.write(b"head"), 4);
+        assert_eq!(buf.write_bytes(&large), 3000);
+        assert_eq!(buf.write_bytes(&Bytes::from_static(b"tail")), 4);
+        // Held, not copied: the buffer shares the allocation.
+        assert!(!large.is_unique());
+        let parts: Vec<&[u8]> = buf.slices(0, 3008).collect();
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts[1].as_ptr(), large.as_ptr());
+        // A range inside the held chunk lends a slice of it.
+        let inner: Vec<&[u8]> = buf.slices(100, 50).collect();
+        assert_eq!(inner, [&large[96..146]]);
+        // Acknowledging part of the chunk keeps it; all of it releases it.
+        buf.consume(1000);
+        assert!(!large.is_unique());
+        buf.consume(2004);
+        assert!(large.is_unique());
+        assert_eq!(send_contents(&buf, 0, 100), b"tail");
+    }
+
+    #[test]
+    fn a_large_write_beyond_the_room_left_is_taken_in_part() {
+        let mut buf = SendBuffer::new(MIN_HELD + 500);
+        let data = Bytes::from((0..4000).map(|i| i as u8).collect::<Vec<u8>>());
+        assert_eq!(buf.write_bytes(&data), MIN_HELD + 500);
+        assert!(!data.is_unique());
+        assert_eq!(buf.free(), 0);
+        assert_eq!(buf.write_bytes(&data), 0);
+        assert_eq!(buf.write(b"x"), 0);
+        // Room for less than MIN_HELD: that part is copied.
+        buf.consume(MIN_HELD + 500);
+        assert!(data.is_unique());
+        buf.write(&[0; 1000]);
+        assert_eq!(buf.write_bytes(&data), 524);
+        assert!(data.is_unique());
+        assert_eq!(send_contents(&buf, 1000, 1000), &data[..524]);
+    }
+
+    #[test]
+    fn the_empty_range_and_an_empty_buffer_lend_nothing() {
+        let buf = SendBuffer::new(100);
+        assert_eq!(buf.slices(0, 10).count(), 0);
+        assert_eq!(SendSlices::EMPTY.len(), 0);
+        SendSlices::EMPTY.copy_to(&mut []);
+    }
+
+    /// What the application does to a send buffer.
+    #[derive(Clone, Debug)]
+    enum SendOp {
+        /// A copying write.
+        Write(Vec<u8>),
+        /// A `Bytes` handed over: `len` bytes from `skip` into a larger
+        /// allocation, so slicing is exercised.
+        WriteBytes { skip: usize, len: usize, seed: u8 },
+        /// The peer acknowledges this many bytes.
+        Ack(usize),
+        /// A (re)transmission reads this range.
+        Read { offset: usize, len: usize },
+    }
+
+    fn send_op() -> impl Strategy<Value = SendOp> {
+        prop_oneof![
+            3 => proptest::collection::vec(any::<u8>(), 0..400).prop_map(SendOp::Write),
+            3 => (0usize..64, 0usize..5000, any::<u8>()).prop_map(|(skip, len, seed)| SendOp::WriteBytes { skip, len, seed }),
+            2 => (0usize..4000).prop_map(SendOp::Ack),
+            4 => (0usize..9000, 0usize..3000).prop_map(|(offset, len)| SendOp::Read { offset, len }),
+        ]
+    }
+
+    proptest! {
+        /// The send buffer behaves as a `VecDeque` capped at `limit`,
+        /// whatever mix of copied and handed-over writes, acknowledgments
+        /// and reads at any offset; every read lends exactly the bytes
+        /// written there, and the chunk and ring bounds hold.
+        #[test]
+        fn send_buffer_behaves_as_a_bounded_deque(limit in 0usize..12_000, ops in proptest::collection::vec(send_op(), 0..60)) {
+            let mut buf = SendBuffer::new(limit);
+            let mut model: VecDeque<u8> = VecDeque::new();
+            for op in ops {
+                match op {
+                    SendOp::Write(data) => {
+                        let n = buf.write(&data);
+                        prop_assert_eq!(n, data.len().min(limit - model.len()));
+                        model.extend(&data[..n]);
+                    }
+                    SendOp::WriteBytes { skip, len, seed } => {
+                        let whole: Vec<u8> = (0..skip + len).map(|i| seed.wrapping_add((i * 13) as u8)).collect();
+                        let data = Bytes::from(whole).slice(skip..);
+                        let n = buf.write_bytes(&data);
+                        prop_assert_eq!(n, len.min(limit - model.len()));
+                        model.extend(&data[..n]);
+                    }
+                    SendOp::Ack(n) => {
+                        buf.consume(n);
+                        model.drain(..n.min(model.len()));
+                    }
+                    SendOp::Read { offset, len } => {
+                        let slices = buf.slices(offset, len);
+                        let start = offset.min(model.len());
+                        let end = start + len.min(model.len() - start);
+                        let want: Vec<u8> = model.range(start..end).copied().collect();
+                        prop_assert_eq!(slices.len(), want.len());
+                        prop_assert!(slices.clone().all(|s| !s.is_empty()));
+                        let mut out = vec![0xa5; want.len()];
+                        slices.copy_to(&mut out);
+                        prop_assert_eq!(out, want);
+                    }
+                }
+                prop_assert_eq!(buf.len(), model.len());
+                prop_assert_eq!(buf.free(), limit - model.len());
+                let held = buf.chunks.iter().filter(|c| matches!(c.data, SendData::Held(_))).count();
+                prop_assert!(held <= limit.div_ceil(MIN_HELD));
+                prop_assert!(buf.chunks.len() <= 2 * held + 1);
+                prop_assert!(buf.ring.storage.len() <= limit);
+                prop_assert_eq!(buf.chunks.iter().map(|c| c.len).sum::<usize>(), model.len());
+            }
+            prop_assert_eq!(send_contents(&buf, 0, model.len()), model.iter().copied().collect::<Vec<u8>>());
+            buf.clear();
+            prop_assert!(buf.is_empty());
+            prop_assert!(buf.chunks.is_empty());
         }
     }
 

@@ -30,7 +30,7 @@ use bytes::Bytes;
 use mirage_types::tcp::Keepalive;
 use mirage_types::time::Instant;
 
-use super::buffer::{RecvBuffer, RingBuffer};
+use super::buffer::{RecvBuffer, SendBuffer, SendSlices};
 use super::congestion::{AckAction, Congestion};
 use super::reassembly::Reassembly;
 use super::rto::RttEstimator;
@@ -159,26 +159,26 @@ pub struct ConnectionStats {
 pub struct TcpSegment<'a> {
     /// The header to send; `repr.payload_len` is the payload's length.
     pub repr: TcpRepr,
-    payload: [&'a [u8]; 2],
+    payload: SendSlices<'a>,
 }
 
 impl<'a> TcpSegment<'a> {
     /// A segment without payload.
     pub fn header_only(repr: TcpRepr) -> TcpSegment<'static> {
-        TcpSegment { repr, payload: [&[], &[]] }
+        TcpSegment { repr, payload: SendSlices::EMPTY }
     }
 
-    /// The payload, in at most two pieces (the send buffer is a ring).
-    pub fn payload_parts(&self) -> [&'a [u8]; 2] {
-        self.payload
+    /// The payload, in the pieces of the send buffer it lies in (runs of
+    /// its ring of copied bytes and `Bytes` handed over with
+    /// [`TcpConnection::send_bytes`]), in order; none is empty.
+    pub fn payload_parts(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.payload.clone()
     }
 
     /// Copies the payload into `out`, which must be `repr.payload_len`
     /// bytes long (panics otherwise: a bug in the caller).
     pub fn copy_payload(&self, out: &mut [u8]) {
-        let (a, b) = out.split_at_mut(self.payload[0].len());
-        a.copy_from_slice(self.payload[0]);
-        b.copy_from_slice(self.payload[1]);
+        self.payload.clone().copy_to(out);
     }
 
     /// Writes the whole TCP segment (header, options, payload, checksum
@@ -216,7 +216,7 @@ pub struct TcpConnection {
     /// Shift the peer applies to the windows it sends (RFC 7323 §2.2).
     snd_wscale: u8,
     /// Bytes from `send_start` on: unacknowledged, then unsent.
-    send_buf: RingBuffer,
+    send_buf: SendBuffer,
     send_start: SeqNumber,
     /// The user shut the write side: a FIN follows the data.
     fin_queued: bool,
@@ -370,7 +370,7 @@ impl TcpConnection {
             snd_wl2: SeqNumber(0),
             max_snd_wnd: 0,
             snd_wscale: 0,
-            send_buf: RingBuffer::new(config.send_buffer),
+            send_buf: SendBuffer::new(config.send_buffer),
             send_start: iss + 1,
             fin_queued: false,
             smss: DEFAULT_PEER_MSS.min(rmss),
@@ -543,6 +543,24 @@ impl TcpConnection {
             return Err(SendError::Closed);
         }
         Ok(self.send_buf.write(data))
+    }
+
+    /// Queues up to [`Self::send_capacity`] bytes of `data` for sending,
+    /// as [`Self::send`] does, without copying them when that is at least
+    /// 1 KiB: the send buffer keeps a slice of `data` (a reference count)
+    /// until the peer acknowledges its last byte, and segments are copied
+    /// from it straight into the frame. Less is copied into the buffer,
+    /// so that small writes still fill segments. The bytes taken count
+    /// against the send buffer's limit exactly as copied ones do; a `data`
+    /// larger than the room left is taken in part (a cheap slice).
+    pub fn send_bytes(&mut self, data: &Bytes) -> Result<usize, SendError> {
+        if self.fin_queued {
+            return Err(SendError::WriteClosed);
+        }
+        if !self.can_queue_data() {
+            return Err(SendError::Closed);
+        }
+        Ok(self.send_buf.write_bytes(data))
     }
 
     fn can_queue_data(&self) -> bool {

@@ -1124,6 +1124,43 @@ impl<I, P> TcpStream<I, P> {
         .await
     }
 
+    /// `write` and `write_bytes`: runs `send` (which queues data on the
+    /// connection) once it takes something, waiting while the buffer is
+    /// full; `empty` says there is nothing to write.
+    async fn write_with(
+        &mut self,
+        empty: bool,
+        mut send: impl FnMut(&mut TcpConnection) -> Result<usize, SendError>,
+    ) -> Result<usize, FlowError> {
+        if self.closed {
+            return Err(FlowError::NotConnected("write"));
+        }
+        if self.write_shut {
+            return Err(FlowError::BrokenPipe);
+        }
+        if empty {
+            return Ok(0);
+        }
+        let (shared, slot) = (&self.shared, &self.slot);
+        let result = future::poll_fn(|cx| match slot.with(|c| send(c).map_err(|e| (e, c.error()))) {
+            Some(Ok(0)) | None => {
+                register(&slot.write_waker, cx);
+                Poll::Pending
+            }
+            Some(Ok(n)) => {
+                shared.touch(slot);
+                Poll::Ready(Ok(n))
+            }
+            Some(Err(e)) => Poll::Ready(Err(e)),
+        })
+        .await;
+        match result {
+            Ok(n) => Ok(n),
+            Err((SendError::WriteClosed, _)) => Err(FlowError::BrokenPipe),
+            Err((_, error)) => Err(self.error_of(error)),
+        }
+    }
+
     fn error_of(&self, error: Option<ConnectionError>) -> FlowError {
         let remote = self.slot.remote;
         match error {
@@ -1223,33 +1260,17 @@ impl<I: Ip<Addr = Ipv4Addr>, P: Sleep + Random> Flow for TcpStream<I, P> {
     /// when it is otherwise closed. Cancel-safe: nothing is queued unless
     /// `Ok` is returned.
     async fn write(&mut self, buf: &[u8]) -> Result<usize, FlowError> {
-        if self.closed {
-            return Err(FlowError::NotConnected("write"));
-        }
-        if self.write_shut {
-            return Err(FlowError::BrokenPipe);
-        }
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        let (shared, slot) = (&self.shared, &self.slot);
-        let result = future::poll_fn(|cx| match slot.with(|c| c.send(buf).map_err(|e| (e, c.error()))) {
-            Some(Ok(0)) | None => {
-                register(&slot.write_waker, cx);
-                Poll::Pending
-            }
-            Some(Ok(n)) => {
-                shared.touch(slot);
-                Poll::Ready(Ok(n))
-            }
-            Some(Err(e)) => Poll::Ready(Err(e)),
-        })
-        .await;
-        match result {
-            Ok(n) => Ok(n),
-            Err((SendError::WriteClosed, _)) => Err(FlowError::BrokenPipe),
-            Err((_, error)) => Err(self.error_of(error)),
-        }
+        self.write_with(buf.is_empty(), |c| c.send(buf)).await
+    }
+
+    /// Queues as much of `data` as the send buffer takes, as
+    /// [`Flow::write`] does, without copying it when that is at least 1
+    /// KiB: the connection keeps a slice of `data` until the peer
+    /// acknowledges it (see [`TcpConnection::send_bytes`]). The bytes
+    /// taken count against the send buffer's limit as copied ones do.
+    /// Errors and cancel-safety as for `write`.
+    async fn write_bytes(&mut self, data: Bytes) -> Result<usize, FlowError> {
+        self.write_with(data.is_empty(), |c| c.send_bytes(&data)).await
     }
 
     /// `Write` queues a FIN after the data written (the peer reads end of
