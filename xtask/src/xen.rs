@@ -151,6 +151,10 @@ pub struct DomuOptions {
     /// The guest's memory in MiB.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(8..=256))]
     pub memory: u32,
+    /// Boot the guest as a PV domU instead of PVH (a Linux kernel; ours
+    /// are PVH only).
+    #[arg(long)]
+    pub pv: bool,
 }
 
 /// Runs a `cargo xtask xen` task.
@@ -701,6 +705,8 @@ pub(crate) struct Guest<'a> {
     pub memory_mib: u32,
     /// The guest's command line.
     pub args: &'a [String],
+    /// PV instead of PVH.
+    pub pv: bool,
 }
 
 /// The xl configuration of the harness's domU: PVH, one vCPU, the
@@ -709,10 +715,11 @@ pub(crate) struct Guest<'a> {
 /// `/guest.initrd` inside dom0.
 fn xl_config(guest: &Guest) -> Result<String, TaskError> {
     let mut config = format!(
-        "name = \"guest\"\ntype = \"pvh\"\nkernel = \"/guest.elf\"\nmemory = {}\nvcpus = 1\n\
+        "name = \"guest\"\ntype = \"{}\"\nkernel = \"/guest.elf\"\nmemory = {}\nvcpus = 1\n\
          on_poweroff = \"destroy\"\non_reboot = \"destroy\"\non_crash = \"preserve\"\n\
          disk = [ \"format=raw, vdev=xvda, access=rw, script=/etc/xen/scripts/block-attach, target=/dev/loop0\" ]\n\
          vif = [ \"mac=00:16:3e:00:00:01, script=/etc/xen/scripts/vif-attach\" ]\n",
+        if guest.pv { "pv" } else { "pvh" },
         guest.memory_mib
     );
     if guest.ramdisk.is_some() {
@@ -731,7 +738,7 @@ fn xl_config(guest: &Guest) -> Result<String, TaskError> {
 /// `cargo xtask xen domu IMAGE`: succeeds when dom0 printed the guest's
 /// console for every run.
 pub fn domu(image: &Path, args: &[String], options: &DomuOptions) -> Result<(), TaskError> {
-    let guest = Guest { image, ramdisk: options.ramdisk.as_deref(), memory_mib: options.memory, args };
+    let guest = Guest { image, ramdisk: options.ramdisk.as_deref(), memory_mib: options.memory, args, pv: options.pv };
     boot_domu(&guest, options).map(|_| ())
 }
 
@@ -828,7 +835,7 @@ fn host_xl_config(name: &str, kernel: &str) -> String {
 /// domU of the harness's Linux dom0 (path B), printing its console.
 pub fn run(app: &str, args: &[String]) -> Result<ExitCode, TaskError> {
     let image = build(app)?;
-    domu(&image, args, &DomuOptions { dom0_script: None, runs: 1, ramdisk: None, memory: 32 })
+    domu(&image, args, &DomuOptions { dom0_script: None, runs: 1, ramdisk: None, memory: 32, pv: false })
         .map(|_| ExitCode::SUCCESS)
 }
 
@@ -900,14 +907,15 @@ mod tests {
     #[test]
     fn the_xl_config_carries_the_command_line_and_refuses_quotes() {
         let args = ["--ipv4".to_string(), "10.0.0.2/24".to_string()];
-        let guest = Guest { image: Path::new("x"), ramdisk: None, memory_mib: 32, args: &args };
+        let guest = Guest { image: Path::new("x"), ramdisk: None, memory_mib: 32, args: &args, pv: false };
         let config = xl_config(&guest).unwrap();
         assert!(config.contains("cmdline = \"--ipv4 10.0.0.2/24\""), "{config}");
         assert!(config.contains("vdev=xvda") && config.contains("type = \"pvh\""), "{config}");
         assert!(!config.contains("ramdisk"), "{config}");
-        let linux = Guest { ramdisk: Some(Path::new("r")), memory_mib: 128, ..guest };
+        let linux = Guest { ramdisk: Some(Path::new("r")), memory_mib: 128, pv: true, ..guest };
         let config = xl_config(&linux).unwrap();
         assert!(config.contains("ramdisk = \"/guest.initrd\"") && config.contains("memory = 128"), "{config}");
+        assert!(config.contains("type = \"pv\""), "{config}");
         let quoted = ["a\"b".to_string()];
         assert!(xl_config(&Guest { args: &quoted, ..linux }).unwrap_err().contains("double quote"));
     }
