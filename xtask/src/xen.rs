@@ -92,7 +92,7 @@ const BACKPORTS_SOURCE: &str = "/etc/apt/sources.list.d/bookworm-backports.sourc
 /// other builds share the 2 cores. Both limits leave room for that.
 pub const DOM0_TIMEOUT: Duration = Duration::from_secs(90);
 /// See [`DOM0_TIMEOUT`].
-pub const DOMU_TIMEOUT: Duration = Duration::from_secs(360);
+pub const DOMU_TIMEOUT: Duration = Duration::from_secs(420);
 
 /// The markers around the domU's console in the serial log.
 pub const GUEST_CONSOLE_START: &str = "===== guest console =====";
@@ -105,7 +105,7 @@ pub const DOM0_SCRIPT_END: &str = "===== end dom0 script =====";
 
 /// How long one guest run may last before dom0 destroys it, and the
 /// dom0 script's limit.
-const GUEST_SECONDS: u32 = 60;
+const GUEST_SECONDS: u32 = 120;
 /// See [`GUEST_SECONDS`].
 const DOM0_SCRIPT_SECONDS: u32 = 100;
 
