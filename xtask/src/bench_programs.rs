@@ -82,13 +82,23 @@ const TCP: Program = Program {
     args: &["run", "--release", "-p", "mirage-net-stack", "--features", "test-utils", "--example", "tcp_bench"],
 };
 
+/// Part 3 of the TCP benchmark in memory: request/response between two
+/// of our cores beside two smoltcp interfaces.
+const TCP_RR: Program = Program { args: &["run", "--release", "-p", "mirage-net-stack", "--example", "tcp_rr_bench"] };
+
+/// Parts 2 and 3 of the TCP benchmark: over TAP against Linux, beside
+/// smoltcp on TAP and Linux over veth, and request/response.
+const TCP_TAP: Program =
+    Program { args: &["run", "--release", "-p", "mirage-net-stack-linux-tests", "--bin", "tcp_tap_bench"] };
+
 const BLOCK: Program = Program { args: &["run", "--release", "-p", "mirage-kv", "--bin", "block-bench"] };
 
 /// The columns checksum_bench prints (their names hold spaces, so they
 /// cannot be split out of its header line).
 const CHECKSUM_COLUMNS: [&str; 4] = ["bytes", "checksum GB/s", "16-bit GB/s (RFC 1071 loop)", "memcpy GB/s"];
 
-/// Why the TAP half of the UDP benchmark cannot run here, if it cannot.
+/// Why the TAP halves of the UDP and TCP benchmarks cannot run here, if
+/// they cannot.
 fn tap_unavailable() -> Option<String> {
     let root = Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
     if !root {
@@ -174,14 +184,41 @@ same buffer, at an odd offset, best of three runs of 1 GiB each
 pub(crate) fn tcp() -> Result<ExitCode, TaskError> {
     require("net-stack/examples/tcp_bench.rs", "the TCP benchmark (net-stack example tcp_bench)")?;
     let load = load_note();
-    let output = TCP.run()?;
+    let mut runs = vec![(TCP.command_line(), TCP.run()?)];
+    require("net-stack/examples/tcp_rr_bench.rs", "the request/response benchmark (net-stack example tcp_rr_bench)")?;
+    runs.push((TCP_RR.command_line(), TCP_RR.run()?));
+    let mut notes = Vec::new();
+    match tap_unavailable() {
+        Some(reason) => {
+            let note = format!("Parts 2 and 3 (`{}`) were skipped: {reason}.", TCP_TAP.command_line());
+            println!("\n{note}");
+            notes.push(note);
+        }
+        None => {
+            // ethtool switches the offloads off on the kernel's ends.
+            apt::ensure(&["iproute2", "ethtool"])?;
+            runs.push((TCP_TAP.command_line(), TCP_TAP.run()?));
+        }
+    }
     let description = "\
-Bulk TCP throughput of our sans-IO TCP core in both directions beside smoltcp,
-in one process over an in-memory, lossless IPv4 link with MTU 1500 (checksums
-emitted and verified), with CPU time and heap allocations per segment
-(net-stack/examples/tcp_bench.rs, whose documentation gives the details).
+1. Bulk TCP throughput of our sans-IO TCP core in both directions beside
+smoltcp, in one process over an in-memory, lossless IPv4 link with MTU 1500
+(checksums emitted and verified), with CPU time and heap allocations per
+segment (net-stack/examples/tcp_bench.rs, whose documentation gives the
+details).
+3. in memory: request/response transactions per second with 1-byte messages
+between the same two cores beside two smoltcp interfaces, over the same kind of
+link (net-stack/examples/tcp_rr_bench.rs).
+2. and 3. against the Linux kernel in a network namespace, MTU 1500, checksums
+on, TSO/GSO/GRO and checksum offload off on the kernel's ends: our `NetStack`
+on a TAP device beside smoltcp on its own TAP device and beside Linux to Linux
+over a veth pair (the ceiling), bulk throughput both ways and request/response
+transactions per second with 1-byte messages, with the CPU time of the stack's
+thread per byte or transaction (from /proc/thread-self/schedstat, standing in
+for instructions per byte, which perf cannot count in this VM; it includes the
+TAP system calls) (net-stack/linux-tests/src/bin/tcp_tap_bench.rs).
 Command: `cargo xtask bench tcp`.";
-    record("tcp", &section("tcp", description, &load, &[(TCP.command_line(), output)], &[]))
+    record("tcp", &section("tcp", description, &load, &runs, &notes))
 }
 
 pub(crate) fn block() -> Result<ExitCode, TaskError> {
@@ -208,6 +245,7 @@ mod tests {
             "cargo run --release -p mirage-net-stack --features test-utils --example udp_bench -- --seconds 2"
         );
         assert_eq!(CHECKSUM.command_line(), "cargo run --release -p mirage-net-stack --example checksum_bench");
+        assert_eq!(TCP_TAP.command_line(), "cargo run --release -p mirage-net-stack-linux-tests --bin tcp_tap_bench");
     }
 
     #[test]

@@ -1,11 +1,12 @@
-//! Host-side support for the mirage-rs kernel images (the `*-virtio`
-//! entry crates), so that each of them does not carry its own copy:
+//! Host-side support for the mirage-rs kernel images (the `*-virtio` and
+//! `*-xen` entry crates), so that each of them does not carry its own copy:
 //!
 //! | item | for |
 //! |---|---|
 //! | [`emit_kernel_link_args`] | the entry crate's `build.rs`: link the binary as a kernel image under the `kernel` profile |
 //! | [`kernel_image!`] / [`build_image`] | integration tests: build the image with `--profile kernel` |
 //! | [`qemu`] | integration tests: boot the image under QEMU, collect its serial output, decode its exit status |
+//! | [`xen`] / [`xen_harness!`] | integration tests of the Xen guests: boot the image under Xen through `cargo xtask xen` |
 //!
 //! Everything here runs on the build host; nothing links into an image.
 
@@ -16,6 +17,7 @@ use std::process::Command;
 use std::sync::Mutex;
 
 pub mod qemu;
+pub mod xen;
 
 /// The linker arguments of a freestanding kernel image, besides the
 /// linker script.

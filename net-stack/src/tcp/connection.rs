@@ -13,6 +13,9 @@
 //!   `congestion.rs`).
 //! - RFC 6675: SACK-based loss recovery (the scoreboard is `sack.rs`;
 //!   `next_recovery_segment` below is its §5 step C).
+//! - RFC 8985 (RACK-TLP) §6.2: a retransmission is lost once a round trip
+//!   and a reordering allowance have passed without its acknowledgment;
+//!   used for the segment at SND.UNA only (`check_lost_retransmission`).
 //! - RFC 7323 §2: window scaling; §3–5: timestamps, RTTM and PAWS.
 //! - RFC 2018: SACK-permitted, SACK blocks reported on receive and used
 //!   on send.
@@ -151,6 +154,9 @@ pub struct ConnectionStats {
     pub fast_recoveries: u64,
     /// Of those, SACK-based ones (RFC 6675).
     pub sack_recoveries: u64,
+    /// Retransmissions at SND.UNA found lost and sent again before the
+    /// retransmission timer fired (after RFC 8985 §6.2).
+    pub lost_retransmissions: u64,
 }
 
 /// A segment to send, lent by [`TcpConnection::poll_transmit`]: the
@@ -258,6 +264,13 @@ pub struct TcpConnection {
     // Timers and reliability.
     rtt: RttEstimator,
     rtt_sample: Option<(SeqNumber, Instant)>,
+    /// Our timestamp clock when the retransmission timer last fired: an
+    /// echo older than that gives no RTT sample (see `sample_rtt`).
+    ts_at_timeout: Option<u32>,
+    /// When the segment at SND.UNA was last retransmitted (its SEG.SEQ and
+    /// the time), to tell when that retransmission was lost too (see
+    /// `check_lost_retransmission`).
+    una_rexmit_at: Option<(SeqNumber, Instant)>,
     rto_deadline: Option<Instant>,
     cc: Congestion,
     /// What the peer SACKed (RFC 6675), used only when `sack` is on.
@@ -398,6 +411,8 @@ impl TcpConnection {
             peer_timestamp: None,
             rtt,
             rtt_sample: None,
+            ts_at_timeout: None,
+            una_rexmit_at: None,
             rto_deadline: None,
             cc: Congestion::new(config.congestion, DEFAULT_PEER_MSS.min(rmss)),
             scoreboard: Scoreboard::default(),
@@ -746,6 +761,7 @@ impl TcpConnection {
         self.stats.timeouts += 1;
         self.rtt.back_off();
         self.rtt_sample = None; // Karn's rule (RFC 6298 §3)
+        self.ts_at_timeout = Some(self.ts_clock(now));
         self.cc.on_timeout(now, flight, self.snd_max);
         // RFC 6675 §5.1 keeps RFC 2018 §8's rule: after a timeout, prior
         // SACK information must not decide what is retransmitted (the
@@ -1104,9 +1120,13 @@ impl TcpConnection {
             let same_window = usize::from(repr.window_len) << self.snd_wscale == self.snd_wnd;
             if same_window || newly_sacked > 0 {
                 self.on_dup_ack(now);
+                self.check_lost_retransmission(now);
             }
         } else if self.sack && ack == self.snd_una {
             self.scoreboard.update(self.snd_una, self.snd_max, &repr.options.sack_blocks);
+            if !self.scoreboard.ranges().is_empty() {
+                self.check_lost_retransmission(now);
+            }
         }
         // RFC 9293 §3.10.7.4: update the window from the newest segment.
         if self.snd_wl1 < repr.seq_number || (self.snd_wl1 == repr.seq_number && self.snd_wl2 <= ack) {
@@ -1133,6 +1153,40 @@ impl TcpConnection {
         }
     }
 
+    /// Retransmits the segment at SND.UNA again when its last
+    /// retransmission was lost as well.
+    ///
+    /// RFC 6675 repairs each hole once per recovery, and after a timeout
+    /// RFC 6675 §5.1 (and RFC 6582 §3.2 step 4 without SACK) forbids a
+    /// new recovery until everything sent before it is acknowledged, so a
+    /// lost retransmission waits for the next, backed-off, timeout. Under
+    /// heavy loss that is most retransmissions at SND.UNA, and nearly all
+    /// of the transfer time (issue 5). RFC 8985 (RACK) §6.2 instead deems
+    /// a retransmission lost once a round trip and a reordering allowance
+    /// have passed since it was sent while later data was delivered. The
+    /// same test, for the one segment that holds SND.UNA back: it was
+    /// retransmitted more than 1.5·SRTT ago, and an ACK that shows the
+    /// peer received data beyond it (a duplicate ACK, or SACK blocks; the
+    /// caller checks) still does not cover it: the peer sent that ACK
+    /// about one SRTT after our retransmission, which should have reached
+    /// it by then. Only that segment is sent, at most once per 1.5·SRTT;
+    /// this is not a new congestion event (the loss it repairs was already
+    /// answered), so the window is left alone, as RFC 8985 §9.3 leaves it
+    /// for a retransmission lost in the same recovery. A false positive
+    /// (a reordered ACK) costs one needless segment.
+    fn check_lost_retransmission(&mut self, now: Instant) {
+        let Some((seq, sent_at)) = self.una_rexmit_at else { return };
+        let Some(srtt) = self.rtt.srtt() else { return };
+        if seq != self.snd_una || self.retransmit_first {
+            return;
+        }
+        if now.saturating_duration_since(sent_at) > srtt + srtt / 2 {
+            self.stats.lost_retransmissions += 1;
+            self.retransmit_first = true;
+            self.rtt_sample = None;
+        }
+    }
+
     fn update_window(&mut self, repr: &TcpRepr) {
         // RFC 7323 §2.2: the window of a SYN is never scaled.
         let shift = if repr.flags.syn() { 0 } else { self.snd_wscale };
@@ -1152,7 +1206,16 @@ impl TcpConnection {
         if self.timestamps {
             if let Some(ts) = repr.options.timestamp {
                 let elapsed = self.ts_clock(now).wrapping_sub(ts.echo);
-                if ts.echo != 0 && elapsed < 1 << 30 {
+                // Karn's rule (RFC 6298 §3) for timestamps: a receiver
+                // echoes TS.Recent, which a duplicate segment does not
+                // update (RFC 7323 §4.3). If the ACK of the original was
+                // lost, the ACK our go-back-N retransmission draws echoes
+                // the original's timestamp, and the "sample" holds the
+                // whole timeout. Under heavy loss such samples drove SRTT
+                // to seconds (issue 5); echoes from before the last
+                // timeout are ambiguous, so they are not used.
+                let stale = self.ts_at_timeout.is_some_and(|t| (ts.echo.wrapping_sub(t) as i32) < 0);
+                if ts.echo != 0 && elapsed < 1 << 30 && !stale {
                     self.rtt.sample(Duration::from_millis(u64::from(elapsed)));
                 }
                 return;
@@ -1509,6 +1572,9 @@ impl TcpConnection {
             self.stats.data_segments_sent += 1;
             if seq < self.snd_max {
                 self.stats.retransmitted_segments += 1;
+                if seq == self.snd_una {
+                    self.una_rexmit_at = Some((seq, now));
+                }
             }
             self.record_sent(now, seq, seg_len);
         }
@@ -1980,6 +2046,45 @@ mod tests {
     }
 
     #[test]
+    fn an_echo_from_before_a_timeout_gives_no_rtt_sample() {
+        // Karn's rule (RFC 6298 §3) for timestamps: the ACK of the original
+        // was lost, so the ACK of the retransmission echoes the original's
+        // TSval (RFC 7323 §4.3: a duplicate does not update TS.Recent);
+        // that "sample" would include the whole timeout.
+        let config = TcpConfig { timestamps: true, delayed_ack: Duration::ZERO, ..config() };
+        let mut h = Harness::active(config);
+        let (syn, _) = h.expect(SYN, 1000, 0);
+        let mut syn_ack = repr(SYN_ACK, 5000, 1001, 65_535, 0);
+        syn_ack.options.timestamp = Some(TcpTimestamp { value: 500, echo: syn.options.timestamp.unwrap().value });
+        syn_ack.options.max_seg_size = Some(1460);
+        h.at(20);
+        h.send_repr(&syn_ack, b"");
+        h.expect(ACK, 1001, 5001);
+        assert_eq!(h.conn.srtt(), Some(Duration::from_millis(20)));
+        h.conn.send(b"abc").unwrap();
+        let (original, _) = h.expect(ACK, 1001, 5001);
+        h.at(220);
+        let (rexmit, _) = h.expect(ACK, 1001, 5001);
+        let ack_with = |echo: u32, ack: u32| {
+            let mut r = repr(ACK, 5001, ack, 65_535, 0);
+            r.options.timestamp = Some(TcpTimestamp { value: 501, echo });
+            r
+        };
+        h.at(240);
+        h.send_repr(&ack_with(original.options.timestamp.unwrap().value, 1004), b"");
+        assert_eq!(h.conn.send_queued(), 0);
+        assert_eq!(h.conn.srtt(), Some(Duration::from_millis(20)), "a 220 ms sample was taken");
+        // An echo from after the timeout is a true sample again.
+        assert!(rexmit.options.timestamp.unwrap().value > original.options.timestamp.unwrap().value);
+        h.conn.send(b"def").unwrap();
+        let (fresh, _) = h.expect(ACK, 1004, 5001);
+        h.at(280);
+        h.send_repr(&ack_with(fresh.options.timestamp.unwrap().value, 1007), b"");
+        // RFC 6298 §2.3: 7/8 · 20 ms + 1/8 · 40 ms.
+        assert_eq!(h.conn.srtt(), Some(Duration::from_micros(22_500)));
+    }
+
+    #[test]
     fn nagle_holds_small_segments_while_data_is_unacked() {
         // RFC 9293 §3.7.4.
         let mut h = Harness::established(config());
@@ -2263,6 +2368,57 @@ mod tests {
         h.expect(ACK, 1001, 5001);
         assert!(h.conn.sack_enabled());
         h
+    }
+
+    #[test]
+    fn a_lost_retransmission_at_snd_una_is_sent_again_after_1_5_srtt() {
+        // RFC 8985 §6.2's idea for the segment at SND.UNA: once 1.5·SRTT
+        // have passed since its retransmission, an ACK that reports data
+        // beyond it but still does not cover it means the retransmission
+        // was lost too; it goes again without waiting for the timer, and
+        // without another window reduction.
+        let mut h = established_sack(TcpConfig { delayed_ack: Duration::ZERO, ..config() });
+        h.conn.send(b"x").unwrap();
+        h.expect(ACK, 1001, 5001);
+        h.at(10);
+        h.send(ACK, 5001, 1002, b"");
+        // RFC 6298 §2.3 after the handshake's 0 ms: 1/8 · 10 ms.
+        assert_eq!(h.conn.srtt(), Some(Duration::from_micros(1250)));
+        h.conn.send(&[7u8; 3 * 1460]).unwrap();
+        assert_eq!(h.sent().len(), 3);
+        let sack = |h: &mut Harness, right: u32| {
+            let mut r = repr(ACK, 5001, 1002, 65_535, 0);
+            r.options.sack_blocks.push(SeqNumber(2462), SeqNumber(right));
+            h.send_repr(&r, b"");
+        };
+        // Segment 1002 is lost; three SACKs start recovery with its fast
+        // retransmission at 12 ms.
+        h.at(12);
+        for right in [3922, 5382, 5382] {
+            sack(&mut h, right);
+        }
+        let rexmits =
+            |sent: &[(TcpRepr, Vec<u8>)]| sent.iter().filter(|(r, _)| r.seq_number == SeqNumber(1002)).count();
+        assert_eq!(rexmits(&h.sent()), 1);
+        let (cwnd, fast) = (h.conn.cwnd(), h.conn.stats().fast_recoveries);
+        // 1 ms (0.8·SRTT) after it, its ACK may still be on the way.
+        h.at(13);
+        sack(&mut h, 5382);
+        assert_eq!(rexmits(&h.sent()), 0);
+        // 2 ms (1.6·SRTT) after it, it is lost: sent again, long before
+        // the 200 ms timer.
+        h.at(14);
+        sack(&mut h, 5382);
+        assert_eq!(rexmits(&h.sent()), 1);
+        assert_eq!(h.conn.stats().lost_retransmissions, 1);
+        assert_eq!((h.conn.cwnd(), h.conn.stats().fast_recoveries), (cwnd, fast), "no new congestion response");
+        assert_eq!(h.conn.stats().timeouts, 0);
+        // And again only 1.5·SRTT after that.
+        h.at(15);
+        sack(&mut h, 5382);
+        assert_eq!(rexmits(&h.sent()), 0);
+        h.send(ACK, 5001, 5382, b"");
+        assert_eq!(h.conn.send_queued(), 0);
     }
 
     fn sack_pairs(r: &TcpRepr) -> Vec<(u32, u32)> {
