@@ -236,11 +236,23 @@ impl Frontend {
     }
 
     /// Closes the device: our state `Closing`, wait for the backend to be
-    /// `Closing` or `Closed` (or gone), then our state `Closed`.
+    /// `Closing` or `Closed` (or gone), our state `Closed`, then wait for
+    /// the backend to be `Closed` (or gone). Linux's back-ends disconnect,
+    /// unmapping the pages we granted, when they see us `Closed`, and only
+    /// then switch to `Closed` themselves: after this returns the caller
+    /// can end its grants. Waits as long as the backend takes.
     pub async fn close(&self) -> Result<(), XenstoreError> {
         self.set_state(XenbusState::Closing).await?;
         self.wait_backend(|s| s.is_closing() || s == XenbusState::Unknown).await?;
-        self.set_state(XenbusState::Closed).await
+        self.set_state(XenbusState::Closed).await?;
+        let mut watch = self.store.watch(&format!("{}/state", self.backend)).await?;
+        loop {
+            watch.changed().await?;
+            let state = self.backend_state().await?;
+            if state == XenbusState::Closed || state == XenbusState::Unknown {
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -349,6 +361,23 @@ mod tests {
         let d = daemon(&store);
         assert_eq!(d.nodes.get("/local/domain/7/device/vbd/768/state").map(String::as_str), Some("6"));
         assert!(d.script.is_empty(), "close returned before the backend closed");
+    }
+
+    #[test]
+    fn close_waits_for_the_backend_to_be_closed_not_just_closing() {
+        let store = with_backend("4");
+        {
+            let mut d = daemon(&store);
+            d.script.push_back((format!("{BACKEND}/state"), "5".to_string()));
+            d.script.push_back((format!("{BACKEND}/state"), "6".to_string()));
+        }
+        block_on(async {
+            let front = Frontend::open(store.clone(), "vbd", "768").await.unwrap();
+            front.close().await.unwrap();
+        });
+        let d = daemon(&store);
+        assert_eq!(d.nodes.get(&format!("{BACKEND}/state")).map(String::as_str), Some("6"));
+        assert!(d.script.is_empty(), "close returned while the backend was still Closing");
     }
 
     #[test]
