@@ -24,13 +24,15 @@
 //! `tcp_tap_bench` (mirage-net-stack-linux-tests); `cargo xtask bench
 //! tcp` runs both.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant as WallInstant};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use mirage_net_stack::tcp::{IsnGenerator, TcpConfig, TcpConnection, TcpListener, TcpState};
 use mirage_net_stack::wire::{Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
 use mirage_types::ip::IpProtocol;
@@ -43,29 +45,142 @@ const WARM_UP: u64 = 1000;
 /// Transactions per run at most, whatever `--seconds` says.
 const MAX_TRANSACTIONS: u64 = 100_000_000;
 
-/// Transactions and the wall time they took.
+// ---- Counting ------------------------------------------------------------------
+
+/// Counts allocations (and reallocations) while `COUNTING` is set.
+struct CountingAllocator;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+/// Segments (IPv4 datagrams) either link carried.
+static SEGMENTS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every method forwards to `System` with the caller's arguments
+// unchanged, so `System`'s guarantees are ours; counting touches only
+// atomics and never allocates.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: forwarded unchanged (see the impl's comment).
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged; `ptr` came from `System.alloc`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: forwarded unchanged; `ptr` came from `System.alloc`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// Counts one segment. A load and a store, not `fetch_add`: the bench is
+/// single-threaded, and a locked add costs as much as a tenth of a
+/// transaction.
+fn count_segment() {
+    SEGMENTS.store(SEGMENTS.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
+/// When a run ends: after `duration` or `transactions`, whichever first.
+#[derive(Clone, Copy)]
+struct Limit {
+    duration: Duration,
+    transactions: u64,
+}
+
+/// Transactions, the wall time they took, and what they cost.
 struct Run {
     transactions: u64,
     elapsed: Duration,
+    /// Segments both links carried.
+    segments: u64,
+    /// Heap allocations by the stacks and the link together.
+    allocations: u64,
 }
 
 impl Run {
     fn per_second(&self) -> f64 {
         self.transactions as f64 / self.elapsed.as_secs_f64()
     }
+
+    /// Runs `exchange(n)` for warm-up and then until `limit`, counting
+    /// segments and allocations in the measured part only.
+    fn measure(limit: Limit, mut exchange: impl FnMut(u64)) -> Run {
+        for n in 0..WARM_UP {
+            exchange(n);
+        }
+        SEGMENTS.store(0, Ordering::Relaxed);
+        ALLOCATIONS.store(0, Ordering::Relaxed);
+        COUNTING.store(true, Ordering::Relaxed);
+        let began = WallInstant::now();
+        let mut transactions = 0;
+        while transactions < limit.transactions && began.elapsed() < limit.duration {
+            exchange(transactions);
+            transactions += 1;
+        }
+        let elapsed = began.elapsed();
+        COUNTING.store(false, Ordering::Relaxed);
+        Run {
+            transactions,
+            elapsed,
+            segments: SEGMENTS.load(Ordering::Relaxed),
+            allocations: ALLOCATIONS.load(Ordering::Relaxed),
+        }
+    }
 }
 
 // ---- Ours ----------------------------------------------------------------------
 
+/// One direction of the link: frames in flight, cut from a receive arena
+/// as in `tcp_bench`: the sender emits into the arena, the frame travels up
+/// as `Bytes` and the payload is a slice of it (no copy, and no allocation
+/// once the arena is reused).
+#[derive(Default)]
+struct Wire {
+    queue: VecDeque<Bytes>,
+    arena: BytesMut,
+}
+
+/// Bytes per receive arena.
+const ARENA: usize = 64 * 1024;
+
+impl Wire {
+    /// A zero-filled buffer of `len` bytes for the next frame.
+    fn frame(&mut self, len: usize) -> &mut [u8] {
+        if !self.arena.try_reclaim(len) {
+            self.arena = BytesMut::with_capacity(ARENA.max(len));
+        }
+        self.arena.resize(len, 0);
+        &mut self.arena[..]
+    }
+
+    /// Queues the frame just filled.
+    fn send(&mut self) {
+        let len = self.arena.len();
+        self.queue.push_back(self.arena.split_to(len).freeze());
+        count_segment();
+    }
+}
+
 /// Emits everything `conn` has to send as IPv4 datagrams onto `wire`.
-fn drain(conn: &mut TcpConnection, now: Instant, wire: &mut VecDeque<Vec<u8>>) {
+fn drain(conn: &mut TcpConnection, now: Instant, wire: &mut Wire) {
     let (src, dst) = (ipv4(conn.local_addr()), ipv4(conn.remote_addr()));
     while let Some(seg) = conn.poll_transmit(now) {
         let tcp_len = seg.repr.buffer_len();
-        let mut frame = vec![0u8; 20 + tcp_len];
+        let frame = wire.frame(20 + tcp_len);
         seg.emit_ipv4(src, dst, &mut frame[20..]);
         Ipv4Repr::new(src, dst, IpProtocol::TCP, tcp_len, 64).emit(&mut Ipv4Packet::new_unchecked(&mut frame[..]));
-        wire.push_back(frame);
+        wire.send();
     }
 }
 
@@ -76,23 +191,28 @@ fn ipv4(addr: SocketAddr) -> Ipv4Addr {
     }
 }
 
-/// Parses and verifies one datagram our side emitted.
-fn parse(frame: &[u8]) -> (TcpRepr, Bytes, SocketAddr, SocketAddr) {
-    let ip = Ipv4Packet::new_checked(frame).expect("our datagram parses");
+/// Parses and verifies one datagram our side emitted; the payload is
+/// `frame` cut down to it (no reference-count traffic, which a slice of
+/// the frame would cost twice).
+fn parse(frame: Bytes) -> (TcpRepr, Bytes, SocketAddr, SocketAddr) {
+    let ip = Ipv4Packet::new_checked(&frame[..]).expect("our datagram parses");
     let ip_repr = Ipv4Repr::parse(&ip).expect("our IPv4 checksum is right");
     let tcp = TcpPacket::new_checked(ip.payload()).expect("our segment parses");
     let repr = TcpRepr::parse(&tcp, ip_repr.src_addr, ip_repr.dst_addr).expect("our TCP checksum is right");
-    let payload = Bytes::copy_from_slice(&ip.payload()[repr.header_len()..]);
+    let start = ip.header_len() + repr.header_len();
     let src = SocketAddr::new(IpAddr::V4(ip_repr.src_addr), repr.src_port);
     let dst = SocketAddr::new(IpAddr::V4(ip_repr.dst_addr), repr.dst_port);
+    let mut payload = frame;
+    payload.advance(start);
+    payload.truncate(repr.payload_len);
     (repr, payload, src, dst)
 }
 
 /// Delivers every datagram on `wire` to `conn`, then lets it answer onto
 /// `back`.
-fn deliver(wire: &mut VecDeque<Vec<u8>>, conn: &mut TcpConnection, now: Instant, back: &mut VecDeque<Vec<u8>>) {
-    while let Some(frame) = wire.pop_front() {
-        let (repr, payload, _, _) = parse(&frame);
+fn deliver(wire: &mut Wire, conn: &mut TcpConnection, now: Instant, back: &mut Wire) {
+    while let Some(frame) = wire.queue.pop_front() {
+        let (repr, payload, _, _) = parse(frame);
         conn.handle_segment(now, &repr, payload);
     }
     drain(conn, now, back);
@@ -105,12 +225,12 @@ fn handshake(now: impl Fn() -> Instant) -> (TcpConnection, TcpConnection) {
     let isn = IsnGenerator::new([7; 16]);
     let mut a = TcpConnection::connect(now(), config.clone(), a_addr, b_addr, isn.isn(now(), a_addr, b_addr));
     let mut listener = TcpListener::new(b_addr, config, 1, 1, isn, [9; 16]);
-    let (mut to_b, mut to_a) = (VecDeque::new(), VecDeque::new());
+    let (mut to_b, mut to_a) = (Wire::default(), VecDeque::new());
     // Three passes complete a handshake; the bound is generous.
     for _ in 0..16 {
         drain(&mut a, now(), &mut to_b);
-        while let Some(frame) = to_b.pop_front() {
-            let (repr, payload, src, dst) = parse(&frame);
+        while let Some(frame) = to_b.queue.pop_front() {
+            let (repr, payload, src, dst) = parse(frame);
             listener.handle_segment(now(), dst, src, &repr, payload);
         }
         while let Some(t) = listener.poll_transmit(now()) {
@@ -130,13 +250,13 @@ fn handshake(now: impl Fn() -> Instant) -> (TcpConnection, TcpConnection) {
     panic!("handshake did not complete");
 }
 
-fn ours(duration: Duration) -> Run {
+fn ours(limit: Limit) -> Run {
     let start = WallInstant::now();
     let now = || Instant::from_nanos(start.elapsed().as_nanos() as u64);
     let (mut client, mut server) = handshake(now);
-    let (mut to_server, mut to_client) = (VecDeque::new(), VecDeque::new());
+    let (mut to_server, mut to_client) = (Wire::default(), Wire::default());
     let mut byte = [0u8; 1];
-    let mut exchange = |n: u64| {
+    Run::measure(limit, |n| {
         let t = now();
         for conn in [&mut client, &mut server] {
             if conn.poll_deadline().is_some_and(|d| d <= t) {
@@ -151,17 +271,7 @@ fn ours(duration: Duration) -> Run {
         drain(&mut server, t, &mut to_client);
         deliver(&mut to_client, &mut client, t, &mut to_server);
         assert_eq!((client.recv(&mut byte), byte[0]), (1, n as u8), "the response arrived");
-    };
-    for n in 0..WARM_UP {
-        exchange(n);
-    }
-    let began = WallInstant::now();
-    let mut transactions = 0;
-    while began.elapsed() < duration && transactions < MAX_TRANSACTIONS {
-        exchange(transactions);
-        transactions += 1;
-    }
-    Run { transactions, elapsed: began.elapsed() }
+    })
 }
 
 // ---- smoltcp -------------------------------------------------------------------
@@ -176,27 +286,40 @@ mod peer {
 
     type Queue = Rc<RefCell<VecDeque<Vec<u8>>>>;
 
-    /// One end of a two-queue link.
+    /// One end of a two-queue link; frame buffers are recycled through a
+    /// shared pool, so the link allocates nothing once warm (as in
+    /// `tcp_bench`).
     pub struct QueueDevice {
         rx: Queue,
         tx: Queue,
+        pool: Queue,
     }
 
-    pub struct Rx(Vec<u8>);
+    pub struct Rx {
+        frame: Vec<u8>,
+        pool: Queue,
+    }
 
-    pub struct Tx(Queue);
+    pub struct Tx {
+        tx: Queue,
+        pool: Queue,
+    }
 
     impl smoltcp::phy::RxToken for Rx {
         fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-            f(&self.0)
+            let r = f(&self.frame);
+            self.pool.borrow_mut().push_back(self.frame);
+            r
         }
     }
 
     impl smoltcp::phy::TxToken for Tx {
         fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-            let mut frame = vec![0u8; len];
+            let mut frame = self.pool.borrow_mut().pop_front().unwrap_or_else(|| Vec::with_capacity(MTU));
+            frame.resize(len, 0);
             let r = f(&mut frame);
-            self.0.borrow_mut().push_back(frame);
+            self.tx.borrow_mut().push_back(frame);
+            count_segment();
             r
         }
     }
@@ -207,11 +330,11 @@ mod peer {
 
         fn receive(&mut self, _: SmolInstant) -> Option<(Rx, Tx)> {
             let frame = self.rx.borrow_mut().pop_front()?;
-            Some((Rx(frame), Tx(self.tx.clone())))
+            Some((Rx { frame, pool: self.pool.clone() }, Tx { tx: self.tx.clone(), pool: self.pool.clone() }))
         }
 
         fn transmit(&mut self, _: SmolInstant) -> Option<Tx> {
-            Some(Tx(self.tx.clone()))
+            Some(Tx { tx: self.tx.clone(), pool: self.pool.clone() })
         }
 
         fn capabilities(&self) -> DeviceCapabilities {
@@ -230,8 +353,8 @@ mod peer {
         handle: SocketHandle,
     }
 
-    fn host(ip: Ipv4Addr, rx: Queue, tx: Queue, now: SmolInstant) -> Host {
-        let mut device = QueueDevice { rx, tx };
+    fn host(ip: Ipv4Addr, rx: Queue, tx: Queue, pool: Queue, now: SmolInstant) -> Host {
+        let mut device = QueueDevice { rx, tx, pool };
         let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut device, now);
         iface.update_ip_addrs(|addrs| {
             addrs.push(IpCidr::new(IpAddress::Ipv4(ip), 24)).expect("one address fits");
@@ -254,12 +377,12 @@ mod peer {
         }
     }
 
-    pub fn smoltcp(duration: Duration) -> Run {
+    pub fn smoltcp(limit: Limit) -> Run {
         let start = WallInstant::now();
         let now = || SmolInstant::from_micros(start.elapsed().as_micros() as i64);
-        let (ab, ba): (Queue, Queue) = Default::default();
-        let mut client = host(IP_A, ba.clone(), ab.clone(), now());
-        let mut server = host(IP_B, ab, ba, now());
+        let (ab, ba, pool): (Queue, Queue, Queue) = Default::default();
+        let mut client = host(IP_A, ba.clone(), ab.clone(), pool.clone(), now());
+        let mut server = host(IP_B, ab, ba, pool, now());
         server.socket().listen(5001).expect("port 5001 is free");
         let cx = client.iface.context();
         client
@@ -275,7 +398,7 @@ mod peer {
         assert_eq!(client.socket().state(), tcp::State::Established, "smoltcp handshake");
         server.socket().set_nagle_enabled(false);
         let mut byte = [0u8; 1];
-        let mut exchange = |n: u64| {
+        Run::measure(limit, |n| {
             let t = now();
             assert_eq!(client.socket().send_slice(&[n as u8]), Ok(1), "the client's send buffer has room");
             client.poll(t);
@@ -286,28 +409,43 @@ mod peer {
             client.poll(t);
             assert_eq!(client.socket().recv_slice(&mut byte), Ok(1), "the response arrived");
             assert_eq!(byte[0], n as u8);
-        };
-        for n in 0..WARM_UP {
-            exchange(n);
-        }
-        let began = WallInstant::now();
-        let mut transactions = 0;
-        while began.elapsed() < duration && transactions < MAX_TRANSACTIONS {
-            exchange(transactions);
-            transactions += 1;
-        }
-        Run { transactions, elapsed: began.elapsed() }
+        })
     }
 }
 
-const USAGE: &str = "usage: tcp_rr_bench [--seconds S] [--rounds N]";
+const USAGE: &str = "usage: tcp_rr_bench [--seconds S] [--rounds N] [--transactions T] [--only ours|smoltcp]";
 
-fn options() -> Result<(f64, usize), String> {
-    let (mut seconds, mut rounds) = (2.0, 3);
+/// What the command line asks for.
+struct Options {
+    seconds: f64,
+    rounds: usize,
+    /// A fixed number of transactions per run instead of `seconds`.
+    transactions: Option<u64>,
+    /// Run this stack only (for callgrind).
+    only: Option<String>,
+}
+
+fn options() -> Result<Options, String> {
+    let (mut seconds, mut rounds, mut transactions, mut only) = (2.0, 3, None, None);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
+            "--transactions" => {
+                transactions = Some(
+                    value
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|t| (1..=MAX_TRANSACTIONS).contains(t))
+                        .ok_or(format!("--transactions {value}: expected 1 to {MAX_TRANSACTIONS}"))?,
+                );
+            }
+            "--only" => {
+                if value != "ours" && value != "smoltcp" {
+                    return Err(format!("--only {value}: expected ours or smoltcp"));
+                }
+                only = Some(value);
+            }
             "--seconds" => {
                 seconds = value
                     .parse::<f64>()
@@ -325,28 +463,60 @@ fn options() -> Result<(f64, usize), String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    Ok((seconds, rounds))
+    Ok(Options { seconds, rounds, transactions, only })
 }
 
 fn main() {
-    let (seconds, rounds) = options().unwrap_or_else(|e| {
+    let opts = options().unwrap_or_else(|e| {
         eprintln!("{USAGE}: {e}");
         std::process::exit(2);
     });
-    let duration = Duration::from_secs_f64(seconds);
-    let (mut best_ours, mut best_smoltcp) = (0.0f64, 0.0f64);
-    for _ in 0..rounds {
-        best_ours = best_ours.max(ours(duration).per_second());
-        best_smoltcp = best_smoltcp.max(peer::smoltcp(duration).per_second());
+    let limit = Limit {
+        duration: if opts.transactions.is_some() { Duration::MAX } else { Duration::from_secs_f64(opts.seconds) },
+        transactions: opts.transactions.unwrap_or(MAX_TRANSACTIONS),
+    };
+    let run_ours = opts.only.as_deref() != Some("smoltcp");
+    let run_smoltcp = opts.only.as_deref() != Some("ours");
+    let (mut best_ours, mut best_smoltcp): (Option<Run>, Option<Run>) = (None, None);
+    let keep_best = |best: &mut Option<Run>, run: Run| {
+        if best.as_ref().is_none_or(|b| run.per_second() > b.per_second()) {
+            *best = Some(run);
+        }
+    };
+    for _ in 0..opts.rounds {
+        if run_ours {
+            keep_best(&mut best_ours, ours(limit));
+        }
+        if run_smoltcp {
+            keep_best(&mut best_smoltcp, peer::smoltcp(limit));
+        }
     }
+    let span = match opts.transactions {
+        Some(t) => format!("{t} transactions per round"),
+        None => format!("{} s per round", opts.seconds),
+    };
     println!(
         "request/response, 1-byte messages, one connection, Nagle off, over an in-memory IPv4 link \
-         (MTU {MTU}, checksums emitted and verified), {seconds} s per round, best of {rounds}"
+         (MTU {MTU}, checksums emitted and verified), {span}, best of {}",
+        opts.rounds
     );
-    println!("mirage-net-stack ⇄ mirage-net-stack  {best_ours:>10.0} transactions/s  {:>6.2} µs each", 1e6 / best_ours);
-    println!(
-        "smoltcp 0.12 ⇄ smoltcp 0.12          {best_smoltcp:>10.0} transactions/s  {:>6.2} µs each",
-        1e6 / best_smoltcp
-    );
-    println!("ratio (ours / smoltcp): {:.2}x", best_ours / best_smoltcp);
+    let line = |name: &str, run: &Run| {
+        let t = run.transactions.max(1) as f64;
+        println!(
+            "{name}  {:>10.0} transactions/s  {:>6.2} µs each  {:.2} segments/transaction  {:.2} allocations/transaction",
+            run.per_second(),
+            1e6 / run.per_second(),
+            run.segments as f64 / t,
+            run.allocations as f64 / t,
+        );
+    };
+    if let Some(run) = &best_ours {
+        line("mirage-net-stack ⇄ mirage-net-stack", run);
+    }
+    if let Some(run) = &best_smoltcp {
+        line("smoltcp 0.12 ⇄ smoltcp 0.12         ", run);
+    }
+    if let (Some(o), Some(s)) = (&best_ours, &best_smoltcp) {
+        println!("ratio (ours / smoltcp): {:.2}x", o.per_second() / s.per_second());
+    }
 }

@@ -192,8 +192,14 @@ impl SendBuffer {
         let offset = offset.min(self.len);
         let len = len.min(self.len - offset);
         let pos = self.head + offset as u64;
-        // The first chunk that ends past `pos`; chunks are in stream order.
-        let index = self.chunks.partition_point(|c| c.start + c.len as u64 <= pos);
+        // The chunk `pos` lies in: new data is sent from the last chunk
+        // and retransmissions start in the first, so look there before
+        // searching (chunks are in stream order).
+        let last = self.chunks.len().saturating_sub(1);
+        let index = match self.chunks.back() {
+            Some(c) if c.start <= pos => last,
+            _ => self.chunks.partition_point(|c| c.start + c.len as u64 <= pos),
+        };
         SendSlices { buf: Some(self), index, pos, remaining: len, pending: &[] }
     }
 }
@@ -415,7 +421,11 @@ impl RingBuffer {
         let tail = wrap(self.head + self.len, cap);
         let first = n.min(cap - tail);
         self.storage[tail..tail + first].copy_from_slice(&data[..first]);
-        self.storage[..n - first].copy_from_slice(&data[first..n]);
+        // Only when the data wraps: a copy of nothing still calls `memcpy`,
+        // which costs a small write as much as the copy itself.
+        if first < n {
+            self.storage[..n - first].copy_from_slice(&data[first..n]);
+        }
         self.len += n;
         n
     }
@@ -426,7 +436,9 @@ impl RingBuffer {
         let n = out.len().min(self.len);
         let [a, b] = self.slices(0, n);
         out[..a.len()].copy_from_slice(a);
-        out[a.len()..n].copy_from_slice(b);
+        if !b.is_empty() {
+            out[a.len()..n].copy_from_slice(b);
+        }
         self.consume(n);
         n
     }

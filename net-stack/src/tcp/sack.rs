@@ -125,8 +125,11 @@ impl Scoreboard {
     /// Drops ranges (and parts of ranges) below `snd_una`.
     fn advance(&mut self, snd_una: SeqNumber) {
         let gone = self.ranges().iter().take_while(|(_, r)| *r <= snd_una).count();
-        self.ranges.copy_within(gone..self.len, 0);
-        self.len -= gone;
+        // Most ACKs drop no range; even an empty `copy_within` calls `memmove`.
+        if gone > 0 {
+            self.ranges.copy_within(gone..self.len, 0);
+            self.len -= gone;
+        }
         if let Some(first) = self.ranges[..self.len].first_mut() {
             first.0 = first.0.max(snd_una);
         }
