@@ -647,6 +647,13 @@ impl<I: Ip<Addr = Ipv4Addr>, P: Sleep + Random> TcpLayer<I, P> {
     async fn send_connection(&self, slot: Rc<ConnSlot>) {
         let shared = &self.shared;
         let key = (slot.local, slot.remote);
+        // The timer and the deadline it is armed for. It is re-armed only
+        // for an earlier deadline: one that fires early costs one more
+        // pass, which finds nothing due and re-arms, while re-arming at
+        // every change would create and cancel a platform timer (and read
+        // the clock) twice per request/response exchange, whose deadlines
+        // (delayed ACK, RTO) move later at each segment.
+        let mut timer: Option<(Instant, LocalBoxFuture<'_, ()>)> = None;
         // Each pass handles one wake-up; it ends when the connection is
         // closed and unowned (removed below) or was evicted.
         loop {
@@ -668,7 +675,26 @@ impl<I: Ip<Addr = Ipv4Addr>, P: Sleep + Random> TcpLayer<I, P> {
             if done {
                 return;
             }
-            self.wait_dirty(&slot.dirty, &slot.sender, slot.deadline.get()).await;
+            if let Some(deadline) = slot.deadline.get() {
+                if timer.as_ref().is_none_or(|(armed, _)| deadline < *armed) {
+                    timer = Some((deadline, shared.platform.sleep_until(deadline).boxed_local()));
+                }
+            }
+            let touched = future::poll_fn(|cx| {
+                if slot.dirty.get() {
+                    return Poll::Ready(());
+                }
+                register(&slot.sender, cx);
+                Poll::Pending
+            });
+            match &mut timer {
+                Some((_, sleep)) => {
+                    if let Either::Right(_) = future::select(core::pin::pin!(touched), sleep).await {
+                        timer = None;
+                    }
+                }
+                None => touched.await,
+            }
         }
     }
 
