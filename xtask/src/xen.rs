@@ -458,12 +458,18 @@ while [ $run -le {runs} ]; do
     fi
     # The limit is in dom0's uptime, not loop turns: under load one turn
     # (an `xl list`) takes far longer than its 0.1 s sleep.
-    seen=0; limit=$(( $(secs) + {guest_seconds} ))
-    while xl list guest >/dev/null 2>&1 && [ "$(secs)" -lt $limit ]; do
+    # A crashed guest (on_crash = "preserve") stays listed, state "c".
+    seen=0; limit=$(( $(secs) + {guest_seconds} )); ended=
+    while [ "$(secs)" -lt $limit ]; do
+      listed=$(xl list guest 2>/dev/null) || {{ ended=1; break; }}
+      case "$(echo "$listed" | tail -n 1 | awk '{{print $5}}')" in
+        *c*) echo "harness: at $(now) guest crashed (run $run)"; ended=1; break ;;
+      esac
       if [ $seen = 0 ] && [ -s /console.$run.txt ]; then echo "harness: at $(now) first console output"; seen=1; fi
       sleep 0.1
     done
-    if xl list guest >/dev/null 2>&1; then echo "harness: guest still running after {guest_seconds}s, destroying"; xl destroy guest; fi
+    [ -z "$ended" ] && echo "harness: guest still running after {guest_seconds}s, destroying"
+    xl list guest >/dev/null 2>&1 && xl destroy guest
     echo "harness: at $(now) guest gone (run $run)"
     sleep 1
     echo "{start}"; cat /console.$run.txt 2>/dev/null; echo "{end}"

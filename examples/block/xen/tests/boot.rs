@@ -34,5 +34,5 @@ fn the_block_example_verifies_the_whole_8_mib_xvda_through_blkback() {
     let line = console.lines().find(|l| l.contains("blkfront: closed;")).unwrap_or_else(|| panic!("{console}"));
     let numbers: Vec<u64> = line.split(' ').filter_map(|w| w.trim_end_matches(',').parse().ok()).collect();
     assert!(numbers.len() == 2 && numbers[0] == numbers[1], "close left grants behind: {line}");
-    assert!(!output.contains("harness: guest still running"), "the guest did not power off:\n{output}");
+    assert!(run.every_run_powered_off(), "the guest did not power off:\n{output}");
 }
