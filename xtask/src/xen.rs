@@ -819,7 +819,9 @@ pub fn build(app: &str) -> Result<PathBuf, TaskError> {
         &format!("building the {package} image"),
         cargo().args(["build", "--package", &package, "--profile", "kernel"]),
     )?;
-    let image = workspace_root().join("target/kernel").join(&package);
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
+    let image = target.join("kernel").join(&package);
     let size = fs::metadata(&image).map_err(|e| format!("no image at {}: {e}", image.display()))?.len();
     let config_path = image.with_extension("cfg");
     let kernel = image.to_str().ok_or_else(|| format!("image path {} is not UTF-8", image.display()))?;
