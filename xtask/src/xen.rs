@@ -453,7 +453,8 @@ while [ $run -le {runs} ]; do
     xl unpause guest
     echo "harness: at $(now) guest running (run $run)"
     if [ $run = 1 ] && [ -f /dom0-script ]; then
-      (timeout {script_seconds} sh /dom0-script >/dom0-script.txt 2>&1; echo "dom0 script exit status $?" >>/dom0-script.txt) &
+      # In a session of its own, so that it can be stopped with all it started.
+      setsid sh -c 'timeout {script_seconds} sh /dom0-script >/dom0-script.txt 2>&1; echo "dom0 script exit status $?" >>/dom0-script.txt' &
       script=$!
     fi
     # The limit is in dom0's uptime, not loop turns: under load one turn
@@ -480,7 +481,7 @@ while [ $run -le {runs} ]; do
 done
 # The script gets a few seconds after the last run, then is stopped.
 i=0; while [ -n "$script" ] && kill -0 $script 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
-[ -n "$script" ] && kill -0 $script 2>/dev/null && {{ echo "harness: stopping the dom0 script"; pkill -f dom0-script; }}
+[ -n "$script" ] && kill -0 $script 2>/dev/null && {{ echo "harness: stopping the dom0 script"; kill -TERM -- -$script 2>/dev/null || kill $script; }}
 if [ -f /dom0-script ]; then echo "{script_start}"; cat /dom0-script.txt 2>/dev/null; echo "{script_end}"; fi
 poweroff -f
 "#,
