@@ -28,7 +28,10 @@ fn the_block_example_verifies_the_whole_8_mib_xvda_through_blkback() {
     assert!(console.contains("testing 16384 sectors of 512 bytes (8.0 MiB)"), "{console}");
     assert!(console.contains("wrote and flushed in"), "{console}");
     assert!(console.contains("all 16384 sectors are intact"), "{console}");
-    let line = console.lines().find(|l| l.contains("concurrent reads verified")).expect("concurrent reads line");
+    let line = console
+        .lines()
+        .find(|l| l.contains("concurrent reads verified"))
+        .unwrap_or_else(|| panic!("no concurrent reads line:\n{console}"));
     let most: usize = line.rsplit("at most ").next().and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
     assert!(most > 1, "requests never overlapped: {line}");
     let line = console.lines().find(|l| l.contains("blkfront: closed;")).unwrap_or_else(|| panic!("{console}"));
