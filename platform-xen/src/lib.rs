@@ -16,6 +16,7 @@
 //! | [`grant`] | grant tables (v1): [`grant::Grant`] gives another domain access to a page; ending it parks entries still mapped |
 //! | [`netfront`] | [`netfront::NetFront`]: a Xen virtual network interface (netif rx/tx rings, grant-reused page pools) as a `mirage_types::net::NetworkDevice` |
 //! | [`page`] | [`page::SharedPage`]: a page shared with another domain, volatile accesses at checked offsets |
+//! | [`ring`] | [`ring::FrontRing`]: the front half of an `io/ring.h` shared ring (slots, indices, notify rules, checks of what the backend writes), used by blkfront and netfront |
 //! | [`shared_info`] | the shared info page: Xen system time, wall clock, event channel bitmaps |
 //! | [`probe`] | a report of the interfaces reached, each used once |
 //! | [`xenstore`] | [`xenstore::Xenstore`]: the xenstore client (read, write, directory, remove, watches, transactions) over the ring of HVM parameters 1 and 2 |
@@ -50,6 +51,7 @@ pub mod netfront;
 pub mod page;
 mod platform;
 pub mod probe;
+pub mod ring;
 mod ring_console;
 pub mod shared_info;
 pub mod xenbus;

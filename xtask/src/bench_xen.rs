@@ -179,7 +179,8 @@ pub(crate) fn xen() -> Result<ExitCode, TaskError> {
         sizes.push_str(&format!("| {what} | {bytes} | {} |\n", bytes.div_ceil(1024)));
     }
 
-    let www_args = ["--ipv4".to_string(), "10.0.0.2/24".to_string()];
+    // The kernel's flags, then `--` and the application's.
+    let www_args = ["--".to_string(), "--ipv4".to_string(), "10.0.0.2/24".to_string()];
     let ours = measure(
         "www-xen",
         &Guest { image: &www, ramdisk: None, memory_mib: 32, args: &www_args, pv: false },

@@ -453,17 +453,24 @@ while [ $run -le {runs} ]; do
     xl unpause guest
     echo "harness: at $(now) guest running (run $run)"
     if [ $run = 1 ] && [ -f /dom0-script ]; then
-      (timeout {script_seconds} sh /dom0-script >/dom0-script.txt 2>&1; echo "dom0 script exit status $?" >>/dom0-script.txt) &
+      # In a session of its own, so that it can be stopped with all it started.
+      setsid sh -c 'timeout {script_seconds} sh /dom0-script >/dom0-script.txt 2>&1; echo "dom0 script exit status $?" >>/dom0-script.txt' &
       script=$!
     fi
     # The limit is in dom0's uptime, not loop turns: under load one turn
     # (an `xl list`) takes far longer than its 0.1 s sleep.
-    seen=0; limit=$(( $(secs) + {guest_seconds} ))
-    while xl list guest >/dev/null 2>&1 && [ "$(secs)" -lt $limit ]; do
+    # A crashed guest (on_crash = "preserve") stays listed, state "c".
+    seen=0; limit=$(( $(secs) + {guest_seconds} )); ended=
+    while [ "$(secs)" -lt $limit ]; do
+      listed=$(xl list guest 2>/dev/null) || {{ ended=1; break; }}
+      case "$(echo "$listed" | tail -n 1 | awk '{{print $5}}')" in
+        *c*) echo "harness: at $(now) guest crashed (run $run)"; ended=1; break ;;
+      esac
       if [ $seen = 0 ] && [ -s /console.$run.txt ]; then echo "harness: at $(now) first console output"; seen=1; fi
       sleep 0.1
     done
-    if xl list guest >/dev/null 2>&1; then echo "harness: guest still running after {guest_seconds}s, destroying"; xl destroy guest; fi
+    [ -z "$ended" ] && echo "harness: guest still running after {guest_seconds}s, destroying"
+    xl list guest >/dev/null 2>&1 && xl destroy guest
     echo "harness: at $(now) guest gone (run $run)"
     sleep 1
     echo "{start}"; cat /console.$run.txt 2>/dev/null; echo "{end}"
@@ -474,7 +481,7 @@ while [ $run -le {runs} ]; do
 done
 # The script gets a few seconds after the last run, then is stopped.
 i=0; while [ -n "$script" ] && kill -0 $script 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
-[ -n "$script" ] && kill -0 $script 2>/dev/null && {{ echo "harness: stopping the dom0 script"; pkill -f dom0-script; }}
+[ -n "$script" ] && kill -0 $script 2>/dev/null && {{ echo "harness: stopping the dom0 script"; kill -TERM -- -$script 2>/dev/null || kill $script; }}
 if [ -f /dom0-script ]; then echo "{script_start}"; cat /dom0-script.txt 2>/dev/null; echo "{script_end}"; fi
 poweroff -f
 "#,
@@ -813,7 +820,9 @@ pub fn build(app: &str) -> Result<PathBuf, TaskError> {
         &format!("building the {package} image"),
         cargo().args(["build", "--package", &package, "--profile", "kernel"]),
     )?;
-    let image = workspace_root().join("target/kernel").join(&package);
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
+    let image = target.join("kernel").join(&package);
     let size = fs::metadata(&image).map_err(|e| format!("no image at {}: {e}", image.display()))?.len();
     let config_path = image.with_extension("cfg");
     let kernel = image.to_str().ok_or_else(|| format!("image path {} is not UTF-8", image.display()))?;

@@ -55,6 +55,16 @@ impl XenRun {
     pub fn dom0_script(&self) -> Option<&str> {
         sections(&self.output, SCRIPT_START, SCRIPT_END).into_iter().next()
     }
+
+    /// Whether every domU run ended by itself without crashing (the
+    /// harness reports a crashed guest, kept by `on_crash = "preserve"`,
+    /// and one it had to destroy at its time limit).
+    pub fn every_run_powered_off(&self) -> bool {
+        !self
+            .output
+            .lines()
+            .any(|l| l.starts_with("harness: ") && (l.contains(" guest crashed") || l.contains("guest still running")))
+    }
 }
 
 /// The texts between each `start` and the following `end`.
@@ -167,5 +177,8 @@ mod tests {
         assert_eq!(run.consoles(), ["run 1", "run 2"]);
         assert_eq!(run.dom0_script(), Some("fetched"));
         assert_eq!(XenRun { status: None, output: String::new() }.dom0_script(), None);
+        assert!(run.every_run_powered_off());
+        let crashed = XenRun { status: Some(0), output: "harness: at 9.5 guest crashed (run 2)\n".into() };
+        assert!(!crashed.every_run_powered_off());
     }
 }

@@ -1091,6 +1091,9 @@ impl TcpConnection {
         if ack > self.snd_una {
             let acked = ack - self.snd_una;
             self.snd_una = ack;
+            if self.una_rexmit_at.is_some_and(|(seq, _)| seq < ack) {
+                self.una_rexmit_at = None; // acknowledged: done with it
+            }
             if self.snd_nxt < ack {
                 self.snd_nxt = ack;
             }
@@ -1217,6 +1220,9 @@ impl TcpConnection {
                 let stale = self.ts_at_timeout.is_some_and(|t| (ts.echo.wrapping_sub(t) as i32) < 0);
                 if ts.echo != 0 && elapsed < 1 << 30 && !stale {
                     self.rtt.sample(Duration::from_millis(u64::from(elapsed)));
+                    // Later echoes are later still: forget the mark before
+                    // the 2^31 ms timestamp wrap could make them look old.
+                    self.ts_at_timeout = None;
                 }
                 return;
             }
@@ -2082,6 +2088,18 @@ mod tests {
         h.send_repr(&ack_with(fresh.options.timestamp.unwrap().value, 1007), b"");
         // RFC 6298 §2.3: 7/8 · 20 ms + 1/8 · 40 ms.
         assert_eq!(h.conn.srtt(), Some(Duration::from_micros(22_500)));
+        // Once an echo from after the timeout came, the mark is gone: 25
+        // days later (past the timestamp clock's 2^31 ms half-wrap) echoes
+        // still give samples.
+        let later = 25 * 24 * 3600 * 1000;
+        h.conn.send(b"ghi").unwrap();
+        h.at(later);
+        let (late, _) = h.expect(ACK, 1007, 5001);
+        h.at(later + 20);
+        h.send_repr(&ack_with(late.options.timestamp.unwrap().value, 1010), b"");
+        assert_eq!(h.conn.send_queued(), 0);
+        // 7/8 · 22.5 ms + 1/8 · 20 ms.
+        assert_eq!(h.conn.srtt(), Some(Duration::from_nanos(22_187_500)));
     }
 
     #[test]

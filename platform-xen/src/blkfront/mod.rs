@@ -43,7 +43,7 @@
 //!
 //! Everything it writes is checked: its xenstore values (a malformed
 //! number, a sector size that is not a power of two in 512..=4096, a size
-//! that overflows are errors of `open`), and the ring (see [`ring`]: a
+//! that overflows are errors of `open`), and the ring (see [`blkif`]: a
 //! protocol violation fails every request in flight and later ones with
 //! [`ErrorKind::Disconnected`]; the pool pages of the requests that were
 //! in flight are then never reused, since the backend may still write
@@ -63,7 +63,7 @@
 //! leaked rather than freed (a grant still mapped stays parked in
 //! [`crate::grant`]).
 
-pub mod ring;
+pub mod blkif;
 
 use alloc::format;
 use alloc::rc::Rc;
@@ -89,7 +89,7 @@ use crate::hypercall::XenError;
 use crate::page::SharedPage;
 use crate::xenbus::{Frontend, XenbusState};
 use crate::xenstore::{Xenstore, XenstoreError};
-use ring::{Completion, FrontRing, Status};
+use blkif::{BlkifRing, Completion, Status};
 
 /// The pages of the bounce pool (module documentation): 128 pages,
 /// 512 KiB, enough for 11 full requests in flight at once.
@@ -162,7 +162,7 @@ struct Slot {
 /// The ring, the pool and the slots: pure bookkeeping, no hypercall.
 #[derive(Debug)]
 struct Engine {
-    ring: FrontRing,
+    ring: BlkifRing,
     handle: u16,
     pages: Vec<SharedPage>,
     grefs: Vec<GrantRef>,
@@ -176,7 +176,7 @@ struct Engine {
 }
 
 impl Engine {
-    fn new(ring: FrontRing, handle: u16, pages: Vec<SharedPage>, grefs: Vec<GrantRef>) -> Engine {
+    fn new(ring: BlkifRing, handle: u16, pages: Vec<SharedPage>, grefs: Vec<GrantRef>) -> Engine {
         let free = (0..pages.len()).rev().collect();
         Engine {
             ring,
@@ -434,7 +434,7 @@ impl BlockFront {
         );
         let handle = id.parse::<u16>().unwrap_or(0);
         Ok(BlockFront {
-            engine: ManuallyDrop::new(RefCell::new(Engine::new(FrontRing::new(ring_page), handle, pages, grefs))),
+            engine: ManuallyDrop::new(RefCell::new(Engine::new(BlkifRing::new(ring_page), handle, pages, grefs))),
             channel,
             frontend,
             info: block_info,

@@ -72,7 +72,7 @@
 
 pub mod flags;
 pub mod queues;
-pub mod ring;
+pub mod rings;
 
 use alloc::format;
 use alloc::rc::Rc;
@@ -91,12 +91,12 @@ use mirage_types::net::{ErrorKind, MacAddress, NetError, NetStats, NetworkDevice
 pub use self::flags::NetFlags;
 pub use self::queues::{Counters, MAX_FRAME_LEN, MTU, RX_BUFFERS, TX_BUFFERS, TX_PAGES};
 use self::queues::{RxQueue, TxQueue};
-use self::ring::FrontRing;
-use crate::abi::netif::{RX_SLOT_SIZE, TX_SLOT_SIZE};
+use self::rings::{RxRing, TxRing};
 use crate::event::EventChannel;
 use crate::grant::Grant;
 use crate::hypercall::XenError;
 use crate::page::SharedPage;
+use crate::ring::RingOverrun;
 use crate::xenbus::{Frontend, XenbusState};
 use crate::xenstore::{Xenstore, XenstoreError};
 
@@ -221,8 +221,8 @@ impl NetFront {
         frontend.wait_backend(|s| matches!(s, XenbusState::InitWait | XenbusState::Connected)).await?;
 
         let backend = frontend.backend_id();
-        let tx_ring = FrontRing::new(SharedPage::alloc()?, TX_SLOT_SIZE);
-        let rx_ring = FrontRing::new(SharedPage::alloc()?, RX_SLOT_SIZE);
+        let tx_ring = TxRing::new(SharedPage::alloc()?);
+        let rx_ring = RxRing::new(SharedPage::alloc()?);
         let (tx_pages, rx_pages) = (pages(TX_PAGES)?, pages(RX_BUFFERS)?);
         let mut grants = Vec::with_capacity(2 + TX_PAGES + RX_BUFFERS);
         let mut grant = |page: &SharedPage, readonly: bool| -> Result<u32, XenError> {
@@ -325,7 +325,7 @@ impl NetFront {
     }
 
     /// Marks the device broken after a ring overrun.
-    fn broken(&self, queues: &mut Queues, ring: &str, e: ring::RingOverrun) -> NetError {
+    fn broken(&self, queues: &mut Queues, ring: &str, e: RingOverrun) -> NetError {
         let message = format!("netback broke the {ring} ring: {e}; the device is unusable");
         log::error!("netfront {}: {message}", self.frontend.node());
         queues.broken = Some(message.clone());

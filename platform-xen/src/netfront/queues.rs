@@ -29,13 +29,14 @@ use alloc::vec::Vec;
 use bytes::Bytes;
 use mirage_types::net::{NetStats, ETHERNET_HEADER_LEN};
 
-use super::ring::{FrontRing, RingOverrun};
+use super::rings::{RxRing, TxRing};
 use crate::abi::netif::{
-    RxRequest, RxResponse, TxRequest, TxResponse, NETIF_EXTRA_FLAG_MORE, NETIF_RSP_OKAY, NETRXF_CSUM_BLANK,
-    NETRXF_EXTRA_INFO, NETRXF_MORE_DATA, RX_RING_SIZE, TX_RING_SIZE,
+    RxRequest, RxResponse, TxRequest, NETIF_EXTRA_FLAG_MORE, NETIF_RSP_OKAY, NETRXF_CSUM_BLANK, NETRXF_EXTRA_INFO,
+    NETRXF_MORE_DATA, RX_RING_SIZE, TX_RING_SIZE,
 };
 use crate::abi::PAGE_SIZE;
 use crate::page::SharedPage;
+use crate::ring::RingOverrun;
 
 /// A grant reference as the rings carry it.
 pub type GrantRef = u32;
@@ -85,7 +86,7 @@ pub struct Counters {
 /// granted pages, each either free or in flight under its own id.
 #[derive(Debug)]
 pub struct TxQueue {
-    ring: FrontRing,
+    ring: TxRing,
     pages: Vec<SharedPage>,
     /// The grant of each page, read-only for the backend.
     grefs: Vec<GrantRef>,
@@ -99,7 +100,7 @@ pub struct TxQueue {
 impl TxQueue {
     /// A queue on the ring `ring` with `pages` (granted as `grefs`),
     /// [`TX_PAGES`] of each.
-    pub fn new(ring: FrontRing, pages: Vec<SharedPage>, grefs: Vec<GrantRef>) -> TxQueue {
+    pub fn new(ring: TxRing, pages: Vec<SharedPage>, grefs: Vec<GrantRef>) -> TxQueue {
         debug_assert!(pages.len() == TX_PAGES && grefs.len() == TX_PAGES);
         TxQueue {
             ring,
@@ -112,7 +113,7 @@ impl TxQueue {
     }
 
     /// The ring (its page is granted to the backend by the caller).
-    pub fn ring(&self) -> &FrontRing {
+    pub fn ring(&self) -> &TxRing {
         &self.ring
     }
 
@@ -158,7 +159,7 @@ impl TxQueue {
     /// as a drop. Returns how many buffers came back.
     pub fn reap(&mut self, counters: &mut Counters) -> Result<usize, RingOverrun> {
         let mut freed = 0;
-        while let Some((_, response)) = self.ring.take_response::<TxResponse>()? {
+        while let Some((_, response)) = self.ring.take_response()? {
             let id = usize::from(response.id);
             match self.in_flight.get_mut(id) {
                 Some(flying @ true) => {
@@ -187,7 +188,7 @@ impl TxQueue {
 
     /// The pages, for the device to leak when the backend may still map
     /// them.
-    pub fn into_pages(self) -> (FrontRing, Vec<SharedPage>) {
+    pub fn into_pages(self) -> (TxRing, Vec<SharedPage>) {
         (self.ring, self.pages)
     }
 }
@@ -215,7 +216,7 @@ impl Skip {
 /// ring slot (or waiting to be posted again).
 #[derive(Debug)]
 pub struct RxQueue {
-    ring: FrontRing,
+    ring: RxRing,
     pages: Vec<SharedPage>,
     /// The grant of each page, writable by the backend.
     grefs: Vec<GrantRef>,
@@ -229,7 +230,7 @@ pub struct RxQueue {
 impl RxQueue {
     /// A queue on `ring` with `pages` granted as `grefs` ([`RX_BUFFERS`]
     /// of each), none posted yet (see [`RxQueue::refill`]).
-    pub fn new(ring: FrontRing, pages: Vec<SharedPage>, grefs: Vec<GrantRef>) -> RxQueue {
+    pub fn new(ring: RxRing, pages: Vec<SharedPage>, grefs: Vec<GrantRef>) -> RxQueue {
         debug_assert!(pages.len() == RX_BUFFERS && grefs.len() == RX_BUFFERS);
         let slots = ring.size() as usize;
         RxQueue {
@@ -243,7 +244,7 @@ impl RxQueue {
     }
 
     /// The ring (its page is granted to the backend by the caller).
-    pub fn ring(&self) -> &FrontRing {
+    pub fn ring(&self) -> &RxRing {
         &self.ring
     }
 
@@ -265,7 +266,7 @@ impl RxQueue {
                 break;
             }
             self.unposted.pop();
-            self.posted_at[(index & (self.ring.size() - 1)) as usize] = Some(id);
+            self.posted_at[self.ring.slot_of(index)] = Some(id);
         }
         self.ring.push_requests()
     }
@@ -274,8 +275,8 @@ impl RxQueue {
     /// buffer; the buffers of the slots consumed wait for
     /// [`RxQueue::refill`]. Bad frames on the way are dropped and counted.
     pub fn next_frame(&mut self, counters: &mut Counters) -> Result<Option<Bytes>, RingOverrun> {
-        while let Some((index, response)) = self.ring.take_response::<RxResponse>()? {
-            let slot = (index & (self.ring.size() - 1)) as usize;
+        while let Some((index, response)) = self.ring.take_response()? {
+            let slot = self.ring.slot_of(index);
             // The overrun check guarantees a posted buffer in every slot
             // the backend may answer; `None` cannot come from the backend.
             let Some(id) = self.posted_at.get_mut(slot).and_then(Option::take) else {
@@ -342,31 +343,29 @@ impl RxQueue {
 
     /// The pages, for the device to leak when the backend may still map
     /// them.
-    pub fn into_pages(self) -> (FrontRing, Vec<SharedPage>) {
+    pub fn into_pages(self) -> (RxRing, Vec<SharedPage>) {
         (self.ring, self.pages)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::ring::sim::BackRing;
     use super::*;
-    use crate::abi::netif::{
-        NETIF_RSP_DROPPED, NETIF_RSP_ERROR, NETIF_RSP_NULL, NETRXF_DATA_VALIDATED, RX_SLOT_SIZE, TX_SLOT_SIZE,
-    };
+    use crate::abi::netif::{TxResponse, NETIF_RSP_DROPPED, NETIF_RSP_ERROR, NETIF_RSP_NULL, NETRXF_DATA_VALIDATED};
+    use crate::ring::sim::BackRing;
 
     fn pages(n: usize) -> Vec<SharedPage> {
         (0..n).map(|_| SharedPage::alloc().unwrap()).collect()
     }
 
-    fn tx() -> (TxQueue, BackRing) {
-        let ring = FrontRing::new(SharedPage::alloc().unwrap(), TX_SLOT_SIZE);
+    fn tx() -> (TxQueue, BackRing<TxRequest, TxResponse>) {
+        let ring = TxRing::new(SharedPage::alloc().unwrap());
         let back = BackRing::attach(&ring);
         (TxQueue::new(ring, pages(TX_PAGES), (0..TX_PAGES as u32).map(|g| 500 + g).collect()), back)
     }
 
-    fn rx() -> (RxQueue, BackRing) {
-        let ring = FrontRing::new(SharedPage::alloc().unwrap(), RX_SLOT_SIZE);
+    fn rx() -> (RxQueue, BackRing<RxRequest, RxResponse>) {
+        let ring = RxRing::new(SharedPage::alloc().unwrap());
         let back = BackRing::attach(&ring);
         let mut queue = RxQueue::new(ring, pages(RX_BUFFERS), (0..RX_BUFFERS as u32).map(|g| 1000 + g).collect());
         assert!(queue.refill(), "the first posting notifies");
@@ -374,7 +373,13 @@ mod tests {
     }
 
     /// The simulated netback's copy of a frame into the page of `gref`.
-    fn deliver(queue: &RxQueue, back: &mut BackRing, frame: &[u8], offset: u16, flags: u16) -> RxRequest {
+    fn deliver(
+        queue: &RxQueue,
+        back: &mut BackRing<RxRequest, RxResponse>,
+        frame: &[u8],
+        offset: u16,
+        flags: u16,
+    ) -> RxRequest {
         let request: RxRequest = back.take_request().expect("a posted buffer");
         let page = usize::try_from(request.gref - 1000).unwrap();
         queue.pages[page].write_bytes(usize::from(offset), frame);
@@ -400,7 +405,7 @@ mod tests {
         assert!(!queue.has_free_buffer());
         assert!(queue.send(60, |_| unreachable!("no buffer is free"), &mut counters).is_none());
         let mut seen = 0;
-        while let Some(req) = back.take_request::<TxRequest>() {
+        while let Some(req) = back.take_request() {
             let page = &queue.pages[(req.gref - 500) as usize];
             let mut got = vec![0; usize::from(req.size)];
             page.read_bytes(usize::from(req.offset), &mut got);
@@ -423,7 +428,7 @@ mod tests {
         for seed in [1u8, 2] {
             queue.send(MAX_FRAME_LEN, |buf| buf.fill(seed), &mut counters).unwrap();
         }
-        let (a, b) = (back.take_request::<TxRequest>().unwrap(), back.take_request::<TxRequest>().unwrap());
+        let (a, b) = (back.take_request().unwrap(), back.take_request().unwrap());
         assert_eq!(a.gref, b.gref);
         let (lo, hi) = if a.offset < b.offset { (a, b) } else { (b, a) };
         assert!(usize::from(lo.offset) + usize::from(lo.size) <= usize::from(hi.offset));
@@ -445,7 +450,7 @@ mod tests {
         for _ in 0..3 {
             queue.send(60, |_| (), &mut counters).unwrap();
         }
-        let ids: Vec<u16> = (0..3).map(|_| back.take_request::<TxRequest>().unwrap().id).collect();
+        let ids: Vec<u16> = (0..3).map(|_| back.take_request().unwrap().id).collect();
         back.put_response(TxResponse { id: ids[0], status: NETIF_RSP_ERROR });
         back.put_response(TxResponse { id: ids[0], status: NETIF_RSP_OKAY }); // repeated
         back.put_response(TxResponse { id: 9999, status: NETIF_RSP_OKAY }); // unknown
@@ -569,7 +574,7 @@ mod tests {
         for _ in 0..2000 {
             let burst = next() % 8;
             for _ in 0..burst {
-                if back.take_request::<RxRequest>().is_none() {
+                if back.take_request().is_none() {
                     break;
                 }
                 let r = next();

@@ -11,82 +11,8 @@
 //! Debian mirror is unreachable. One boot takes a minute or more.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
 
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../..")
-}
-
-/// `cargo xtask ARGS`, built in a target directory of the test's own.
-fn xtask(args: &[&str]) -> Output {
-    Command::new(env!("CARGO"))
-        .args(["run", "--quiet", "--package", "xtask", "--target-dir"])
-        .arg(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("xtask"))
-        .arg("--")
-        .args(args)
-        .current_dir(workspace())
-        .output()
-        .expect("run cargo xtask")
-}
-
-/// Prepares the harness once; `Err` with the reason to skip if the Debian
-/// mirror cannot be reached.
-fn harness() -> &'static Result<(), String> {
-    static HARNESS: OnceLock<Result<(), String>> = OnceLock::new();
-    HARNESS.get_or_init(|| {
-        let out = xtask(&["xen", "prepare"]);
-        if out.status.success() {
-            return Ok(());
-        }
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        if text.contains("apt-get download") || text.contains("apt-get update") || text.contains("Temporary failure") {
-            return Err(format!("the Xen harness cannot download its Debian packages: {}", text.trim_end()));
-        }
-        panic!("cargo xtask xen prepare failed ({}):\n{text}", out.status);
-    })
-}
-
-/// Builds the image once per test process and returns its path.
-fn image() -> &'static PathBuf {
-    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-        let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kernel-images");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--profile", "kernel", "--manifest-path"])
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(&target)
-            .status()
-            .expect("run cargo to build the kernel image");
-        assert!(status.success(), "building the www-xen image failed: {status}");
-        target.join("kernel/www-xen")
-    })
-}
-
-macro_rules! require_harness {
-    () => {
-        if let Err(reason) = harness() {
-            println!("SKIP: {reason}");
-            return;
-        }
-    };
-}
-
-/// Path B with a dom0 script: boots the image as a domU with `args` as
-/// its command line while dom0 runs `script`; returns the harness's exit
-/// status and output.
-fn boot_domu_with(script: &str, args: &[&str]) -> (Option<i32>, String) {
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("www-dom0-script.sh");
-    std::fs::write(&path, script).expect("write the dom0 script");
-    let image = image().to_str().expect("UTF-8 path").to_string();
-    let mut words = vec!["xen", "domu", image.as_str(), "--dom0-script", path.to_str().expect("UTF-8 path"), "--"];
-    words.extend_from_slice(args);
-    let out = xtask(&words);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.code(), text)
-}
+use mirage_kernel_host::{kernel_image, xen_harness};
 
 /// The text between `start` and `end` in `text`.
 fn section<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
@@ -119,15 +45,17 @@ xl destroy guest
 
 #[test]
 fn dom0_fetches_the_index_page_over_netback_and_pings_the_guest() {
-    require_harness!();
-    let (status, output) = boot_domu_with(DOM0_SCRIPT, &["--", "--ipv4", "10.0.0.2/24"]);
-    assert_eq!(status, Some(0), "harness status; output:\n{output}");
-    let console = section(&output, "===== guest console =====", "===== end guest console =====")
-        .unwrap_or_else(|| panic!("no guest console:\n{output}"));
+    let Some(xen) = xen_harness!() else { return };
+    let script = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("www-dom0-script.sh");
+    std::fs::write(&script, DOM0_SCRIPT).expect("write the dom0 script");
+    let script = script.to_str().expect("UTF-8 path");
+    let run = xen.domu(&kernel_image!(), &["--dom0-script", script, "--", "--", "--ipv4", "10.0.0.2/24"]);
+    let output = &run.output;
+    assert_eq!(run.status, Some(0), "harness status; output:\n{output}");
+    let console = *run.consoles().first().unwrap_or_else(|| panic!("no guest console:\n{output}"));
     assert!(console.contains("netfront: device/vif/0 connected, MAC 00:16:3e:00:00:01"), "{console}");
     assert!(console.contains("serving http on 10.0.0.2:8080"), "{console}");
-    let script = section(&output, "===== dom0 script =====", "===== end dom0 script =====")
-        .unwrap_or_else(|| panic!("no dom0 script output:\n{output}"));
+    let script = run.dom0_script().unwrap_or_else(|| panic!("no dom0 script output:\n{output}"));
     assert!(script.contains("HTTP/1.1 200") || script.contains("HTTP/1.0 200"), "{script}");
     let hex = section(script, "BODY BEGIN", "BODY END").unwrap_or_else(|| panic!("no body:\n{script}"));
     let body: Vec<u8> = hex
