@@ -200,10 +200,25 @@ impl BlkifRing {
     /// the ring is full or broken, or `segments` has more than
     /// [`MAX_SEGMENTS`].
     pub fn push(&mut self, operation: u8, handle: u16, sector: u64, segments: &[Segment]) -> Option<usize> {
+        self.push_where(|_| true, operation, handle, sector, segments)
+    }
+
+    /// [`BlkifRing::push`] with the first id not in flight that `usable`
+    /// accepts: the caller's own record of an id may outlive its response
+    /// (a completion its owner has not collected yet), and the id must not
+    /// be reused until then.
+    pub fn push_where(
+        &mut self,
+        usable: impl Fn(usize) -> bool,
+        operation: u8,
+        handle: u16,
+        sector: u64,
+        segments: &[Segment],
+    ) -> Option<usize> {
         if self.broken.is_some() || segments.len() > MAX_SEGMENTS {
             return None;
         }
-        let id = self.in_flight.iter().position(Option::is_none)?;
+        let id = (0..self.in_flight.len()).find(|&id| self.in_flight[id].is_none() && usable(id))?;
         let mut request = Request {
             operation,
             nr_segments: segments.len() as u8,
@@ -367,6 +382,27 @@ mod tests {
         assert_eq!(done.len(), total);
         assert!(done.iter().all(|c| c.status == Status::Okay));
         assert_eq!(ring.in_flight(), 0);
+    }
+
+    #[test]
+    fn an_answered_id_the_caller_still_holds_is_not_reused() {
+        // The engine keeps a completion until its owner collects it; the
+        // ring forgets the id at the response. A new request must not take
+        // it meanwhile, or the owner's completion is overwritten and it
+        // waits forever (seen on Xen with many concurrent reads).
+        let mut ring = ring();
+        let mut backend = SimBackend::attach(&ring.ring);
+        let a = ring.push(OP_READ, 0, 0, &[seg(1)]).unwrap();
+        ring.publish();
+        backend.take_requests();
+        respond(&mut backend, a as u64, OP_READ, RSP_OKAY);
+        backend.push_responses();
+        let mut out = Vec::new();
+        ring.poll(&mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        let b = ring.push_where(|id| id != a, OP_READ, 0, 0, &[seg(2)]).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(ring.push_where(|_| false, OP_READ, 0, 0, &[seg(3)]), None);
     }
 
     #[test]

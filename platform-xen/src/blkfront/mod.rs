@@ -152,6 +152,11 @@ impl From<XenError> for BlockFrontError {
 /// A request slot (by ring id): the pool pages it holds and its state.
 #[derive(Debug, Default)]
 struct Slot {
+    /// From the push until the owner (or the reaper, if abandoned)
+    /// releases it: its id is not reused before, even once the ring has
+    /// the response, so a completion not yet collected is never
+    /// overwritten by another request.
+    in_use: bool,
     pages: Vec<usize>,
     done: Option<Status>,
     /// Its future was dropped: free it when the response comes.
@@ -245,8 +250,9 @@ impl Engine {
                 pad: 0,
             })
             .collect();
-        let id = self.ring.push(operation, self.handle, sector, &segments)?;
-        self.slots[id] = Slot { pages, done: None, abandoned: false, waker: None };
+        let slots = &self.slots;
+        let id = self.ring.push_where(|id| !slots[id].in_use, operation, self.handle, sector, &segments)?;
+        self.slots[id] = Slot { in_use: true, pages, done: None, abandoned: false, waker: None };
         self.most_in_flight = self.most_in_flight.max(self.ring.in_flight());
         Some(id)
     }
