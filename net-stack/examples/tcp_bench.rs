@@ -63,18 +63,19 @@
 //! Ours moves the data in both directions (twice the bytes); smoltcp once.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant as WallInstant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use mirage_net_stack::tcp::{IsnGenerator, TcpConfig, TcpConnection, TcpListener, TcpState};
 use mirage_net_stack::wire::{Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
 use mirage_types::ip::IpProtocol;
 use mirage_types::time::Instant;
+
+#[path = "common/link.rs"]
+mod link;
+use link::{ipv4, Wire, MTU};
 
 // ---- Allocation counting -----------------------------------------------------
 
@@ -209,7 +210,6 @@ impl Run {
 
 /// Measurements per stack and direction; the best and the median are printed.
 const ROUNDS: usize = 5;
-const MTU: usize = 1500;
 /// Bytes the application offers per `send` call unless `--write` says otherwise.
 const WRITE: usize = 64 * 1024;
 const BUFFER: usize = 256 * 1024;
@@ -231,41 +231,6 @@ fn next_write(data: &[u8], written: usize, total: usize, write: usize) -> &[u8] 
 
 // ---- Ours ----------------------------------------------------------------------
 
-/// One direction of the link: frames in flight, cut from a receive arena.
-///
-/// The sender emits each frame straight into the arena (the "device
-/// buffer"), and the frame travels up as `Bytes`, what a device driver
-/// hands the stack; the payload the receiver gets is a slice of it, not a
-/// copy. Like a driver's page-fragment allocator, the arena is reused once
-/// every frame cut from it has been released (`BytesMut::try_reclaim`),
-/// else a new one is allocated, counted as the link's allocation: a
-/// receiver that holds frames pins their arena.
-#[derive(Default)]
-struct Wire {
-    queue: VecDeque<Bytes>,
-    arena: BytesMut,
-}
-
-/// Bytes per receive arena: 43 full-sized frames.
-const ARENA: usize = 64 * 1024;
-
-impl Wire {
-    /// A zero-filled buffer of `len` bytes for the next frame.
-    fn frame(&mut self, len: usize) -> &mut [u8] {
-        if !self.arena.try_reclaim(len) {
-            self.arena = BytesMut::with_capacity(ARENA.max(len));
-        }
-        self.arena.resize(len, 0);
-        &mut self.arena[..]
-    }
-
-    /// Queues the frame just filled.
-    fn send(&mut self) {
-        let len = self.arena.len();
-        self.queue.push_back(self.arena.split_to(len).freeze());
-    }
-}
-
 /// Emits everything `conn` sends as IPv4 datagrams into `wire`; returns the
 /// number of data segments.
 fn drain(conn: &mut TcpConnection, now: Instant, wire: &mut Wire, count: bool) -> u64 {
@@ -282,13 +247,6 @@ fn drain(conn: &mut TcpConnection, now: Instant, wire: &mut Wire, count: bool) -
         wire.send();
     }
     data
-}
-
-fn ipv4(addr: SocketAddr) -> Ipv4Addr {
-    match addr.ip() {
-        IpAddr::V4(ip) => ip,
-        IpAddr::V6(_) => unreachable!("the bench uses IPv4 addresses only"),
-    }
 }
 
 /// Parses and verifies one frame: the IPv4 header, then the TCP segment;
@@ -430,72 +388,12 @@ fn ours(total: usize, write: usize, reverse: bool, writes: Writes) -> Run {
 // ---- smoltcp -------------------------------------------------------------------
 
 mod peer {
+    use super::link::{Queue, QueueDevice};
     use super::*;
     use smoltcp::iface::{Config, Interface, SocketSet};
-    use smoltcp::phy::{Device, DeviceCapabilities, Medium};
     use smoltcp::socket::tcp;
     use smoltcp::time::Instant as SmolInstant;
     use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
-
-    type Queue = Rc<RefCell<VecDeque<Vec<u8>>>>;
-
-    /// One end of a two-queue link; frame buffers are recycled through a
-    /// shared pool, so the link allocates nothing once warm.
-    pub struct QueueDevice {
-        rx: Queue,
-        tx: Queue,
-        pool: Queue,
-    }
-
-    pub struct Rx {
-        frame: Vec<u8>,
-        pool: Queue,
-    }
-
-    pub struct Tx {
-        tx: Queue,
-        pool: Queue,
-    }
-
-    impl smoltcp::phy::RxToken for Rx {
-        fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-            let r = f(&self.frame);
-            self.pool.borrow_mut().push_back(self.frame);
-            r
-        }
-    }
-
-    impl smoltcp::phy::TxToken for Tx {
-        fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-            let mut frame = self.pool.borrow_mut().pop_front().unwrap_or_else(|| Vec::with_capacity(MTU));
-            frame.resize(len, 0);
-            let r = f(&mut frame);
-            self.tx.borrow_mut().push_back(frame);
-            r
-        }
-    }
-
-    impl Device for QueueDevice {
-        type RxToken<'a> = Rx;
-        type TxToken<'a> = Tx;
-
-        fn receive(&mut self, _: SmolInstant) -> Option<(Rx, Tx)> {
-            let frame = self.rx.borrow_mut().pop_front()?;
-            Some((Rx { frame, pool: self.pool.clone() }, Tx { tx: self.tx.clone(), pool: self.pool.clone() }))
-        }
-
-        fn transmit(&mut self, _: SmolInstant) -> Option<Tx> {
-            Some(Tx { tx: self.tx.clone(), pool: self.pool.clone() })
-        }
-
-        fn capabilities(&self) -> DeviceCapabilities {
-            let mut caps = DeviceCapabilities::default();
-            caps.medium = Medium::Ip;
-            caps.max_transmission_unit = MTU;
-            // Checksums: the default computes and verifies all of them.
-            caps
-        }
-    }
 
     struct Host {
         iface: Interface,
@@ -505,7 +403,7 @@ mod peer {
     }
 
     fn host(ip: Ipv4Addr, rx: Queue, tx: Queue, pool: Queue, now: SmolInstant) -> Host {
-        let mut device = QueueDevice { rx, tx, pool };
+        let mut device = QueueDevice { rx, tx, pool, on_transmit: || {} };
         let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut device, now);
         iface.update_ip_addrs(|addrs| {
             addrs.push(IpCidr::new(IpAddress::Ipv4(ip), 24)).expect("one address fits");

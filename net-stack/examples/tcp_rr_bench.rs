@@ -82,20 +82,21 @@
 //! earlier deadline (~16 800 → ~14 800 instructions per transaction).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant as WallInstant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use mirage_net_stack::tcp::{IsnGenerator, TcpConfig, TcpConnection, TcpListener, TcpState};
 use mirage_net_stack::wire::{Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
 use mirage_types::ip::IpProtocol;
 use mirage_types::time::Instant;
 
-const MTU: usize = 1500;
+#[path = "common/link.rs"]
+mod link;
+use link::{ipv4, Wire, MTU};
+
 const IP_A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const IP_B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const WARM_UP: u64 = 1000;
@@ -198,37 +199,6 @@ impl Run {
 
 // ---- Ours ----------------------------------------------------------------------
 
-/// One direction of the link: frames in flight, cut from a receive arena
-/// as in `tcp_bench`: the sender emits into the arena, the frame travels up
-/// as `Bytes` and the payload is a slice of it (no copy, and no allocation
-/// once the arena is reused).
-#[derive(Default)]
-struct Wire {
-    queue: VecDeque<Bytes>,
-    arena: BytesMut,
-}
-
-/// Bytes per receive arena.
-const ARENA: usize = 64 * 1024;
-
-impl Wire {
-    /// A zero-filled buffer of `len` bytes for the next frame.
-    fn frame(&mut self, len: usize) -> &mut [u8] {
-        if !self.arena.try_reclaim(len) {
-            self.arena = BytesMut::with_capacity(ARENA.max(len));
-        }
-        self.arena.resize(len, 0);
-        &mut self.arena[..]
-    }
-
-    /// Queues the frame just filled.
-    fn send(&mut self) {
-        let len = self.arena.len();
-        self.queue.push_back(self.arena.split_to(len).freeze());
-        count_segment();
-    }
-}
-
 /// Emits everything `conn` has to send as IPv4 datagrams onto `wire`.
 fn drain(conn: &mut TcpConnection, now: Instant, wire: &mut Wire) {
     let (src, dst) = (ipv4(conn.local_addr()), ipv4(conn.remote_addr()));
@@ -238,13 +208,7 @@ fn drain(conn: &mut TcpConnection, now: Instant, wire: &mut Wire) {
         seg.emit_ipv4(src, dst, &mut frame[20..]);
         Ipv4Repr::new(src, dst, IpProtocol::TCP, tcp_len, 64).emit(&mut Ipv4Packet::new_unchecked(&mut frame[..]));
         wire.send();
-    }
-}
-
-fn ipv4(addr: SocketAddr) -> Ipv4Addr {
-    match addr.ip() {
-        IpAddr::V4(ip) => ip,
-        IpAddr::V6(_) => unreachable!("the bench uses IPv4 addresses only"),
+        count_segment();
     }
 }
 
@@ -334,74 +298,12 @@ fn ours(limit: Limit) -> Run {
 // ---- smoltcp -------------------------------------------------------------------
 
 mod peer {
+    use super::link::{Queue, QueueDevice};
     use super::*;
     use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
-    use smoltcp::phy::{Device, DeviceCapabilities, Medium};
     use smoltcp::socket::tcp;
     use smoltcp::time::Instant as SmolInstant;
     use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
-
-    type Queue = Rc<RefCell<VecDeque<Vec<u8>>>>;
-
-    /// One end of a two-queue link; frame buffers are recycled through a
-    /// shared pool, so the link allocates nothing once warm (as in
-    /// `tcp_bench`).
-    pub struct QueueDevice {
-        rx: Queue,
-        tx: Queue,
-        pool: Queue,
-    }
-
-    pub struct Rx {
-        frame: Vec<u8>,
-        pool: Queue,
-    }
-
-    pub struct Tx {
-        tx: Queue,
-        pool: Queue,
-    }
-
-    impl smoltcp::phy::RxToken for Rx {
-        fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-            let r = f(&self.frame);
-            self.pool.borrow_mut().push_back(self.frame);
-            r
-        }
-    }
-
-    impl smoltcp::phy::TxToken for Tx {
-        fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-            let mut frame = self.pool.borrow_mut().pop_front().unwrap_or_else(|| Vec::with_capacity(MTU));
-            frame.resize(len, 0);
-            let r = f(&mut frame);
-            self.tx.borrow_mut().push_back(frame);
-            count_segment();
-            r
-        }
-    }
-
-    impl Device for QueueDevice {
-        type RxToken<'a> = Rx;
-        type TxToken<'a> = Tx;
-
-        fn receive(&mut self, _: SmolInstant) -> Option<(Rx, Tx)> {
-            let frame = self.rx.borrow_mut().pop_front()?;
-            Some((Rx { frame, pool: self.pool.clone() }, Tx { tx: self.tx.clone(), pool: self.pool.clone() }))
-        }
-
-        fn transmit(&mut self, _: SmolInstant) -> Option<Tx> {
-            Some(Tx { tx: self.tx.clone(), pool: self.pool.clone() })
-        }
-
-        fn capabilities(&self) -> DeviceCapabilities {
-            let mut caps = DeviceCapabilities::default();
-            caps.medium = Medium::Ip;
-            caps.max_transmission_unit = MTU;
-            // Checksums: the default computes and verifies all of them.
-            caps
-        }
-    }
 
     struct Host {
         iface: Interface,
@@ -411,7 +313,7 @@ mod peer {
     }
 
     fn host(ip: Ipv4Addr, rx: Queue, tx: Queue, pool: Queue, now: SmolInstant) -> Host {
-        let mut device = QueueDevice { rx, tx, pool };
+        let mut device = QueueDevice { rx, tx, pool, on_transmit: count_segment };
         let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut device, now);
         iface.update_ip_addrs(|addrs| {
             addrs.push(IpCidr::new(IpAddress::Ipv4(ip), 24)).expect("one address fits");
