@@ -198,6 +198,17 @@ impl NetFront {
         NetFront::open(store, &id).await
     }
 
+    /// The vif `flags` name (`--vif`), else the first; logs its node and
+    /// MAC once connected, the line the Xen examples print.
+    pub async fn open_flagged(store: Rc<Xenstore>, flags: &NetFlags) -> Result<NetFront, NetFrontError> {
+        let net = match &flags.vif {
+            Some(id) => NetFront::open(store, id).await?,
+            None => NetFront::open_first(store).await?,
+        };
+        log::info!("netfront: {} connected, MAC {}", net.node(), mirage_types::net::NetworkDevice::mac(&net));
+        Ok(net)
+    }
+
     /// Connects vif `id` (`device/vif/<id>`); see the module documentation
     /// for the handshake. Errors: the device is missing, its `mac` is
     /// malformed, the backend lacks `feature-rx-copy` or closes, a grant or

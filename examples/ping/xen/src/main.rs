@@ -40,7 +40,6 @@ fn main(boot: mirage_kernel::BootInfo) -> ! {
     use mirage_platform_xen::netfront::{NetFlags, NetFront};
     use mirage_platform_xen::xenstore::Xenstore;
     use mirage_platform_xen::DomainConsole;
-    use mirage_types::net::NetworkDevice;
     use mirage_types::platform::Platform;
 
     type Error = Box<dyn core::error::Error>;
@@ -49,11 +48,7 @@ fn main(boot: mirage_kernel::BootInfo) -> ! {
         let (flags, rest) = NetFlags::take(platform.args())?;
         let config = ping::Config::from_args(&rest)?;
         let store = Xenstore::connect()?;
-        let net = match &flags.vif {
-            Some(id) => NetFront::open(store, id).await?,
-            None => NetFront::open_first(store).await?,
-        };
-        log::info!("netfront: {} connected, MAC {}", net.node(), net.mac());
+        let net = NetFront::open_flagged(store, &flags).await?;
         let builder = StackBuilder::new(net, platform.clone()).ipv4_or_dhcp(flags.ipv4, flags.ipv4_gateway);
         let stack = Rc::new(builder.build().await?);
         stack.spawn_input_loop("vif");

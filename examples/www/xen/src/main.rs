@@ -46,11 +46,7 @@ fn main(boot: mirage_kernel::BootInfo) -> ! {
         let (flags, rest) = NetFlags::take(platform.args())?;
         let config = www::Config::from_args(&rest)?;
         let store = Xenstore::connect()?;
-        let net = match &flags.vif {
-            Some(id) => NetFront::open(store, id).await?,
-            None => NetFront::open_first(store).await?,
-        };
-        log::info!("netfront: {} connected, MAC {}", net.node(), mirage_types::net::NetworkDevice::mac(&net));
+        let net = NetFront::open_flagged(store, &flags).await?;
         let builder = StackBuilder::new(net, platform.clone()).ipv4_or_dhcp(flags.ipv4, flags.ipv4_gateway);
         let stack = Rc::new(builder.build().await?);
         stack.spawn_input_loop("vif");
