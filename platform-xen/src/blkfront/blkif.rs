@@ -200,25 +200,26 @@ impl BlkifRing {
     /// the ring is full or broken, or `segments` has more than
     /// [`MAX_SEGMENTS`].
     pub fn push(&mut self, operation: u8, handle: u16, sector: u64, segments: &[Segment]) -> Option<usize> {
-        self.push_where(|_| true, operation, handle, sector, segments)
+        let id = self.in_flight.iter().position(Option::is_none)?;
+        self.push_as(id, operation, handle, sector, segments)
     }
 
-    /// [`BlkifRing::push`] with the first id not in flight that `usable`
-    /// accepts: the caller's own record of an id may outlive its response
-    /// (a completion its owner has not collected yet), and the id must not
-    /// be reused until then.
-    pub fn push_where(
+    /// [`BlkifRing::push`] with id `id`, which the caller chose: the ring
+    /// forgets an id at its response, while the caller may hold it until
+    /// its owner has collected the completion, so a caller that keeps such
+    /// records picks the ids itself. `None` also if `id` is in flight or
+    /// out of range.
+    pub fn push_as(
         &mut self,
-        usable: impl Fn(usize) -> bool,
+        id: usize,
         operation: u8,
         handle: u16,
         sector: u64,
         segments: &[Segment],
     ) -> Option<usize> {
-        if self.broken.is_some() || segments.len() > MAX_SEGMENTS {
+        if self.broken.is_some() || segments.len() > MAX_SEGMENTS || self.in_flight.get(id)?.is_some() {
             return None;
         }
-        let id = (0..self.in_flight.len()).find(|&id| self.in_flight[id].is_none() && usable(id))?;
         let mut request = Request {
             operation,
             nr_segments: segments.len() as u8,
@@ -385,11 +386,12 @@ mod tests {
     }
 
     #[test]
-    fn an_answered_id_the_caller_still_holds_is_not_reused() {
+    fn the_caller_chooses_the_id_of_a_request() {
         // The engine keeps a completion until its owner collects it; the
-        // ring forgets the id at the response. A new request must not take
-        // it meanwhile, or the owner's completion is overwritten and it
-        // waits forever (seen on Xen with many concurrent reads).
+        // ring forgets the id at the response. So the engine chooses ids:
+        // one the ring would reuse could overwrite a completion not yet
+        // collected, and its owner would wait forever (seen on Xen with
+        // many concurrent reads).
         let mut ring = ring();
         let mut backend = SimBackend::attach(&ring.ring);
         let a = ring.push(OP_READ, 0, 0, &[seg(1)]).unwrap();
@@ -400,9 +402,10 @@ mod tests {
         let mut out = Vec::new();
         ring.poll(&mut out).unwrap();
         assert_eq!(out.len(), 1);
-        let b = ring.push_where(|id| id != a, OP_READ, 0, 0, &[seg(2)]).unwrap();
-        assert_ne!(a, b);
-        assert_eq!(ring.push_where(|_| false, OP_READ, 0, 0, &[seg(3)]), None);
+        let b = ring.push_as(a + 1, OP_READ, 0, 0, &[seg(2)]).unwrap();
+        assert_eq!(b, a + 1);
+        assert_eq!(ring.push_as(b, OP_READ, 0, 0, &[seg(3)]), None, "an id in flight is refused");
+        assert_eq!(ring.push_as(RING_SIZE, OP_READ, 0, 0, &[seg(3)]), None, "an id out of range is refused");
     }
 
     #[test]

@@ -250,8 +250,8 @@ impl Engine {
                 pad: 0,
             })
             .collect();
-        let slots = &self.slots;
-        let id = self.ring.push_where(|id| !slots[id].in_use, operation, self.handle, sector, &segments)?;
+        let id = self.slots.iter().position(|slot| !slot.in_use)?;
+        let id = self.ring.push_as(id, operation, self.handle, sector, &segments)?;
         self.slots[id] = Slot { in_use: true, pages, done: None, abandoned: false, waker: None };
         self.most_in_flight = self.most_in_flight.max(self.ring.in_flight());
         Some(id)
