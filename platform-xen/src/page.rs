@@ -95,22 +95,29 @@ impl SharedPage {
         unsafe { self.at::<T>(offset).write_volatile(value) }
     }
 
-    /// Copies `out.len()` bytes from `offset` on into `out`.
+    /// Copies `out.len()` bytes from `offset` on into `out`: a data buffer
+    /// the other end has handed over (a received frame, a block read),
+    /// copied in one `memcpy` after the ring index that handed it over was
+    /// read (with its acquire fence).
     pub fn read_bytes(&self, offset: usize, out: &mut [u8]) {
         let end = offset.checked_add(out.len()).filter(|&end| end <= PAGE_SIZE);
         assert!(end.is_some(), "shared page read of {} bytes at offset {offset} is out of the page", out.len());
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = self.read::<u8>(offset + i);
-        }
+        // SAFETY: the range was checked to lie within the page, which is
+        // live, and `out` is ours, so the two do not overlap. The protocol
+        // on top gives the bytes to us before we read them (the other end
+        // no longer writes them), so a plain copy sees what was written.
+        unsafe { core::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(offset), out.as_mut_ptr(), out.len()) }
     }
 
-    /// Copies `bytes` to the page from `offset` on.
+    /// Copies `bytes` to the page from `offset` on, in one `memcpy`: a data
+    /// buffer the other end reads only once a ring index published after
+    /// it (with a release fence) hands it over.
     pub fn write_bytes(&self, offset: usize, bytes: &[u8]) {
         let end = offset.checked_add(bytes.len()).filter(|&end| end <= PAGE_SIZE);
         assert!(end.is_some(), "shared page write of {} bytes at offset {offset} is out of the page", bytes.len());
-        for (i, byte) in bytes.iter().enumerate() {
-            self.write::<u8>(offset + i, *byte);
-        }
+        // SAFETY: as in `read_bytes`; the other end does not read the range
+        // until it is handed over.
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.as_ptr().add(offset), bytes.len()) }
     }
 
     /// Sets the whole page to zero.

@@ -263,24 +263,6 @@ impl Engine {
     }
 }
 
-/// Copies `out.len()` bytes (a multiple of 8) from `page` at `offset` (a
-/// multiple of 8) in 8-byte volatile reads.
-fn copy_from_page(page: &SharedPage, offset: usize, out: &mut [u8]) {
-    for (i, word) in out.chunks_mut(8).enumerate() {
-        let bytes = page.read::<u64>(offset + i * 8).to_le_bytes();
-        word.copy_from_slice(&bytes[..word.len()]);
-    }
-}
-
-/// Copies `data` (a multiple of 8 bytes) to `page` at `offset`.
-fn copy_to_page(page: &SharedPage, offset: usize, data: &[u8]) {
-    for (i, word) in data.chunks(8).enumerate() {
-        let mut bytes = [0u8; 8];
-        bytes[..word.len()].copy_from_slice(word);
-        page.write::<u64>(offset + i * 8, u64::from_le_bytes(bytes));
-    }
-}
-
 /// Calls `f(offset_in_request, piece)` for the bytes `[from, from +
 /// len)` of the concatenation of `bufs`, in order.
 fn for_range<B: AsRef<[u8]>>(bufs: &[B], from: usize, len: usize, mut f: impl FnMut(usize, &[u8])) {
@@ -535,7 +517,7 @@ impl BlockFront {
                             while done < out.len() {
                                 let (page, offset) = ((at + done) / PAGE_SIZE, (at + done) % PAGE_SIZE);
                                 let n = (PAGE_SIZE - offset).min(out.len() - done);
-                                copy_from_page(&pages[slot_pages[page]], offset, &mut out[done..done + n]);
+                                pages[slot_pages[page]].read_bytes(offset, &mut out[done..done + n]);
                                 done += n;
                             }
                         });
@@ -568,7 +550,7 @@ impl BlockFront {
                         while done < chunk.len() {
                             let (page, offset) = ((at + done) / PAGE_SIZE, (at + done) % PAGE_SIZE);
                             let n = (PAGE_SIZE - offset).min(chunk.len() - done);
-                            copy_to_page(&engine.pages[pages[page]], offset, &chunk[done..done + n]);
+                            engine.pages[pages[page]].write_bytes(offset, &chunk[done..done + n]);
                             done += n;
                         }
                     });
