@@ -53,8 +53,9 @@
 //!
 //! For ours and smoltcp the CPU time of the thread that runs the stack is
 //! also shown per byte moved (per transaction for request/response), read
-//! from `/proc/thread-self/schedstat` (the scheduler's nanosecond count of
-//! the same user + system time `getrusage` reports in ticks). `perf` cannot
+//! from the thread's CPU clock (`CLOCK_THREAD_CPUTIME_ID`, user and system
+//! time to the nanosecond; `/proc/thread-self/schedstat` moves in scheduler
+//! ticks in this VM). `perf` cannot
 //! count instructions in this VM, so this stands in for the instructions
 //! per byte of the in-memory benchmark. It includes the system calls that
 //! read and write the TAP device (the kernel's copies of each frame) and,
@@ -146,11 +147,11 @@ fn watch_signals() -> Result<(), String> {
 // ---------------------------------------------------------------------------
 // Figures
 
-/// CPU time of one thread, in nanoseconds, from the scheduler's count
-/// (user and system time together).
+/// CPU time of the calling thread (user and system time together), in
+/// nanoseconds.
 fn thread_cpu_ns() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    text.split_whitespace().next()?.parse().ok()
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Some(u64::try_from(t.tv_sec).ok()? * 1_000_000_000 + u64::try_from(t.tv_nsec).ok()?)
 }
 
 /// What one run measured: `amount` bytes or transactions in `elapsed`,
