@@ -214,7 +214,7 @@ on, TSO/GSO/GRO and checksum offload off on the kernel's ends: our `NetStack`
 on a TAP device beside smoltcp on its own TAP device and beside Linux to Linux
 over a veth pair (the ceiling), bulk throughput both ways and request/response
 transactions per second with 1-byte messages, with the CPU time of the stack's
-thread per byte or transaction (from /proc/thread-self/schedstat, standing in
+thread per byte or transaction (from its CPU clock, CLOCK_THREAD_CPUTIME_ID, standing in
 for instructions per byte, which perf cannot count in this VM; it includes the
 TAP system calls) (net-stack/linux-tests/src/bin/tcp_tap_bench.rs).
 Command: `cargo xtask bench tcp`.";
