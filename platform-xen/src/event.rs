@@ -30,6 +30,28 @@
 //! its idle wait), and the idle loop holds no lock while it halts, so the
 //! handler only ever runs while no code of this module holds the lock.
 //!
+//! # Backstop
+//!
+//! A halt never waits without a timer: when the executor has no deadline
+//! (a driver waiting for its backend, a listener), the idle loop arms the
+//! one-shot timer [`BACKSTOP_NS`] (1 s) ahead anyway (unless a timer that
+//! fires sooner is armed), so the vCPU comes back at least once a second
+//! and its scan takes any port whose pending bit is set, whether or not
+//! an upcall announced it. Without it, an event whose upcall never came
+//! would stay pending, Xen would not raise the port again (it signals
+//! only a clear bit), and a task with no deadline would wait forever.
+//!
+//! Each scan checks that Xen announced what it finds: Xen sets a port's
+//! pending bit, then its selector bit, then `evtchn_upcall_pending`, so a
+//! port pending while neither was set when the scan took the notice, and
+//! the flag still clear after the scan, raised no upcall. Such ports are
+//! counted ([`stats`]`().lost`) and the first scan that found one is
+//! logged as a warning (by the idle loop, with the flags it saw). Halts
+//! that wake more than [`BACKSTOP_NS`] after the timer they armed are
+//! counted too (`late_wakes`): a timer whose upcall reached the halted
+//! vCPU late. The idle loop logs all counters and the bound ports' bits
+//! at debug level every 10 s.
+//!
 //! # The driver's side
 //!
 //! A wait is edge-like: [`EventChannel::wait`] completes once per firing
@@ -47,7 +69,7 @@
 
 use alloc::vec::Vec;
 use core::future::poll_fn;
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use core::task::{Poll, Waker};
 
 use crate::abi::{HVM_CALLBACK_TYPE_VECTOR, HVM_PARAM_CALLBACK_IRQ, VIRQ_TIMER};
@@ -220,15 +242,33 @@ pub fn dispatch() -> usize {
 fn take_pending(mut table: spin::MutexGuard<'_, PortTable>) -> usize {
     // Before the scan: an event after it sets the selector and the upcall
     // again.
-    shared_info::take_upcall();
+    let notice = shared_info::take_upcall().unwrap_or_default();
     let pending: Vec<u32> = table.ports().filter(|&p| shared_info::is_pending(p) == Some(true)).collect();
     let mut woken = Vec::new();
+    let mut unannounced = 0;
     for &port in &pending {
         shared_info::clear_pending(port);
         woken.extend(table.fire(port));
+        unannounced += u64::from(!notice.announces(port));
+    }
+    let timer = TIMER.get().map(EventChannel::port);
+    drop(table);
+    if timer.is_some_and(|t| pending.contains(&t)) {
+        TIMER_FIRINGS.fetch_add(1, Ordering::Relaxed);
+        // The one-shot timer is spent: the next halt arms its own.
+        ARMED.store(0, Ordering::Relaxed);
+    }
+    if unannounced > 0 {
+        // Xen sets a port's pending bit before its selector bit and the
+        // upcall flag: if the flag is set now, Xen was announcing these
+        // ports while we took the notice, and the upcall is on its way.
+        let (now_pending, mask, selector) = shared_info::upcall_state().unwrap_or_default();
+        if now_pending == 0 {
+            LOST.fetch_add(unannounced, Ordering::Relaxed);
+            LOST_STATE.call_once(|| LostState { ports: pending.clone(), notice, mask, selector });
+        }
     }
     // Outside the lock: a waker may poll nothing, but keep it simple.
-    drop(table);
     woken.into_iter().for_each(Waker::wake);
     pending.len()
 }
@@ -245,6 +285,37 @@ static UPCALL_VECTOR: AtomicU8 = AtomicU8::new(0);
 
 /// How many upcalls the handler has taken.
 static UPCALLS: AtomicU64 = AtomicU64::new(0);
+
+/// How many times a scan found `VIRQ_TIMER`'s port fired.
+static TIMER_FIRINGS: AtomicU64 = AtomicU64::new(0);
+
+/// Ports a scan found pending that Xen had not announced (no upcall flag,
+/// no selector bit, and still none after the scan): events that raised no
+/// upcall. See the module's backstop section.
+static LOST: AtomicU64 = AtomicU64::new(0);
+
+/// The state of the first scan that counted [`LOST`] ports.
+static LOST_STATE: spin::Once<LostState> = spin::Once::new();
+
+/// Whether the warning about [`LOST`] ports was logged.
+static LOST_REPORTED: AtomicBool = AtomicBool::new(false);
+
+/// Halts (of [`halt`]) so far, and those that woke more than
+/// [`BACKSTOP_NS`] after the timer they had armed.
+static HALTS: AtomicU64 = AtomicU64::new(0);
+static LATE_WAKES: AtomicU64 = AtomicU64::new(0);
+
+/// The Xen system time the one-shot timer is armed for, 0 if none is.
+static ARMED: AtomicU64 = AtomicU64::new(0);
+
+/// What the first scan that found unannounced ports saw.
+#[derive(Debug)]
+struct LostState {
+    ports: Vec<u32>,
+    notice: shared_info::UpcallNotice,
+    mask: u8,
+    selector: u64,
+}
 
 /// `VIRQ_TIMER`'s port, bound for the rest of the run.
 static TIMER: spin::Once<EventChannel> = spin::Once::new();
@@ -289,22 +360,104 @@ pub(crate) fn upcalls() -> u64 {
     UPCALLS.load(Ordering::Relaxed)
 }
 
+/// The longest a halt lasts when the executor has no deadline: the
+/// backstop of the module's backstop section. One second: long enough to
+/// cost nothing measurable (one timer event per idle second), short enough
+/// that an event without an upcall delays its task by a second rather
+/// than forever.
+pub const BACKSTOP_NS: u64 = 1_000_000_000;
+
+/// The Xen time to arm the one-shot timer for before a halt at `now`, or
+/// `None` to leave the armed one (`armed`, 0 if none): the executor's
+/// `deadline` if it has one; else the backstop `now + BACKSTOP_NS`,
+/// unless a timer is armed that fires no later than that.
+fn timer_to_arm(deadline: Option<u64>, now: u64, armed: u64) -> Option<u64> {
+    let backstop = now.saturating_add(BACKSTOP_NS);
+    match deadline {
+        Some(deadline) => Some(deadline),
+        None if armed != 0 && armed <= backstop => None,
+        None => Some(backstop),
+    }
+}
+
 /// Halts vCPU 0 until an upcall (or another interrupt), with the one-shot
-/// timer armed for Xen system time `deadline` if one is given, and returns
-/// with interrupts masked again, after the handler ran. Call it with
-/// interrupts masked and after [`dispatch`]; `sti; hlt` is atomic, so an
-/// event since then wakes the halt. Errors: no upcall set up, or Xen
+/// timer armed for Xen system time `deadline` if one is given, else for
+/// the backstop ([`BACKSTOP_NS`] from now, see the module docs), and
+/// returns with interrupts masked again, after the handler ran. Call it
+/// with interrupts masked and after [`dispatch`]; `sti; hlt` is atomic, so
+/// an event since then wakes the halt. Errors: no upcall set up, or Xen
 /// refused the timer (nothing halted then).
 pub(crate) fn halt(deadline: Option<u64>) -> Result<(), XenError> {
     if upcall_vector().is_none() {
         return Err(XenError::Unexpected("no event channel upcall set up"));
     }
-    if let Some(deadline) = deadline {
-        set_singleshot_timer(deadline)?;
+    let now = shared_info::now().ok_or(XenError::NotInitialised)?;
+    if let Some(at) = timer_to_arm(deadline, now, ARMED.load(Ordering::Relaxed)) {
+        set_singleshot_timer(at)?;
+        ARMED.store(at, Ordering::Relaxed);
     }
+    let armed = ARMED.load(Ordering::Relaxed);
+    HALTS.fetch_add(1, Ordering::Relaxed);
     mirage_kernel::arch::cpu::enable_interrupts_and_halt();
     mirage_kernel::arch::cpu::disable_interrupts();
+    // A timer that woke us this late means the halt outlived its wake-up
+    // (the event's upcall reached the vCPU late, or it was not run).
+    if armed != 0 && shared_info::now().is_some_and(|woke| woke > armed.saturating_add(BACKSTOP_NS)) {
+        LATE_WAKES.fetch_add(1, Ordering::Relaxed);
+    }
     Ok(())
+}
+
+/// Counters of the event path, for diagnostics (see the module's backstop
+/// section).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventStats {
+    /// Upcalls the handler took.
+    pub upcalls: u64,
+    /// Halts of the idle loop.
+    pub halts: u64,
+    /// Scans that found `VIRQ_TIMER` fired (deadlines and backstops).
+    pub timer_firings: u64,
+    /// Ports found pending that Xen had not announced with an upcall.
+    pub lost: u64,
+    /// Halts that woke more than [`BACKSTOP_NS`] after their timer.
+    pub late_wakes: u64,
+}
+
+/// The event path's counters so far.
+pub fn stats() -> EventStats {
+    EventStats {
+        upcalls: UPCALLS.load(Ordering::Relaxed),
+        halts: HALTS.load(Ordering::Relaxed),
+        timer_firings: TIMER_FIRINGS.load(Ordering::Relaxed),
+        lost: LOST.load(Ordering::Relaxed),
+        late_wakes: LATE_WAKES.load(Ordering::Relaxed),
+    }
+}
+
+/// Logs, once, a warning with the state of the first scan that found
+/// unannounced ports, if one did. The idle loop calls it (never the
+/// handler, which must not log).
+pub(crate) fn report_lost() {
+    let Some(state) = LOST_STATE.get() else { return };
+    if LOST_REPORTED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    log::warn!(
+        "event channel: ports {:?} were pending without an upcall (upcall flag {}, selector {:#x} when taken; \
+         mask {}, selector {:#x} after the scan); the idle loop's scan delivered them. {:?}",
+        state.ports,
+        u8::from(state.notice.pending),
+        state.notice.selector,
+        state.mask,
+        state.selector,
+        stats()
+    );
+}
+
+/// The bound ports with their pending and mask bits, for diagnostics.
+pub(crate) fn port_states() -> Vec<(u32, Option<bool>, Option<bool>)> {
+    PORTS.lock().ports().map(|p| (p, shared_info::is_pending(p), shared_info::is_masked(p))).collect()
 }
 
 /// The bound ports, for `SCHEDOP_poll` (at most [`MAX_PORTS`]).
@@ -365,6 +518,23 @@ mod tests {
         assert!(table.add(3).is_err());
         table.remove(3);
         table.add(1000).unwrap();
+    }
+
+    #[test]
+    fn a_halt_without_a_deadline_arms_the_backstop_unless_a_sooner_timer_is_armed() {
+        let now = 5_000_000_000;
+        // Nothing armed: the backstop.
+        assert_eq!(timer_to_arm(None, now, 0), Some(now + BACKSTOP_NS));
+        // A timer armed within the backstop's reach (or already due) stays.
+        assert_eq!(timer_to_arm(None, now, now + BACKSTOP_NS / 2), None);
+        assert_eq!(timer_to_arm(None, now, now - 1), None);
+        // One armed further away would leave the halt longer than the backstop.
+        assert_eq!(timer_to_arm(None, now, now + 60 * BACKSTOP_NS), Some(now + BACKSTOP_NS));
+        // The executor's deadline is always armed, earlier or later.
+        assert_eq!(timer_to_arm(Some(now + 7), now, now + 3), Some(now + 7));
+        assert_eq!(timer_to_arm(Some(now + 60 * BACKSTOP_NS), now, 0), Some(now + 60 * BACKSTOP_NS));
+        // No overflow at the end of time.
+        assert_eq!(timer_to_arm(None, u64::MAX, 0), Some(u64::MAX));
     }
 
     #[test]

@@ -18,6 +18,7 @@ use alloc::rc::Rc;
 use alloc::string::String;
 use core::fmt;
 use core::future::Future;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use mirage_console::{LogFilter, Logger};
 use mirage_kernel::arch::port::Port;
@@ -75,9 +76,11 @@ impl Idle for XenIdle {
         // block until an event or the deadline (an event since the scan
         // leaves the upcall pending, or the port pending for the poll).
         if event::dispatch() > 0 {
+            report();
             return;
         }
         if event::halt(timeout).is_ok() {
+            report();
             return;
         }
         // On failure the executor calls again: the loop spins instead of
@@ -85,6 +88,33 @@ impl Idle for XenIdle {
         let _ = poll(&event::bound_ports(), timeout.unwrap_or(0));
         event::dispatch();
     }
+}
+
+/// How often (Xen system time, ns) the idle loop logs the event path's
+/// state at debug level: with the backstop, a vCPU that still runs logs
+/// this at least every 10 s even when no event comes, so a log that stops
+/// means a vCPU that stopped, and one that goes on names the ports' bits.
+const IDLE_REPORT_NS: u64 = 10_000_000_000;
+
+/// The Xen time of the last idle report.
+static LAST_IDLE_REPORT: AtomicU64 = AtomicU64::new(0);
+
+/// After an idle wait: the warning about events without an upcall (once),
+/// and the periodic debug report.
+fn report() {
+    event::report_lost();
+    let Some(now) = shared_info::now() else { return };
+    let last = LAST_IDLE_REPORT.load(Ordering::Relaxed);
+    if now.saturating_sub(last) < IDLE_REPORT_NS || !log::log_enabled!(log::Level::Debug) {
+        return;
+    }
+    LAST_IDLE_REPORT.store(now, Ordering::Relaxed);
+    log::debug!(
+        "idle: {:?}; upcall flag/mask/selector {:?}; ports (port, pending, masked) {:?}",
+        event::stats(),
+        shared_info::upcall_state(),
+        event::port_states()
+    );
 }
 
 /// The platform handle of applications on Xen: the kernel's monotonic

@@ -112,13 +112,34 @@ pub fn clear_pending(port: u32) {
     word.fetch_and(!mask, Ordering::SeqCst);
 }
 
-/// Takes vCPU 0's upcall notice: clears `evtchn_upcall_pending`, then
-/// swaps `evtchn_pending_sel` to 0 and returns it (the words of
-/// `evtchn_pending` with newly pending ports). Xen sets a selector bit
-/// (and raises the upcall) only when it is clear, so a guest that scans
-/// the bitmap must clear the selector first or later events in that word
-/// never raise the upcall again. `None` before [`map`].
-pub fn take_upcall() -> Option<u64> {
+/// vCPU 0's upcall notice as [`take_upcall`] found it: whether
+/// `evtchn_upcall_pending` was set, and the selector word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UpcallNotice {
+    /// `evtchn_upcall_pending` was set.
+    pub pending: bool,
+    /// `evtchn_pending_sel`: bit `w` set means word `w` of
+    /// `evtchn_pending` has a newly pending port.
+    pub selector: u64,
+}
+
+impl UpcallNotice {
+    /// Whether this notice announces `port`: Xen sets the port's selector
+    /// bit and `evtchn_upcall_pending` after its pending bit, so a port
+    /// that is pending while neither is set was never announced (the
+    /// upcall for it was lost, or Xen is between the two steps).
+    pub fn announces(&self, port: u32) -> bool {
+        self.pending || self.selector & (1u64 << ((port / 64) % 64)) != 0
+    }
+}
+
+/// Takes vCPU 0's upcall notice: swaps `evtchn_upcall_pending` and then
+/// `evtchn_pending_sel` to 0 and returns what they held (the selector
+/// names the words of `evtchn_pending` with newly pending ports). Xen sets
+/// a selector bit (and raises the upcall) only when it is clear, so a
+/// guest that scans the bitmap must clear the selector first or later
+/// events in that word never raise the upcall again. `None` before [`map`].
+pub fn take_upcall() -> Option<UpcallNotice> {
     let page = PAGE.load(Ordering::Relaxed);
     if page == 0 {
         return None;
@@ -132,8 +153,22 @@ pub fn take_upcall() -> Option<u64> {
             &*((page as usize + VCPU0_PENDING_SEL) as *const AtomicU64),
         )
     };
-    pending.store(0, Ordering::SeqCst);
-    Some(selector.swap(0, Ordering::SeqCst))
+    let pending = pending.swap(0, Ordering::SeqCst) != 0;
+    Some(UpcallNotice { pending, selector: selector.swap(0, Ordering::SeqCst) })
+}
+
+/// vCPU 0's `evtchn_upcall_pending`, `evtchn_upcall_mask` and
+/// `evtchn_pending_sel` as they are now, without taking them (for
+/// diagnostics). `None` before [`map`].
+pub fn upcall_state() -> Option<(u8, u8, u64)> {
+    let page = PAGE.load(Ordering::Relaxed);
+    (page != 0).then(|| {
+        (
+            read::<u8>(page, VCPU0_UPCALL_PENDING),
+            read::<u8>(page, VCPU0_UPCALL_MASK),
+            read::<u64>(page, VCPU0_PENDING_SEL),
+        )
+    })
 }
 
 /// Sets vCPU 0's `evtchn_upcall_mask` (1: Xen raises no upcall). Does
@@ -168,11 +203,22 @@ mod tests {
     }
 
     #[test]
+    fn a_notice_announces_the_ports_of_its_selector_words_or_all_if_pending() {
+        let words_0_and_2 = UpcallNotice { pending: false, selector: 0b101 };
+        assert!(words_0_and_2.announces(5));
+        assert!(!words_0_and_2.announces(64));
+        assert!(words_0_and_2.announces(130));
+        assert!(!UpcallNotice::default().announces(0));
+        assert!(UpcallNotice { pending: true, selector: 0 }.announces(64));
+    }
+
+    #[test]
     fn nothing_is_read_before_the_page_is_mapped() {
         assert_eq!(now(), None);
         assert_eq!(wall_clock_base(), None);
         assert_eq!(is_pending(3), None);
         assert_eq!(take_upcall(), None);
+        assert_eq!(upcall_state(), None);
         clear_pending(3);
         set_upcall_mask(false);
     }
