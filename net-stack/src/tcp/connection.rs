@@ -1387,7 +1387,7 @@ impl TcpConnection {
             }
             _ => {}
         }
-        if self.is_synchronized() && self.state != TcpState::TimeWait {
+        if self.is_synchronized() && self.state != TcpState::TimeWait && self.may_have_data_to_send() {
             if let Some((seq, len, fin)) = self.next_data_segment(now) {
                 return Some(self.transmit_data(now, seq, len, fin));
             }
@@ -1448,6 +1448,19 @@ impl TcpConnection {
         }
         self.record_sent(now, self.iss, 1);
         TcpSegment::header_only(repr)
+    }
+
+    /// False when [`Self::next_data_segment`] would surely find nothing:
+    /// no retransmission or probe is due, no SACK recovery is under way,
+    /// and every byte (and the FIN) was sent. Most calls after a received
+    /// segment end here, so this is checked before the window arithmetic.
+    fn may_have_data_to_send(&self) -> bool {
+        let data_end = self.data_end();
+        self.retransmit_first
+            || self.probe_now
+            || self.snd_nxt != data_end
+            || (self.fin_queued && self.snd_nxt <= data_end)
+            || self.cc.recovery().is_some()
     }
 
     /// Chooses the next data (or FIN) segment: `(seq, payload length, FIN)`.

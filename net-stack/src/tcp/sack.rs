@@ -108,6 +108,13 @@ impl Scoreboard {
     /// covers and records `blocks`, keeping only blocks inside
     /// `snd_una..snd_max`. Returns the bytes newly SACKed.
     pub(crate) fn update(&mut self, snd_una: SeqNumber, snd_max: SeqNumber, blocks: &SackBlocks) -> usize {
+        if self.len == 0 && blocks.is_empty() {
+            // Bulk transfer without loss: nothing held, nothing reported.
+            if self.high_rxt.is_some_and(|h| h <= snd_una) {
+                self.high_rxt = None;
+            }
+            return 0;
+        }
         self.advance(snd_una);
         let before = self.sacked_bytes();
         for &(left, right) in blocks.as_slice() {

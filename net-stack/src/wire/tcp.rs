@@ -517,6 +517,14 @@ impl TcpOptions {
     /// replaces the earlier one.
     pub fn parse(mut bytes: &[u8]) -> Result<TcpOptions, WireError> {
         let mut options = TcpOptions::default();
+        if let &[kind::NOP, kind::NOP, kind::TIMESTAMP, 10, v0, v1, v2, v3, e0, e1, e2, e3] = bytes {
+            // What nearly every segment after the handshake carries (the
+            // layout of RFC 7323 Appendix A): the loop below decodes it
+            // the same way, one option at a time.
+            let (value, echo) = (u32::from_be_bytes([v0, v1, v2, v3]), u32::from_be_bytes([e0, e1, e2, e3]));
+            options.timestamp = Some(TcpTimestamp { value, echo });
+            return Ok(options);
+        }
         while let Some(&kind) = bytes.first() {
             match kind {
                 kind::END => break,
@@ -577,11 +585,13 @@ impl TcpOptions {
     /// option bytes; [`Self::emit`] writes only those.
     pub fn sack_blocks_that_fit(&self) -> usize {
         let room = 40 - self.len_without_sack();
-        let fit = room.saturating_sub(2) / 8;
+        let fit = room.saturating_sub(self.nops() + 2) / 8;
         self.sack_blocks.len().min(fit)
     }
 
-    fn len_without_sack(&self) -> usize {
+    /// Bytes of the options only a SYN carries (MSS, window scale,
+    /// SACK-Permitted), packed one after the other.
+    fn syn_len(&self) -> usize {
         let mut len = 0;
         if self.max_seg_size.is_some() {
             len += 4;
@@ -592,16 +602,36 @@ impl TcpOptions {
         if self.sack_permitted {
             len += 2;
         }
-        if self.timestamp.is_some() {
-            len += 10;
-        }
         len
+    }
+
+    /// NOPs put before Timestamps and SACK: two when no SYN option comes
+    /// first, so that every option of a segment after the handshake starts
+    /// 2 bytes into a word and its 32-bit fields are word-aligned, the
+    /// layout RFC 7323 Appendix A suggests (and Linux and BSD send); no
+    /// padding is needed after them then. A SYN keeps its options packed.
+    fn nops(&self) -> usize {
+        if self.syn_len() == 0 {
+            2
+        } else {
+            0
+        }
+    }
+
+    fn len_without_sack(&self) -> usize {
+        let ts = if self.timestamp.is_some() { self.nops() + 10 } else { 0 };
+        self.syn_len() + ts
     }
 
     /// Bytes the options take, padded to a multiple of 4 (at most 40).
     pub fn buffer_len(&self) -> usize {
+        if self.sack_blocks.is_empty() && self.syn_len() == 0 {
+            // Every segment after the handshake but those with SACK blocks
+            // (asked for several times per segment).
+            return if self.timestamp.is_some() { 12 } else { 0 };
+        }
         let sack = self.sack_blocks_that_fit();
-        let len = self.len_without_sack() + if sack > 0 { 2 + 8 * sack } else { 0 };
+        let len = self.len_without_sack() + if sack > 0 { self.nops() + 2 + 8 * sack } else { 0 };
         len.div_ceil(4) * 4
     }
 
@@ -611,6 +641,20 @@ impl TcpOptions {
     /// Panics (a bug in the caller) if `out` has another length.
     pub fn emit(&self, out: &mut [u8]) {
         assert_eq!(out.len(), self.buffer_len(), "TCP options buffer of the wrong length");
+        self.write(out);
+    }
+
+    /// [`Self::emit`] into an `out` known to be [`Self::buffer_len`] bytes
+    /// long (slicing panics otherwise).
+    fn write(&self, out: &mut [u8]) {
+        let nops = self.nops();
+        if nops == 2 && out.len() == 12 && self.sack_blocks.is_empty() {
+            if let (Some(ts), Some(words)) = (self.timestamp, out.first_chunk_mut()) {
+                // Nearly every segment after the handshake.
+                *words = timestamp_words(ts);
+                return;
+            }
+        }
         let mut at = 0;
         let mut put = |bytes: &[u8]| {
             out[at..at + bytes.len()].copy_from_slice(bytes);
@@ -626,21 +670,30 @@ impl TcpOptions {
         if self.sack_permitted {
             put(&[kind::SACK_PERMITTED, 2]);
         }
+        let padding = &[kind::NOP, kind::NOP][..nops];
         if let Some(ts) = self.timestamp {
-            put(&[kind::TIMESTAMP, 10]);
-            put(&ts.value.to_be_bytes());
-            put(&ts.echo.to_be_bytes());
+            put(&timestamp_words(ts)[2 - nops..]);
         }
         let sack = self.sack_blocks_that_fit();
         if sack > 0 {
+            put(padding);
             put(&[kind::SACK, (2 + 8 * sack) as u8]);
             for (left, right) in &self.sack_blocks.as_slice()[..sack] {
                 put(&left.0.to_be_bytes());
                 put(&right.0.to_be_bytes());
             }
         }
-        out[at..].fill(kind::END);
+        if at < out.len() {
+            out[at..].fill(kind::END);
+        }
     }
+}
+
+/// NOP, NOP and the Timestamps option (RFC 7323 §3.2, Appendix A).
+fn timestamp_words(ts: TcpTimestamp) -> [u8; 12] {
+    let [v0, v1, v2, v3] = ts.value.to_be_bytes();
+    let [e0, e1, e2, e3] = ts.echo.to_be_bytes();
+    [kind::NOP, kind::NOP, kind::TIMESTAMP, 10, v0, v1, v2, v3, e0, e1, e2, e3]
 }
 
 /// A decoded TCP header.
@@ -719,16 +772,22 @@ impl TcpRepr {
         dst: Ipv4Addr,
         fill_payload: impl FnOnce(&mut [u8]) -> R,
     ) -> R {
-        assert_eq!(packet.buffer.as_ref().len(), self.buffer_len(), "TCP segment buffer of the wrong length");
+        let header_len = self.header_len();
+        assert_eq!(
+            packet.buffer.as_ref().len(),
+            header_len + self.payload_len,
+            "TCP segment buffer of the wrong length"
+        );
         packet.set_src_port(self.src_port);
         packet.set_dst_port(self.dst_port);
         packet.set_seq_number(self.seq_number);
         packet.set_ack_number(self.ack_number);
-        packet.set_header_len(self.header_len());
+        packet.set_header_len(header_len);
         packet.set_flags(self.flags);
         packet.set_window_len(self.window_len);
         packet.set_urgent_at(0);
-        self.options.emit(packet.options_mut());
+        // `options_mut` is the options' length: the data offset just set.
+        self.options.write(packet.options_mut());
         let result = fill_payload(packet.payload_mut());
         packet.fill_checksum(src, dst);
         result
@@ -855,6 +914,42 @@ mod tests {
             TcpOptions { timestamp: Some(TcpTimestamp { value: 1, echo: 2 }), sack_blocks: blocks, ..options };
         assert_eq!(with_ts.sack_blocks_that_fit(), 3);
         assert!(with_ts.buffer_len() <= 40);
+    }
+
+    #[test]
+    fn options_after_the_handshake_are_word_aligned() {
+        // RFC 7323 Appendix A: NOP, NOP before Timestamps and SACK.
+        let ts = Some(TcpTimestamp { value: 0x0102_0304, echo: 0x0506_0708 });
+        let mut blocks = SackBlocks::EMPTY;
+        blocks.push(SeqNumber(0x1112_1314), SeqNumber(0x1516_1718));
+        let cases: [(TcpOptions, &[u8]); 3] = [
+            (TcpOptions { timestamp: ts, ..TcpOptions::default() }, &[1, 1, 8, 10, 1, 2, 3, 4, 5, 6, 7, 8]),
+            (
+                TcpOptions { timestamp: ts, sack_blocks: blocks, ..TcpOptions::default() },
+                &[1, 1, 8, 10, 1, 2, 3, 4, 5, 6, 7, 8, 1, 1, 5, 10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18],
+            ),
+            (
+                TcpOptions { sack_blocks: blocks, ..TcpOptions::default() },
+                &[1, 1, 5, 10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18],
+            ),
+        ];
+        for (options, expected) in cases {
+            let mut out = vec![0xa5u8; options.buffer_len()];
+            options.emit(&mut out);
+            assert_eq!(out, expected);
+            assert_eq!(TcpOptions::parse(&out).unwrap(), options);
+        }
+        // A SYN's options stay packed: 4 + 3 + 2 + 10 bytes, then End.
+        let syn = TcpOptions {
+            max_seg_size: Some(1460),
+            window_scale: Some(7),
+            sack_permitted: true,
+            timestamp: ts,
+            ..TcpOptions::default()
+        };
+        let mut out = vec![0xa5u8; syn.buffer_len()];
+        syn.emit(&mut out);
+        assert_eq!(out, [2, 4, 5, 0xb4, 3, 3, 7, 4, 2, 8, 10, 1, 2, 3, 4, 5, 6, 7, 8, 0]);
     }
 
     fn options_strategy() -> impl Strategy<Value = TcpOptions> {
