@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p mirage-net-stack --example tcp_bench --features test-utils \
-//!     [-- [MIB] [--rounds N] [--write BYTES] [--only ours|ours-copy|ours-zero-copy|smoltcp]]
+//!     [-- [MIB] [--rounds N] [--write BYTES] [--buffer KIB] [--only ours|ours-copy|ours-zero-copy|smoltcp]]
 //! ```
 //!
 //! Each stack transfers `MIB` MiB (default 256), best of `N` rounds (default
@@ -12,7 +12,7 @@
 //! 1500: every segment is emitted into an IPv4 datagram with real header
 //! and TCP checksums, queued, parsed and verified on the other side. Ours
 //! runs two [`TcpConnection`]s (CUBIC, SACK, timestamps, window scaling,
-//! 256 KiB buffers, defaults otherwise) and is measured in both directions
+//! send and receive buffers of `KIB` KiB, default 256, defaults otherwise) and is measured in both directions
 //! (active → passive opener and back), and with two ways of writing:
 //! `send` of a slice, which copies it into the send buffer (what smoltcp's
 //! `send_slice` does), and `send_bytes` of a `Bytes` slice of the same
@@ -20,7 +20,7 @@
 //! acknowledged, so each byte is copied once on the way out (into the
 //! frame) instead of twice (zero-copy: the application hands over data it
 //! owns). smoltcp runs two `Interface`s with
-//! one TCP socket each (256 KiB buffers, defaults otherwise) joined by the
+//! one TCP socket each (buffers of the same size, defaults otherwise) joined by the
 //! same kind of queue. Time is wall-clock time on one core; the cores see
 //! it as their `now`, so delayed-ACK timers run as in real use.
 //!
@@ -128,14 +128,6 @@ fn counted<R>(on: bool, f: impl FnOnce() -> R) -> R {
     r
 }
 
-/// Runs `f`, the link's work, with its allocations counted apart when `on`.
-fn link_counted<R>(on: bool, f: impl FnOnce() -> R) -> R {
-    LINK.store(true, Ordering::Relaxed);
-    let r = counted(on, f);
-    LINK.store(false, Ordering::Relaxed);
-    r
-}
-
 // ---- Results -------------------------------------------------------------------
 
 /// The calling thread's CPU time in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`).
@@ -210,6 +202,7 @@ impl Run {
 const ROUNDS: usize = 5;
 /// Bytes the application offers per `send` call unless `--write` says otherwise.
 const WRITE: usize = 64 * 1024;
+/// Send and receive buffer size of every socket unless `--buffer` says otherwise.
 const BUFFER: usize = 256 * 1024;
 const IP_A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const IP_B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -234,37 +227,57 @@ fn next_write(data: &[u8], written: usize, total: usize, write: usize) -> &[u8] 
 fn drain(conn: &mut TcpConnection, now: Instant, wire: &mut Wire, count: bool) -> u64 {
     let (src, dst) = (ipv4(conn.local_addr()), ipv4(conn.remote_addr()));
     let mut data = 0;
-    while let Some(seg) = counted(count, || conn.poll_transmit(now)) {
+    // Counting is switched on for the whole loop, not per call (a closure
+    // per call moves each segment through it), and to the link's counter
+    // for the link's part.
+    COUNTING.store(count, Ordering::Relaxed);
+    while let Some(seg) = conn.poll_transmit(now) {
         let tcp_len = seg.repr.buffer_len();
-        let frame = link_counted(count, || wire.frame(20 + tcp_len));
-        counted(count, || {
-            seg.emit_ipv4(src, dst, &mut frame[20..]);
-            Ipv4Repr::new(src, dst, IpProtocol::TCP, tcp_len, 64).emit(&mut Ipv4Packet::new_unchecked(&mut frame[..]));
-        });
+        LINK.store(true, Ordering::Relaxed);
+        let frame = wire.frame(20 + tcp_len);
+        LINK.store(false, Ordering::Relaxed);
+        seg.emit_ipv4(src, dst, &mut frame[20..]);
+        Ipv4Repr::new(src, dst, IpProtocol::TCP, tcp_len, 64).emit(&mut Ipv4Packet::new_unchecked(&mut frame[..]));
         data += u64::from(seg.repr.payload_len > 0);
+        LINK.store(true, Ordering::Relaxed);
         wire.send();
+        LINK.store(false, Ordering::Relaxed);
     }
+    COUNTING.store(false, Ordering::Relaxed);
     data
 }
 
-/// Parses and verifies one frame: the IPv4 header, then the TCP segment;
-/// the payload is a slice of `frame`.
-fn parse(frame: &Bytes) -> (TcpRepr, Bytes, SocketAddr, SocketAddr) {
+/// Parses and verifies one frame, the IPv4 header and then the TCP
+/// segment, and hands `f` the header, the payload (a slice of `frame`)
+/// and the IPv4 header, whose addresses a stack looks its connection up by
+/// (the bench has one connection per side and uses them only for the
+/// handshake). A continuation, so the headers are not moved out and back.
+fn parse<R>(frame: &Bytes, f: impl FnOnce(&TcpRepr, Bytes, &Ipv4Repr) -> R) -> R {
     let ip = Ipv4Packet::new_checked(&frame[..]).expect("our datagram parses");
     let ip_repr = Ipv4Repr::parse(&ip).expect("our IPv4 checksum is right");
     let tcp = TcpPacket::new_checked(ip.payload()).expect("our segment parses");
     let repr = TcpRepr::parse(&tcp, ip_repr.src_addr, ip_repr.dst_addr).expect("our TCP checksum is right");
     let start = ip.header_len() + repr.header_len();
     let payload = frame.slice(start..start + repr.payload_len);
-    let src = SocketAddr::new(IpAddr::V4(ip_repr.src_addr), repr.src_port);
-    let dst = SocketAddr::new(IpAddr::V4(ip_repr.dst_addr), repr.dst_port);
-    (repr, payload, src, dst)
+    f(&repr, payload, &ip_repr)
+}
+
+/// Parses `frame` (the link's work, as in [`parse`]'s callers before) and
+/// hands the segment to `conn`, counting allocations as `drain` does.
+fn deliver(frame: &Bytes, conn: &mut TcpConnection, now: Instant, count: bool) {
+    COUNTING.store(count, Ordering::Relaxed);
+    LINK.store(true, Ordering::Relaxed);
+    parse(frame, |repr, payload, _| {
+        LINK.store(false, Ordering::Relaxed);
+        conn.handle_segment(now, repr, payload);
+    });
+    COUNTING.store(false, Ordering::Relaxed);
 }
 
 /// Connects A to B; returns both established connections.
-fn handshake(start: WallInstant) -> (TcpConnection, TcpConnection) {
+fn handshake(start: WallInstant, buffer: usize) -> (TcpConnection, TcpConnection) {
     let now = || Instant::from_nanos(start.elapsed().as_nanos() as u64);
-    let config = TcpConfig { send_buffer: BUFFER, recv_buffer: BUFFER, ..TcpConfig::default() };
+    let config = TcpConfig { send_buffer: buffer, recv_buffer: buffer, ..TcpConfig::default() };
     let a_addr = SocketAddr::new(IpAddr::V4(IP_A), 40_000);
     let b_addr = SocketAddr::new(IpAddr::V4(IP_B), 5001);
     let isn = IsnGenerator::new([7; 16]);
@@ -274,8 +287,11 @@ fn handshake(start: WallInstant) -> (TcpConnection, TcpConnection) {
     for _ in 0..16 {
         drain(&mut a, now(), &mut to_b, false);
         while let Some(frame) = to_b.queue.pop_front() {
-            let (repr, payload, src, dst) = parse(&frame);
-            listener.handle_segment(now(), dst, src, &repr, payload);
+            parse(&frame, |repr, payload, ip| {
+                let src = SocketAddr::new(IpAddr::V4(ip.src_addr), repr.src_port);
+                let dst = SocketAddr::new(IpAddr::V4(ip.dst_addr), repr.dst_port);
+                listener.handle_segment(now(), dst, src, repr, payload);
+            });
         }
         while let Some(t) = listener.poll_transmit(now()) {
             let mut tcp = vec![0u8; t.repr.buffer_len()];
@@ -303,10 +319,10 @@ enum Writes {
 
 /// Sends `total` bytes from one of our connections to the other;
 /// `reverse` makes the passive opener the sender.
-fn ours(total: usize, write: usize, reverse: bool, writes: Writes) -> Run {
+fn ours(total: usize, write: usize, buffer: usize, reverse: bool, writes: Writes) -> Run {
     let start = WallInstant::now();
     let now = || Instant::from_nanos(start.elapsed().as_nanos() as u64);
-    let (a, b) = handshake(start);
+    let (a, b) = handshake(start, buffer);
     let (mut tx, mut rx) = if reverse { (b, a) } else { (a, b) };
     assert!(tx.sack_enabled(), "SACK negotiated");
     let data = pattern();
@@ -340,8 +356,7 @@ fn ours(total: usize, write: usize, reverse: bool, writes: Writes) -> Run {
             steady_segments += sent;
         }
         while let Some(frame) = forward.queue.pop_front() {
-            let (repr, payload, _, _) = link_counted(steady, || parse(&frame));
-            counted(steady, || rx.handle_segment(t, &repr, payload));
+            deliver(&frame, &mut rx, t, steady);
             drain(&mut rx, t, &mut backward, steady);
         }
         loop {
@@ -358,8 +373,7 @@ fn ours(total: usize, write: usize, reverse: bool, writes: Writes) -> Run {
         drain(&mut rx, t, &mut backward, steady);
         acks += backward.queue.len() as u64;
         while let Some(frame) = backward.queue.pop_front() {
-            let (repr, payload, _, _) = link_counted(steady, || parse(&frame));
-            counted(steady, || tx.handle_segment(t, &repr, payload));
+            deliver(&frame, &mut tx, t, steady);
         }
         for conn in [&mut tx, &mut rx] {
             if conn.poll_deadline().is_some_and(|d| d <= t) {
@@ -400,13 +414,13 @@ mod peer {
         handle: smoltcp::iface::SocketHandle,
     }
 
-    fn host(ip: Ipv4Addr, rx: Queue, tx: Queue, pool: Queue, now: SmolInstant) -> Host {
+    fn host(ip: Ipv4Addr, rx: Queue, tx: Queue, pool: Queue, now: SmolInstant, buffer: usize) -> Host {
         let mut device = QueueDevice { rx, tx, pool, on_transmit: || {} };
         let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut device, now);
         iface.update_ip_addrs(|addrs| {
             addrs.push(IpCidr::new(IpAddress::Ipv4(ip), 24)).expect("one address fits");
         });
-        let socket = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; BUFFER]), tcp::SocketBuffer::new(vec![0; BUFFER]));
+        let socket = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; buffer]), tcp::SocketBuffer::new(vec![0; buffer]));
         let mut sockets = SocketSet::new(vec![]);
         let handle = sockets.add(socket);
         Host { iface, device, sockets, handle }
@@ -423,12 +437,12 @@ mod peer {
     }
 
     /// smoltcp sending `total` bytes from one interface to the other.
-    pub fn smoltcp(total: usize, write: usize) -> Run {
+    pub fn smoltcp(total: usize, write: usize, buffer: usize) -> Run {
         let start = WallInstant::now();
         let now = || SmolInstant::from_micros(start.elapsed().as_micros() as i64);
         let (ab, ba, pool): (Queue, Queue, Queue) = Default::default();
-        let mut a = host(IP_A, ba.clone(), ab.clone(), pool.clone(), now());
-        let mut b = host(IP_B, ab.clone(), ba.clone(), pool, now());
+        let mut a = host(IP_A, ba.clone(), ab.clone(), pool.clone(), now(), buffer);
+        let mut b = host(IP_B, ab.clone(), ba.clone(), pool, now(), buffer);
         b.socket().listen(5001).expect("port 5001 is free");
         let cx = a.iface.context();
         a.sockets
@@ -499,6 +513,8 @@ struct Options {
     mib: usize,
     rounds: usize,
     write: usize,
+    /// Socket buffer size in bytes.
+    buffer: usize,
     /// Our stack with copying writes.
     copy: bool,
     /// Our stack with `send_bytes`.
@@ -507,10 +523,11 @@ struct Options {
 }
 
 const USAGE: &str =
-    "usage: tcp_bench [MIB] [--rounds N] [--write BYTES] [--only ours|ours-copy|ours-zero-copy|smoltcp]";
+    "usage: tcp_bench [MIB] [--rounds N] [--write BYTES] [--buffer KIB] [--only ours|ours-copy|ours-zero-copy|smoltcp]";
 
 fn options() -> Result<Options, String> {
-    let mut opts = Options { mib: 256, rounds: ROUNDS, write: WRITE, copy: true, zero_copy: true, smoltcp: true };
+    let mut opts =
+        Options { mib: 256, rounds: ROUNDS, write: WRITE, buffer: BUFFER, copy: true, zero_copy: true, smoltcp: true };
     let mut args = std::env::args().skip(1);
     let positive = |what: &str, arg: Option<String>| -> Result<usize, String> {
         match arg.as_deref().map(str::parse) {
@@ -522,6 +539,8 @@ fn options() -> Result<Options, String> {
         match arg.as_str() {
             "--rounds" => opts.rounds = positive("--rounds", args.next())?,
             "--write" => opts.write = positive("--write", args.next())?,
+            // Our window scale reaches 1 GiB; smoltcp's buffers are plain vectors.
+            "--buffer" => opts.buffer = positive("--buffer", args.next())?.min(1 << 20) << 10,
             "--only" => {
                 let (copy, zero_copy, smoltcp) = match args.next().as_deref() {
                     Some("ours") => (true, true, false),
@@ -547,9 +566,12 @@ fn main() {
         eprintln!("{USAGE}: {e}");
         std::process::exit(2);
     });
-    let Options { mib, rounds, write, .. } = opts;
+    let Options { mib, rounds, write, buffer, .. } = opts;
     let total = mib << 20;
-    println!("bulk transfer of {mib} MiB over an in-memory IPv4 link, MTU {MTU}, checksums emitted and verified");
+    println!(
+        "bulk transfer of {mib} MiB over an in-memory IPv4 link, MTU {MTU}, checksums emitted and verified, {} KiB socket buffers",
+        buffer >> 10
+    );
     println!("best of {rounds} rounds each, the stacks taking turns (the machine is shared: rounds differ)");
     // Per way of writing: its name, and its runs A -> B and B -> A.
     let mut ours_runs =
@@ -559,12 +581,12 @@ fn main() {
     for _ in 0..rounds {
         for (_, writes, on, forward, backward) in &mut ours_runs {
             if *on {
-                forward.push(ours(total, write, false, *writes));
-                backward.push(ours(total, write, true, *writes));
+                forward.push(ours(total, write, buffer, false, *writes));
+                backward.push(ours(total, write, buffer, true, *writes));
             }
         }
         if opts.smoltcp {
-            peer.push(peer::smoltcp(total, write));
+            peer.push(peer::smoltcp(total, write, buffer));
         }
     }
     for (name, _, _, forward, backward) in &ours_runs {

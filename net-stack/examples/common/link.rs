@@ -14,38 +14,58 @@ use smoltcp::time::Instant as SmolInstant;
 /// The IP MTU of both links.
 pub const MTU: usize = 1500;
 
-/// Bytes per receive arena of [`Wire`]: 43 full-sized frames.
-const ARENA: usize = 64 * 1024;
-
-/// One direction of our link: frames in flight, cut from a receive arena.
+/// One direction of our link: frames in flight, each in a receive buffer
+/// of its own.
 ///
-/// The sender emits each frame straight into the arena (the "device
-/// buffer"), and the frame travels up as `Bytes`, what a device driver
-/// hands the stack; the payload the receiver gets is a slice of it, not a
-/// copy. Like a driver's page-fragment allocator, the arena is reused once
-/// every frame cut from it has been released (`BytesMut::try_reclaim`),
-/// else a new one is allocated: a receiver that holds frames pins their
-/// arena.
+/// The sender emits each frame straight into a receive buffer (the
+/// "device buffer"), and the frame travels up as `Bytes`, what a device
+/// driver hands the stack; the payload the receiver gets is a slice of
+/// it, not a copy. Like a driver's receive ring, buffers of [`MTU`] bytes
+/// are recycled oldest first once no frame cut from them is held
+/// (`Bytes::try_into_mut`), else a new one is allocated: a receiver that
+/// holds frames pins their buffers, and the pool grows to the most frames
+/// in flight and held at once. A recycled buffer is written over as it
+/// is, not zeroed first (a driver does not clear its ring either, and
+/// smoltcp's link reuses its frames the same way).
 #[derive(Default)]
 pub struct Wire {
     pub queue: VecDeque<Bytes>,
-    arena: BytesMut,
+    /// Receive buffers, oldest first, each held here and by a frame.
+    pool: VecDeque<Bytes>,
+    /// The buffer being filled and the length of its frame.
+    filling: Option<(BytesMut, usize)>,
 }
 
 impl Wire {
-    /// A zero-filled buffer of `len` bytes for the next frame.
+    /// A buffer of `len` bytes (at most [`MTU`]) for the next frame, with
+    /// unspecified contents.
     pub fn frame(&mut self, len: usize) -> &mut [u8] {
-        if !self.arena.try_reclaim(len) {
-            self.arena = BytesMut::with_capacity(ARENA.max(len));
-        }
-        self.arena.resize(len, 0);
-        &mut self.arena[..]
+        let buffer = match self.pool.pop_front().map(Bytes::try_into_mut) {
+            Some(Ok(buffer)) if buffer.len() >= len => buffer,
+            other => {
+                if let Some(Err(held)) = other {
+                    self.pool.push_back(held);
+                }
+                // Split from a larger buffer, a `BytesMut` shares its
+                // allocation by reference count, as does every `Bytes`
+                // frozen from it: `try_into_mut` then hands it back whole
+                // without allocating (from a plain vector it would give
+                // the vector back, and the next frame's first slice would
+                // allocate a shared header again).
+                let mut whole = BytesMut::zeroed(MTU.max(len) + 1);
+                whole.split_to(MTU.max(len))
+            }
+        };
+        let (buffer, _) = self.filling.insert((buffer, len));
+        &mut buffer[..len]
     }
 
     /// Queues the frame just filled.
     pub fn send(&mut self) {
-        let len = self.arena.len();
-        self.queue.push_back(self.arena.split_to(len).freeze());
+        let (buffer, len) = self.filling.take().expect("Wire::send follows Wire::frame");
+        let buffer = buffer.freeze();
+        self.queue.push_back(buffer.slice(..len));
+        self.pool.push_back(buffer);
     }
 }
 
