@@ -314,15 +314,17 @@ impl RecvBuffer {
     }
 
     /// Appends as much of `data` as fits and returns how many bytes that
-    /// was: holds a slice of `data` (no copy) when that is at least
-    /// [`MIN_HELD`] bytes, else copies it into the ring.
-    pub(crate) fn write(&mut self, data: &Bytes) -> usize {
+    /// was: holds `data` itself, cut to what fits (no copy), when that is
+    /// at least [`MIN_HELD`] bytes, else copies it into the ring. Taken by
+    /// value, so holding it costs no reference count of its own.
+    pub(crate) fn write(&mut self, mut data: Bytes) -> usize {
         let n = data.len().min(self.free());
         if n == 0 {
             return 0;
         }
         if n >= MIN_HELD {
-            self.chunks.push_back(Chunk::Held(data.slice(..n)));
+            data.truncate(n);
+            self.chunks.push_back(Chunk::Held(data));
         } else {
             // The ring's limit is ours and it holds part of our bytes, so
             // it takes all `n`.
@@ -572,8 +574,8 @@ mod tests {
         let mut buf = RecvBuffer::new(10_000);
         let large = Bytes::from(vec![7u8; MIN_HELD]);
         let small = Bytes::from(vec![9u8; MIN_HELD - 1]);
-        assert_eq!(buf.write(&large), MIN_HELD);
-        assert_eq!(buf.write(&small), MIN_HELD - 1);
+        assert_eq!(buf.write(large.clone()), MIN_HELD);
+        assert_eq!(buf.write(small.clone()), MIN_HELD - 1);
         // The large one is a reference to the same bytes, the small one a copy.
         assert!(!large.is_unique());
         assert!(small.is_unique());
@@ -594,13 +596,13 @@ mod tests {
     #[test]
     fn a_segment_beyond_the_limit_is_cut_and_small_runs_merge() {
         let mut buf = RecvBuffer::new(MIN_HELD + 10);
-        assert_eq!(buf.write(&Bytes::from(vec![1u8; 2 * MIN_HELD])), MIN_HELD + 10);
+        assert_eq!(buf.write(Bytes::from(vec![1u8; 2 * MIN_HELD])), MIN_HELD + 10);
         assert_eq!(buf.free(), 0);
-        assert_eq!(buf.write(&Bytes::from_static(b"x")), 0);
+        assert_eq!(buf.write(Bytes::from_static(b"x")), 0);
         let mut out = vec![0; MIN_HELD + 5];
         assert_eq!(buf.read(&mut out), MIN_HELD + 5);
-        assert_eq!(buf.write(&Bytes::from_static(b"ab")), 2);
-        assert_eq!(buf.write(&Bytes::from_static(b"cd")), 2);
+        assert_eq!(buf.write(Bytes::from_static(b"ab")), 2);
+        assert_eq!(buf.write(Bytes::from_static(b"cd")), 2);
         // One held chunk (its last 5 bytes) and one ring run of 4.
         assert_eq!(buf.chunks.len(), 2);
         let mut out = [0; 16];
@@ -622,7 +624,7 @@ mod tests {
             for (is_write, size, seed) in ops {
                 if is_write {
                     let data: Vec<u8> = (0..size).map(|i| seed.wrapping_add(i as u8)).collect();
-                    let n = buf.write(&Bytes::from(data.clone()));
+                    let n = buf.write(Bytes::from(data.clone()));
                     prop_assert_eq!(n, size.min(limit - model.len()));
                     model.extend(&data[..n]);
                 } else {

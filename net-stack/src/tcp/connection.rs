@@ -879,6 +879,10 @@ impl TcpConnection {
     }
 
     fn handle_synchronized(&mut self, now: Instant, repr: &TcpRepr, payload: Bytes) {
+        if self.is_predicted_data(repr) {
+            self.take_predicted_data(now, repr, payload);
+            return;
+        }
         let flags = repr.flags;
         let seg_len = repr.segment_len();
 
@@ -1030,6 +1034,62 @@ impl TcpConnection {
                 self.ack_now = true;
             }
         }
+    }
+
+    /// Header prediction (Van Jacobson's fast path, as in 4.4BSD's
+    /// `tcp_input`): whether `repr` is the next in-order segment of a bulk
+    /// transfer towards us, carrying data and an ACK and nothing else, that
+    /// acknowledges nothing new while we have nothing outstanding, and
+    /// whose data fits the window. For such a segment each step of RFC
+    /// 9293 §3.10.7.4 has a known outcome, so
+    /// [`Self::take_predicted_data`] does only the steps that change
+    /// something; every other segment takes the full path. Timestamps
+    /// must be present and not older than TS.Recent (so PAWS, RFC 7323
+    /// §5.3, passes), and no SACK blocks may come with it.
+    fn is_predicted_data(&self, repr: &TcpRepr) -> bool {
+        let ts_ok = match repr.options.timestamp {
+            Some(ts) => !self.timestamps || (ts.value.wrapping_sub(self.ts_recent) as i32) >= 0,
+            None => !self.timestamps,
+        };
+        self.state == TcpState::Established
+            && repr.flags.0 & !TcpFlags::PSH.0 == TcpFlags::ACK.0
+            && repr.seq_number == self.rcv_nxt
+            && repr.ack_number == self.snd_una
+            && self.snd_una == self.snd_max
+            && repr.payload_len > 0
+            && repr.payload_len <= self.receive_space()
+            && repr.options.sack_blocks.is_empty()
+            && !self.user_closed
+            && ts_ok
+    }
+
+    /// The steps of RFC 9293 §3.10.7.4 that change state for a segment
+    /// [`Self::is_predicted_data`] accepted, in the full path's order: it
+    /// is acceptable (it starts at RCV.NXT and fits the window), TS.Recent
+    /// is taken from it (RFC 7323 §4.3), its ACK is a duplicate of SND.UNA
+    /// with nothing in flight (no congestion response: RFC 5681 §2 counts
+    /// only ACKs without data) that may still update the send window, and
+    /// its text is queued.
+    fn take_predicted_data(&mut self, now: Instant, repr: &TcpRepr, payload: Bytes) {
+        let seq = repr.seq_number;
+        self.last_recv = now;
+        self.keepalive_probes = 0;
+        if let Some(ts) = repr.options.timestamp {
+            if self.timestamps && seq <= self.last_ack_sent {
+                self.ts_recent = ts.value;
+                self.ts_recent_at = now;
+            }
+        }
+        self.last_progress = now;
+        if self.sack {
+            // Nothing is outstanding, so this only drops stale marks.
+            self.scoreboard.update(self.snd_una, self.snd_max, &repr.options.sack_blocks);
+        }
+        let ack = repr.ack_number;
+        if self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack) {
+            self.update_window(repr);
+        }
+        self.take_data(now, seq, payload);
     }
 
     /// The state changes an acceptable ACK makes (RFC 9293 §3.10.7.4,
@@ -1281,13 +1341,14 @@ impl TcpConnection {
         // Everything here lies inside the window we offered, so it fits;
         // counting what the buffer took keeps RCV.NXT true to the bytes
         // held even if that ever failed (the peer would resend the rest).
-        let mut taken = self.recv_buf.write(&payload);
+        let mut taken = self.recv_buf.write(payload);
         self.rcv_nxt += taken;
         while let Some(chunk) = self.ooo.pop_ready(self.rcv_nxt) {
-            let n = self.recv_buf.write(&chunk);
+            let len = chunk.len();
+            let n = self.recv_buf.write(chunk);
             taken += n;
             self.rcv_nxt += n;
-            if n < chunk.len() {
+            if n < len {
                 break;
             }
         }
@@ -1630,6 +1691,7 @@ impl TcpConnection {
 
     /// A segment header acknowledging RCV.NXT with the current window,
     /// timestamps and SACK blocks; books the ACK as sent.
+    #[inline(always)]
     fn ack_repr(&mut self, now: Instant, seq: SeqNumber) -> TcpRepr {
         let window = self.window_to_advertise();
         let window_len = (window >> self.rcv_wscale).min(usize::from(u16::MAX)) as u16;
@@ -1988,6 +2050,32 @@ mod tests {
         // Reading opened the window by more than half the buffer: update.
         let (update, _) = h.expect(ACK, 1001, 5005);
         assert_eq!(update.window_len, 4);
+    }
+
+    #[test]
+    fn in_order_data_updates_the_send_window_and_ts_recent() {
+        // The in-order data segment of a bulk transfer towards us (header
+        // prediction's case) still does what RFC 9293 §3.10.7.4 asks of
+        // its ACK field: SND.WND from the newest segment; and RFC 7323
+        // §4.3: TS.Recent from a segment at the last ACK sent.
+        let config = TcpConfig { timestamps: true, delayed_ack: Duration::ZERO, ..config() };
+        let mut h = Harness::active(config);
+        let (syn, _) = h.expect(SYN, 1000, 0);
+        let mut syn_ack = repr(SYN_ACK, 5000, 1001, 65_535, 0);
+        syn_ack.options.timestamp = Some(TcpTimestamp { value: 500, echo: syn.options.timestamp.unwrap().value });
+        syn_ack.options.max_seg_size = Some(1460);
+        h.send_repr(&syn_ack, b"");
+        h.expect(ACK, 1001, 5001);
+        let mss = h.conn.send_mss();
+        assert_eq!(h.conn.send(&[7; 3000]).unwrap(), 3000);
+        // A window of 1.5 segments lets one full segment out, not two.
+        let mut data = repr(ACK, 5001, 1001, (mss + mss / 2) as u16, 3);
+        data.options.timestamp = Some(TcpTimestamp { value: 600, echo: 0 });
+        h.send_repr(&data, b"abc");
+        assert_eq!(h.conn.recv_available(), 3);
+        let (seg, payload) = h.expect(ACK, 1001, 5004);
+        assert_eq!(payload.len(), mss);
+        assert_eq!(seg.options.timestamp.unwrap().echo, 600);
     }
 
     #[test]

@@ -107,14 +107,21 @@ impl Scoreboard {
     /// Update() of RFC 6675 §4: drops what the cumulative ACK `snd_una`
     /// covers and records `blocks`, keeping only blocks inside
     /// `snd_una..snd_max`. Returns the bytes newly SACKed.
+    #[inline]
     pub(crate) fn update(&mut self, snd_una: SeqNumber, snd_max: SeqNumber, blocks: &SackBlocks) -> usize {
         if self.len == 0 && blocks.is_empty() {
-            // Bulk transfer without loss: nothing held, nothing reported.
+            // Bulk transfer without loss: nothing held, nothing reported
+            // (inline, for every ACK).
             if self.high_rxt.is_some_and(|h| h <= snd_una) {
                 self.high_rxt = None;
             }
             return 0;
         }
+        self.update_ranges(snd_una, snd_max, blocks)
+    }
+
+    /// [`Self::update`] when ranges are held or blocks arrived.
+    fn update_ranges(&mut self, snd_una: SeqNumber, snd_max: SeqNumber, blocks: &SackBlocks) -> usize {
         self.advance(snd_una);
         let before = self.sacked_bytes();
         for &(left, right) in blocks.as_slice() {
