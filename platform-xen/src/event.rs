@@ -47,6 +47,9 @@
 //! the flag still clear after the scan, raised no upcall. Such ports are
 //! counted ([`stats`]`().lost`) and the first scan that found one is
 //! logged as a warning (by the idle loop, with the flags it saw). Halts
+//! that the backstop timer ended are counted (`backstop_wakes`), with the
+//! other ports their scans found pending (`rescued`: events that had not
+//! woken the halted vCPU; the first are logged as a warning). Halts
 //! that wake more than [`BACKSTOP_NS`] after the timer they armed are
 //! counted too (`late_wakes`): a timer whose upcall reached the halted
 //! vCPU late. The idle loop logs all counters and the bound ports' bits
@@ -255,6 +258,11 @@ fn take_pending(mut table: spin::MutexGuard<'_, PortTable>) -> usize {
     drop(table);
     if timer.is_some_and(|t| pending.contains(&t)) {
         TIMER_FIRINGS.fetch_add(1, Ordering::Relaxed);
+        WITH_TIMER.fetch_add(pending.len() as u64 - 1, Ordering::Relaxed);
+        if pending.len() > 1 {
+            // Kept only if this turns out to be a backstop's scan (`halt`).
+            *WITH_TIMER_PORTS.lock() = pending.iter().copied().filter(|&p| Some(p) != timer).collect();
+        }
         // The one-shot timer is spent: the next halt arms its own.
         ARMED.store(0, Ordering::Relaxed);
     }
@@ -304,6 +312,19 @@ static LOST_REPORTED: AtomicBool = AtomicBool::new(false);
 /// [`BACKSTOP_NS`] after the timer they had armed.
 static HALTS: AtomicU64 = AtomicU64::new(0);
 static LATE_WAKES: AtomicU64 = AtomicU64::new(0);
+
+/// Ports other than the timer's that scans finding the timer fired took
+/// (the last such scan's ports in [`WITH_TIMER_PORTS`]).
+static WITH_TIMER: AtomicU64 = AtomicU64::new(0);
+static WITH_TIMER_PORTS: spin::Mutex<Vec<u32>> = spin::Mutex::new(Vec::new());
+
+/// Halts without a deadline that the backstop timer ended, and the ports
+/// their scans found pending besides the timer's (events that had raised
+/// no upcall, or came in the same instant); the first such ports.
+static BACKSTOP_WAKES: AtomicU64 = AtomicU64::new(0);
+static RESCUED: AtomicU64 = AtomicU64::new(0);
+static RESCUED_PORTS: spin::Once<Vec<u32>> = spin::Once::new();
+static RESCUE_REPORTED: AtomicBool = AtomicBool::new(false);
 
 /// The Xen system time the one-shot timer is armed for, 0 if none is.
 static ARMED: AtomicU64 = AtomicU64::new(0);
@@ -398,8 +419,17 @@ pub(crate) fn halt(deadline: Option<u64>) -> Result<(), XenError> {
     }
     let armed = ARMED.load(Ordering::Relaxed);
     HALTS.fetch_add(1, Ordering::Relaxed);
+    let (timer_before, with_before) = (TIMER_FIRINGS.load(Ordering::Relaxed), WITH_TIMER.load(Ordering::Relaxed));
     mirage_kernel::arch::cpu::enable_interrupts_and_halt();
     mirage_kernel::arch::cpu::disable_interrupts();
+    if deadline.is_none() && TIMER_FIRINGS.load(Ordering::Relaxed) != timer_before {
+        BACKSTOP_WAKES.fetch_add(1, Ordering::Relaxed);
+        let found = WITH_TIMER.load(Ordering::Relaxed) - with_before;
+        if found > 0 {
+            RESCUED.fetch_add(found, Ordering::Relaxed);
+            RESCUED_PORTS.call_once(|| WITH_TIMER_PORTS.lock().clone());
+        }
+    }
     // A timer that woke us this late means the halt outlived its wake-up
     // (the event's upcall reached the vCPU late, or it was not run).
     if armed != 0 && shared_info::now().is_some_and(|woke| woke > armed.saturating_add(BACKSTOP_NS)) {
@@ -420,6 +450,11 @@ pub struct EventStats {
     pub timer_firings: u64,
     /// Ports found pending that Xen had not announced with an upcall.
     pub lost: u64,
+    /// Halts without a deadline that the backstop timer ended.
+    pub backstop_wakes: u64,
+    /// Ports the scans of those backstop wakes found pending besides the
+    /// timer's: events that had not woken the halted vCPU by themselves.
+    pub rescued: u64,
     /// Halts that woke more than [`BACKSTOP_NS`] after their timer.
     pub late_wakes: u64,
 }
@@ -431,14 +466,26 @@ pub fn stats() -> EventStats {
         halts: HALTS.load(Ordering::Relaxed),
         timer_firings: TIMER_FIRINGS.load(Ordering::Relaxed),
         lost: LOST.load(Ordering::Relaxed),
+        backstop_wakes: BACKSTOP_WAKES.load(Ordering::Relaxed),
+        rescued: RESCUED.load(Ordering::Relaxed),
         late_wakes: LATE_WAKES.load(Ordering::Relaxed),
     }
 }
 
-/// Logs, once, a warning with the state of the first scan that found
-/// unannounced ports, if one did. The idle loop calls it (never the
+/// Logs, once each, a warning with the state of the first scan that
+/// found unannounced ports and one with the ports of the first backstop
+/// wake that found ports pending, if there were such. The idle loop calls it (never the
 /// handler, which must not log).
 pub(crate) fn report_lost() {
+    if let Some(ports) = RESCUED_PORTS.get() {
+        if !RESCUE_REPORTED.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "event channel: the backstop timer found ports {ports:?} pending after a halt without a deadline \
+                 (their events had not woken the vCPU). {:?}",
+                stats()
+            );
+        }
+    }
     let Some(state) = LOST_STATE.get() else { return };
     if LOST_REPORTED.swap(true, Ordering::Relaxed) {
         return;
