@@ -169,8 +169,15 @@ struct Run {
     acks: u64,
     /// Allocations inside the stack during the steady state.
     steady_allocations: u64,
-    /// Allocations by the link (receive arenas) in the steady state.
+    /// Allocations by the link (receive buffers) in the steady state.
     link_allocations: u64,
+    /// Passes of the loop (each offers data, moves what the stacks send
+    /// and reads what arrived).
+    passes: u64,
+    /// Passes in which neither side sent anything: waiting for a timer
+    /// (delayed ACK, persist, retransmission), which costs CPU time here
+    /// since the loop polls.
+    idle_passes: u64,
 }
 
 impl Run {
@@ -186,7 +193,7 @@ impl Run {
     fn print(&self, name: &str) {
         let per_segment = |n: u64| n as f64 / self.steady_segments.max(1) as f64;
         println!(
-            "{name:<38} {:>7.2} Gbit/s  {:>7.2} Gbit/CPU-s  {:>6.0} CPU-ns/segment  {:>9} segments  {:.3} ACKs/segment  allocations/segment: {:.3} in the stack, {:.3} by the link",
+            "{name:<38} {:>7.2} Gbit/s  {:>7.2} Gbit/CPU-s  {:>6.0} CPU-ns/segment  {:>9} segments  {:.3} ACKs/segment  allocations/segment: {:.3} in the stack, {:.3} by the link  {} passes ({} idle)",
             self.gbps(),
             self.cpu_gbps(),
             self.cpu_seconds * 1e9 / self.segments.max(1) as f64,
@@ -194,6 +201,8 @@ impl Run {
             self.acks as f64 / self.segments.max(1) as f64,
             per_segment(self.steady_allocations),
             per_segment(self.link_allocations),
+            self.passes,
+            self.idle_passes,
         );
     }
 }
@@ -331,12 +340,13 @@ fn ours(total: usize, write: usize, buffer: usize, reverse: bool, writes: Writes
     let mut buf = vec![0u8; 64 * 1024];
     let (mut forward, mut backward) = (Wire::default(), Wire::default());
     let (mut written, mut received, mut segments, mut acks) = (0usize, 0usize, 0u64, 0u64);
-    let mut steady_segments = 0u64;
+    let (mut steady_segments, mut idle_passes) = (0u64, 0u64);
     ALLOCATIONS.store(0, Ordering::Relaxed);
     LINK_ALLOCATIONS.store(0, Ordering::Relaxed);
     let began = Stopwatch::start();
     // Each round moves at least one segment; the bound is generous.
-    for _ in 0..total {
+    for passes in 1.. {
+        assert!(passes <= total, "transfer stalled at {received} of {total} bytes");
         let steady = received > total / 10;
         let t = now();
         if written < total {
@@ -372,6 +382,7 @@ fn ours(total: usize, write: usize, buffer: usize, reverse: bool, writes: Writes
         }
         drain(&mut rx, t, &mut backward, steady);
         acks += backward.queue.len() as u64;
+        idle_passes += u64::from(sent == 0 && backward.queue.is_empty());
         while let Some(frame) = backward.queue.pop_front() {
             deliver(&frame, &mut tx, t, steady);
         }
@@ -391,10 +402,12 @@ fn ours(total: usize, write: usize, buffer: usize, reverse: bool, writes: Writes
                 acks,
                 steady_allocations: ALLOCATIONS.load(Ordering::Relaxed),
                 link_allocations: LINK_ALLOCATIONS.load(Ordering::Relaxed),
+                passes: passes as u64,
+                idle_passes,
             };
         }
     }
-    panic!("transfer stalled at {received} of {total} bytes");
+    unreachable!("the pass loop ends by returning or by its assertion")
 }
 
 // ---- smoltcp -------------------------------------------------------------------
@@ -460,10 +473,11 @@ mod peer {
         let data = pattern();
         let mut buf = vec![0u8; 64 * 1024];
         let (mut written, mut received, mut segments, mut steady_segments) = (0usize, 0usize, 0u64, 0u64);
-        let mut acks = 0u64;
+        let (mut acks, mut idle_passes) = (0u64, 0u64);
         ALLOCATIONS.store(0, Ordering::Relaxed);
         let began = Stopwatch::start();
-        for _ in 0..total {
+        for passes in 1.. {
+            assert!(passes <= total, "smoltcp transfer stalled at {received} of {total} bytes");
             let steady = received > total / 10;
             let t = now();
             if written < total {
@@ -491,6 +505,7 @@ mod peer {
             counted(steady, || b.poll(t));
             // A polls next, so B's segments of this round are all queued.
             acks += ba.borrow().len() as u64;
+            idle_passes += u64::from(sent == 0 && ba.borrow().is_empty());
             if received >= total {
                 return Run {
                     bytes: total,
@@ -501,10 +516,12 @@ mod peer {
                     acks,
                     steady_allocations: ALLOCATIONS.load(Ordering::Relaxed),
                     link_allocations: 0,
+                    passes: passes as u64,
+                    idle_passes,
                 };
             }
         }
-        panic!("smoltcp transfer stalled at {received} of {total} bytes");
+        unreachable!("the pass loop ends by returning or by its assertion")
     }
 }
 
