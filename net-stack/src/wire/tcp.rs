@@ -515,16 +515,21 @@ impl TcpOptions {
     /// missing, below 2, runs past the options, or does not fit its kind.
     /// Unknown kinds are skipped (RFC 1122 §4.2.2.5); a repeated option
     /// replaces the earlier one.
-    pub fn parse(mut bytes: &[u8]) -> Result<TcpOptions, WireError> {
-        let mut options = TcpOptions::default();
+    #[inline]
+    pub fn parse(bytes: &[u8]) -> Result<TcpOptions, WireError> {
         if let &[kind::NOP, kind::NOP, kind::TIMESTAMP, 10, v0, v1, v2, v3, e0, e1, e2, e3] = bytes {
             // What nearly every segment after the handshake carries (the
-            // layout of RFC 7323 Appendix A): the loop below decodes it
-            // the same way, one option at a time.
+            // layout of RFC 7323 Appendix A), decoded inline; the loop
+            // decodes it the same way, one option at a time.
             let (value, echo) = (u32::from_be_bytes([v0, v1, v2, v3]), u32::from_be_bytes([e0, e1, e2, e3]));
-            options.timestamp = Some(TcpTimestamp { value, echo });
-            return Ok(options);
+            return Ok(TcpOptions { timestamp: Some(TcpTimestamp { value, echo }), ..TcpOptions::default() });
         }
+        TcpOptions::parse_each(bytes)
+    }
+
+    /// [`Self::parse`], one option at a time.
+    fn parse_each(mut bytes: &[u8]) -> Result<TcpOptions, WireError> {
+        let mut options = TcpOptions::default();
         while let Some(&kind) = bytes.first() {
             match kind {
                 kind::END => break,
@@ -646,15 +651,21 @@ impl TcpOptions {
 
     /// [`Self::emit`] into an `out` known to be [`Self::buffer_len`] bytes
     /// long (slicing panics otherwise).
+    #[inline]
     fn write(&self, out: &mut [u8]) {
-        let nops = self.nops();
-        if nops == 2 && out.len() == 12 && self.sack_blocks.is_empty() {
+        if out.len() == 12 && self.sack_blocks.is_empty() && self.syn_len() == 0 {
             if let (Some(ts), Some(words)) = (self.timestamp, out.first_chunk_mut()) {
-                // Nearly every segment after the handshake.
+                // Nearly every segment after the handshake, inline.
                 *words = timestamp_words(ts);
                 return;
             }
         }
+        self.write_each(out);
+    }
+
+    /// [`Self::write`], one option at a time.
+    fn write_each(&self, out: &mut [u8]) {
+        let nops = self.nops();
         let mut at = 0;
         let mut put = |bytes: &[u8]| {
             out[at..at + bytes.len()].copy_from_slice(bytes);
@@ -724,21 +735,31 @@ impl TcpRepr {
     /// Errors with [`WireError::BadChecksum`] (RFC 9293 §3.1: drop),
     /// [`WireError::Malformed`] for a port 0 or a malformed option.
     pub fn parse<T: AsRef<[u8]>>(packet: &TcpPacket<T>, src: Ipv4Addr, dst: Ipv4Addr) -> Result<TcpRepr, WireError> {
-        if packet.src_port() == 0 || packet.dst_port() == 0 {
+        let bytes = packet.buffer.as_ref();
+        // `new_checked` made sure of the fixed header; read it as one array
+        // (one length check, not one per field).
+        let Some(header) = bytes.first_chunk::<TCP_HEADER_LEN>() else {
+            return Err(WireError::Truncated { what: "TCP header", len: bytes.len(), needed: TCP_HEADER_LEN });
+        };
+        let [s0, s1, d0, d1, q0, q1, q2, q3, a0, a1, a2, a3, offset, flags, w0, w1, ..] = *header;
+        let (src_port, dst_port) = (u16::from_be_bytes([s0, s1]), u16::from_be_bytes([d0, d1]));
+        if src_port == 0 || dst_port == 0 {
             return Err(WireError::Malformed { what: "TCP port 0" });
         }
         if !packet.verify_checksum(src, dst) {
             return Err(WireError::BadChecksum { what: "TCP segment" });
         }
+        let header_len = usize::from(offset >> 4) * 4;
+        let options = bytes.get(TCP_HEADER_LEN..header_len).ok_or(WireError::Malformed { what: "TCP data offset" })?;
         Ok(TcpRepr {
-            src_port: packet.src_port(),
-            dst_port: packet.dst_port(),
-            seq_number: packet.seq_number(),
-            ack_number: packet.ack_number(),
-            flags: packet.flags(),
-            window_len: packet.window_len(),
-            options: TcpOptions::parse(packet.options())?,
-            payload_len: packet.payload().len(),
+            src_port,
+            dst_port,
+            seq_number: SeqNumber(u32::from_be_bytes([q0, q1, q2, q3])),
+            ack_number: SeqNumber(u32::from_be_bytes([a0, a1, a2, a3])),
+            flags: TcpFlags(flags),
+            window_len: u16::from_be_bytes([w0, w1]),
+            options: TcpOptions::parse(options)?,
+            payload_len: bytes.len() - header_len,
         })
     }
 
@@ -773,27 +794,26 @@ impl TcpRepr {
         fill_payload: impl FnOnce(&mut [u8]) -> R,
     ) -> R {
         let header_len = self.header_len();
-        assert_eq!(
-            packet.buffer.as_ref().len(),
-            header_len + self.payload_len,
-            "TCP segment buffer of the wrong length"
-        );
-        packet.set_src_port(self.src_port);
-        packet.set_dst_port(self.dst_port);
-        packet.set_seq_number(self.seq_number);
-        packet.set_ack_number(self.ack_number);
-        packet.set_header_len(header_len);
-        packet.set_flags(self.flags);
-        packet.set_window_len(self.window_len);
-        packet.set_urgent_at(0);
-        // `options_mut` is the options' length: the data offset just set.
-        self.options.write(packet.options_mut());
-        let result = fill_payload(packet.payload_mut());
+        let out = packet.buffer.as_mut();
+        assert_eq!(out.len(), header_len + self.payload_len, "TCP segment buffer of the wrong length");
+        let [s0, s1] = self.src_port.to_be_bytes();
+        let [d0, d1] = self.dst_port.to_be_bytes();
+        let [q0, q1, q2, q3] = self.seq_number.0.to_be_bytes();
+        let [a0, a1, a2, a3] = self.ack_number.0.to_be_bytes();
+        let [w0, w1] = self.window_len.to_be_bytes();
+        // The data offset, reserved bits clear; checksum and urgent
+        // pointer 0 (the checksum is filled in below).
+        let offset = ((header_len / 4) as u8) << 4;
+        let header = [s0, s1, d0, d1, q0, q1, q2, q3, a0, a1, a2, a3, offset, self.flags.0, w0, w1, 0, 0, 0, 0];
+        let (fixed, rest) = out.split_at_mut(TCP_HEADER_LEN);
+        fixed.copy_from_slice(&header);
+        let (options, payload) = rest.split_at_mut(header_len - TCP_HEADER_LEN);
+        self.options.write(options);
+        let result = fill_payload(payload);
         packet.fill_checksum(src, dst);
         result
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
