@@ -16,44 +16,50 @@
 //! (`mirage_kernel::interrupt::set_software_vector_handler`): Xen injects
 //! it while vCPU 0's `evtchn_upcall_pending` is set, without the APIC (no
 //! end-of-interrupt), and its handler calls [`dispatch`]. `VIRQ_TIMER` is
-//! bound to a port of the table, so the one-shot timer the idle loop arms
-//! (`VCPUOP_set_singleshot_timer`) raises the same upcall. The idle loop
-//! ([`crate::XenIdle`]) dispatches with interrupts masked, then enables
-//! them and halts in one step (`sti; hlt`): an event after the scan leaves
-//! the upcall pending, which wakes the halt, so nothing is lost between the
-//! check and the halt. Without the upcall (setting the parameter failed)
-//! the idle loop blocks in `SCHEDOP_poll` on the table's ports instead,
-//! which returns at once when one of them is already pending.
+//! bound to a port of the table, so the one-shot timer `halt` arms
+//! (`VCPUOP_set_singleshot_timer`) raises the same upcall.
+//!
+//! The idle loop ([`crate::XenIdle`]) does not wait for the upcall,
+//! though: it dispatches with interrupts masked, then blocks in Xen with
+//! `block` (`SCHEDOP_poll` on the table's ports, with the executor's
+//! deadline or the backstop below as its timeout) and dispatches again.
+//! The poll returns at once if a table port is pending, so an event after
+//! the scan is not lost, and Xen ends it on a polled port's event, on any
+//! upcall notice, or at the timeout, which unblocks the vCPU directly
+//! rather than through an injected interrupt. Halting with `sti; hlt` and
+//! letting the upcall wake the vCPU (`halt`, which the probe still
+//! checks) was the idle loop's wait until the stress runs described in
+//! the crate's README showed events that did not wake the halted vCPU
+//! (under Xen nested in QEMU's software emulation): their ports were
+//! pending with neither selector bit nor upcall flag set, so no upcall was
+//! due and none came, and a task with no deadline waited for good.
 //!
 //! The lock of the table is never contended with the handler: tasks run
 //! with interrupts masked (the kernel's executor enables them only inside
-//! its idle wait), and the idle loop holds no lock while it halts, so the
-//! handler only ever runs while no code of this module holds the lock.
+//! its idle wait, and only in `halt`), and nothing holds the lock while
+//! the vCPU halts, so the handler only ever runs while no code of this
+//! module holds the lock.
 //!
 //! # Backstop
 //!
-//! A halt never waits without a timer: when the executor has no deadline
-//! (a driver waiting for its backend, a listener), the idle loop arms the
-//! one-shot timer [`BACKSTOP_NS`] (1 s) ahead anyway (unless a timer that
-//! fires sooner is armed), so the vCPU comes back at least once a second
-//! and its scan takes any port whose pending bit is set, whether or not
-//! an upcall announced it. Without it, an event whose upcall never came
-//! would stay pending, Xen would not raise the port again (it signals
-//! only a clear bit), and a task with no deadline would wait forever.
+//! The idle loop never blocks without a timeout: when the executor has no
+//! deadline (a driver waiting for its backend, a listener), `block`
+//! polls with a timeout [`BACKSTOP_NS`] (1 s) ahead. When that timeout
+//! ends a poll, every bound port is marked fired and all its waiters are
+//! woken: each driver looks at its ring again, so an event missed anywhere
+//! between Xen and the driver delays its task by at most a second instead
+//! of forever. That costs one look per waiting task per idle second.
 //!
-//! Each scan checks that Xen announced what it finds: Xen sets a port's
-//! pending bit, then its selector bit, then `evtchn_upcall_pending`, so a
-//! port pending while neither was set when the scan took the notice, and
-//! the flag still clear after the scan, raised no upcall. Such ports are
-//! counted ([`stats`]`().lost`) and the first scan that found one is
-//! logged as a warning (by the idle loop, with the flags it saw). Halts
-//! that the backstop timer ended are counted (`backstop_wakes`), with the
-//! other ports their scans found pending (`rescued`: events that had not
-//! woken the halted vCPU; the first are logged as a warning). Halts
-//! that wake more than [`BACKSTOP_NS`] after the timer they armed are
-//! counted too (`late_wakes`): a timer whose upcall reached the halted
-//! vCPU late. The idle loop logs all counters and the bound ports' bits
-//! at debug level every 10 s.
+//! Counters ([`stats`]) tell where events go: upcalls taken, waits,
+//! timer firings, backstop wakes, ports found pending at a backstop wake
+//! (`rescued`; with the poll this should stay 0), and ports found pending
+//! that Xen had not announced (`lost`: Xen sets a port's pending bit,
+//! then its selector bit, then `evtchn_upcall_pending`, so a port pending
+//! while neither was set when the scan took the notice, and the flag still
+//! clear after the scan, raised no upcall; the first is logged as a
+//! warning with the flags). `halt` also counts wakes more than
+//! [`BACKSTOP_NS`] after the timer it armed (`late_wakes`). The idle loop
+//! logs the counters and the bound ports' bits at debug level every 10 s.
 //!
 //! # The driver's side
 //!
@@ -79,7 +85,7 @@ use crate::abi::{HVM_CALLBACK_TYPE_VECTOR, HVM_PARAM_CALLBACK_IRQ, VIRQ_TIMER};
 use crate::hypercall::XenError;
 use crate::hypervisor::{
     evtchn_alloc_unbound, evtchn_bind_interdomain, evtchn_bind_virq, evtchn_close, evtchn_send, evtchn_unmask,
-    hvm_set_param, set_singleshot_timer,
+    hvm_set_param, poll, set_singleshot_timer,
 };
 use crate::shared_info;
 
@@ -148,6 +154,18 @@ impl PortTable {
             }
             None => Vec::new(),
         }
+    }
+
+    /// Marks every port fired and returns all their waiters: the
+    /// backstop's re-check (see the module docs).
+    fn fire_all(&mut self) -> Vec<Waker> {
+        self.entries
+            .iter_mut()
+            .flat_map(|entry| {
+                entry.fired = true;
+                core::mem::take(&mut entry.wakers)
+            })
+            .collect()
     }
 
     fn ports(&self) -> impl Iterator<Item = u32> + '_ {
@@ -438,6 +456,39 @@ pub(crate) fn halt(deadline: Option<u64>) -> Result<(), XenError> {
     Ok(())
 }
 
+/// Blocks vCPU 0 in Xen (`SCHEDOP_poll` on the bound ports) until one of
+/// them is pending, an upcall is raised, or Xen system time reaches
+/// `deadline` (the backstop, [`BACKSTOP_NS`] from now, if `None`), then
+/// dispatches. Call it with interrupts masked, after [`dispatch`]: the
+/// poll returns at once if a bound port is pending, so an event since the
+/// scan is not missed, whether or not Xen announced it, and its timeout
+/// unblocks the vCPU directly, not through an upcall. Returns how many
+/// ports fired.
+pub(crate) fn block(deadline: Option<u64>) -> Result<usize, XenError> {
+    let now = shared_info::now().ok_or(XenError::NotInitialised)?;
+    let until = deadline.unwrap_or(now.saturating_add(BACKSTOP_NS)).max(1);
+    HALTS.fetch_add(1, Ordering::Relaxed);
+    poll(&bound_ports(), until)?;
+    let timed_out = shared_info::now().is_some_and(|t| t >= until);
+    let fired = dispatch();
+    if deadline.is_none() && timed_out {
+        BACKSTOP_WAKES.fetch_add(1, Ordering::Relaxed);
+        // The poll returns as soon as a polled port is pending: ports found
+        // now arrived at the timeout's instant, or did not unblock the poll.
+        if fired > 0 {
+            RESCUED.fetch_add(fired as u64, Ordering::Relaxed);
+        }
+        // A second without any event while tasks wait: let every waiter
+        // look at its ring again, in case its event was missed anywhere
+        // between Xen and the driver. Waits are edge-like and drivers check
+        // their rings before waiting, so a spurious firing costs one look.
+        let waiters = PORTS.lock().fire_all();
+        waiters.into_iter().for_each(Waker::wake);
+        return Ok(fired + 1);
+    }
+    Ok(fired)
+}
+
 /// Counters of the event path, for diagnostics (see the module's backstop
 /// section).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -582,6 +633,24 @@ mod tests {
         assert_eq!(timer_to_arm(Some(now + 60 * BACKSTOP_NS), now, 0), Some(now + 60 * BACKSTOP_NS));
         // No overflow at the end of time.
         assert_eq!(timer_to_arm(None, u64::MAX, 0), Some(u64::MAX));
+    }
+
+    #[test]
+    fn the_backstop_fires_every_port_once_and_wakes_every_waiter() {
+        let mut table = PortTable::new();
+        table.add(1).unwrap();
+        table.add(4).unwrap();
+        let (count_a, a) = waker();
+        let (count_b, b) = waker();
+        assert_eq!(table.poll_wait(1, &a), Poll::Pending);
+        assert_eq!(table.poll_wait(4, &b), Poll::Pending);
+        table.fire_all().into_iter().for_each(Waker::wake);
+        assert_eq!((count_a.0.load(Ordering::SeqCst), count_b.0.load(Ordering::SeqCst)), (1, 1));
+        // Each woken waiter sees one firing, then waits again.
+        for (port, w) in [(1, &a), (4, &b)] {
+            assert_eq!(table.poll_wait(port, w), Poll::Ready(()));
+            assert_eq!(table.poll_wait(port, w), Poll::Pending);
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! [`XenPlatform`], the idle loop ([`XenIdle`]: Xen's one-shot timer and
-//! the event upcall, or `SCHEDOP_poll`), and [`run`].
+//! [`XenPlatform`], the idle loop ([`XenIdle`]: `SCHEDOP_poll` on the
+//! bound ports with a timeout), and [`run`].
 //!
 //! # Clocks
 //!
@@ -33,7 +33,7 @@ use mirage_types::time::{Instant, MonotonicClock, PosixTime, Sleep, WallClock};
 
 use crate::console::{console_io_allowed, DomainConsole};
 use crate::hypercall::{self, XenError};
-use crate::hypervisor::{poll, shutdown, ShutdownReason};
+use crate::hypervisor::{shutdown, ShutdownReason};
 use crate::{event, shared_info};
 
 /// The exit status when Xen cannot be set up (not on Xen, no hypercall
@@ -44,13 +44,13 @@ pub const XEN_SETUP_STATUS: u8 = 103;
 /// Xen runs on; only the hardware domain reaches it.
 const QEMU_DEBUG_EXIT_PORT: u16 = 0xf4;
 
-/// Waits for the executor's next deadline: arms Xen's one-shot timer for
-/// it and halts until the event channel upcall (the timer's `VIRQ_TIMER`
-/// or any bound port); [`event::dispatch`], run by the upcall's handler,
-/// wakes the tasks waiting for what arrived. Where the upcall could not be
-/// set up ([`run`] logs why at debug level), or for an idle loop used
-/// without [`run`], it blocks in Xen with `SCHEDOP_poll` and a timeout on
-/// the bound ports instead: no interrupt needed.
+/// Waits for the executor's next deadline or an event: blocks in Xen with
+/// `SCHEDOP_poll` on the bound ports, its timeout the deadline or, with
+/// none, the event module's one-second backstop (after which every waiting
+/// driver looks at its ring again), then dispatches the ports that fired
+/// to their waiting tasks (see [`crate::event`]'s delivery and backstop
+/// sections for why this does not halt and wait for the upcall). If the
+/// poll fails (it should not), the loop spins: slower, not wrong.
 #[derive(Debug, Default)]
 pub struct XenIdle;
 
@@ -73,20 +73,14 @@ impl Idle for XenIdle {
             }
         };
         // A port that fired already wakes its task without blocking; else
-        // block until an event or the deadline (an event since the scan
-        // leaves the upcall pending, or the port pending for the poll).
-        if event::dispatch() > 0 {
-            report();
-            return;
+        // block until an event (one since the scan leaves its port pending,
+        // which ends the poll at once) or the deadline or backstop.
+        if event::dispatch() == 0 {
+            // On failure the executor calls again: the loop spins instead
+            // of sleeping, which is slower but not wrong.
+            let _ = event::block(timeout);
         }
-        if event::halt(timeout).is_ok() {
-            report();
-            return;
-        }
-        // On failure the executor calls again: the loop spins instead of
-        // sleeping, which is slower but not wrong.
-        let _ = poll(&event::bound_ports(), timeout.unwrap_or(0));
-        event::dispatch();
+        report();
     }
 }
 
@@ -234,8 +228,8 @@ where
     // Only fails if a logger is installed already, which then stays.
     let _ = Logger::new(DomainConsole::detect(), KernelClock, filter).install();
     match event::enable_upcalls() {
-        Ok(vector) => log::debug!("event channels delivered by upcall on vector {vector}"),
-        Err(e) => log::debug!("no event channel upcall ({e}): idling in SCHEDOP_poll"),
+        Ok(vector) => log::debug!("event channel upcall on vector {vector} (the idle loop polls: see event)"),
+        Err(e) => log::debug!("no event channel upcall ({e}); the idle loop polls as always"),
     }
     log::debug!(
         "heap {:#x}..{:#x} ({} MiB), TSC {} kHz, command line {:?}",
