@@ -410,7 +410,11 @@ fn ours(total: usize, write: usize, buffer: usize, reverse: bool, writes: Writes
             }
         }
         if received >= total {
-            assert_eq!(tx.stats().retransmitted_segments, 0, "a lossless link needs no retransmission");
+            let stats = tx.stats();
+            assert_eq!(
+                stats.retransmitted_segments, 0,
+                "a lossless link needs no retransmission (a timeout: the thread was descheduled for longer than the RTO?): {stats:?}"
+            );
             return Run {
                 bytes: total,
                 seconds: began.elapsed().0,
