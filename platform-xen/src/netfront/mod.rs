@@ -83,6 +83,7 @@ use core::fmt;
 use core::future::{poll_fn, Future};
 use core::mem::ManuallyDrop;
 use core::pin::pin;
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -92,6 +93,7 @@ pub use self::flags::NetFlags;
 pub use self::queues::{Counters, MAX_FRAME_LEN, MTU, RX_BUFFERS, TX_BUFFERS, TX_PAGES};
 use self::queues::{RxQueue, TxQueue};
 use self::rings::{RxRing, TxRing};
+use crate::abi::netif::{SRING_REQ_EVENT, SRING_REQ_PROD, SRING_RSP_EVENT, SRING_RSP_PROD};
 use crate::event::EventChannel;
 use crate::grant::Grant;
 use crate::hypercall::XenError;
@@ -353,6 +355,32 @@ impl NetFront {
         tx.reap(counters).map(|_| ()).map_err(|e| self.broken(queues, "transmit", e))
     }
 
+    /// Logs the rings' state at debug level, at most every 10 s of Xen
+    /// time (called when a receive waits; with the idle loop's backstop
+    /// that is at least once a second): tells a backend that stopped
+    /// answering from a front-end that stopped looking.
+    fn debug_state(&self, queues: &Queues) {
+        static LAST: AtomicU64 = AtomicU64::new(0);
+        let Some(now) = crate::shared_info::now() else { return };
+        if now.saturating_sub(LAST.load(Ordering::Relaxed)) < 10_000_000_000 || !log::log_enabled!(log::Level::Debug) {
+            return;
+        }
+        LAST.store(now, Ordering::Relaxed);
+        let header = |page: &SharedPage| {
+            [SRING_REQ_PROD, SRING_REQ_EVENT, SRING_RSP_PROD, SRING_RSP_EVENT].map(|offset| page.read::<u32>(offset))
+        };
+        log::debug!(
+            "netfront {}: {:?}; rx posted {}, rx ring [req_prod, req_event, rsp_prod, rsp_event] {:?}; \
+             tx in flight {}, tx ring {:?}",
+            self.frontend.node(),
+            queues.counters.stats,
+            queues.rx.posted(),
+            header(queues.rx.ring().page()),
+            queues.tx.in_flight(),
+            header(queues.tx.ring().page()),
+        );
+    }
+
     fn poll_receive(&self, cx: &mut Context<'_>) -> Poll<Result<Bytes, NetError>> {
         // Each pass consumes responses or a firing; past this many, yield
         // to other tasks rather than spin on a flooding backend.
@@ -379,6 +407,7 @@ impl NetFront {
                     Ok(false) => {}
                     Err(e) => return Poll::Ready(Err(self.broken(queues, "receive", e))),
                 }
+                self.debug_state(queues);
             }
             if self.poll_event(cx).is_pending() {
                 return Poll::Pending;
