@@ -326,7 +326,7 @@ static LOST_STATE: spin::Once<LostState> = spin::Once::new();
 /// Whether the warning about [`LOST`] ports was logged.
 static LOST_REPORTED: AtomicBool = AtomicBool::new(false);
 
-/// Halts (of [`halt`]) so far, and those that woke more than
+/// Idle waits (polls and halts) so far, and the halts that woke more than
 /// [`BACKSTOP_NS`] after the timer they had armed.
 static HALTS: AtomicU64 = AtomicU64::new(0);
 static LATE_WAKES: AtomicU64 = AtomicU64::new(0);
@@ -336,9 +336,10 @@ static LATE_WAKES: AtomicU64 = AtomicU64::new(0);
 static WITH_TIMER: AtomicU64 = AtomicU64::new(0);
 static WITH_TIMER_PORTS: spin::Mutex<Vec<u32>> = spin::Mutex::new(Vec::new());
 
-/// Halts without a deadline that the backstop timer ended, and the ports
-/// their scans found pending besides the timer's (events that had raised
-/// no upcall, or came in the same instant); the first such ports.
+/// Idle waits without a deadline that the backstop ended (a `block`
+/// timeout, a `halt` timer), and the ports their scans found pending
+/// besides the timer's (events that had not ended the wait, or came in
+/// the same instant); the first such ports (of a `halt`).
 static BACKSTOP_WAKES: AtomicU64 = AtomicU64::new(0);
 static RESCUED: AtomicU64 = AtomicU64::new(0);
 static RESCUED_PORTS: spin::Once<Vec<u32>> = spin::Once::new();
@@ -495,16 +496,16 @@ pub(crate) fn block(deadline: Option<u64>) -> Result<usize, XenError> {
 pub struct EventStats {
     /// Upcalls the handler took.
     pub upcalls: u64,
-    /// Halts of the idle loop.
+    /// Idle waits: polls of the idle loop and halts of `halt`.
     pub halts: u64,
     /// Scans that found `VIRQ_TIMER` fired (deadlines and backstops).
     pub timer_firings: u64,
     /// Ports found pending that Xen had not announced with an upcall.
     pub lost: u64,
-    /// Halts without a deadline that the backstop timer ended.
+    /// Idle waits without a deadline that the backstop ended.
     pub backstop_wakes: u64,
     /// Ports the scans of those backstop wakes found pending besides the
-    /// timer's: events that had not woken the halted vCPU by themselves.
+    /// timer's: events that had not ended the wait by themselves.
     pub rescued: u64,
     /// Halts that woke more than [`BACKSTOP_NS`] after their timer.
     pub late_wakes: u64,
