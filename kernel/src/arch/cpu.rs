@@ -6,9 +6,11 @@ use core::arch::asm;
 
 /// Disables maskable interrupts.
 pub fn disable_interrupts() {
-    // SAFETY: `cli` only masks interrupts; no memory is touched. Code that
-    // relies on interrupts arriving re-enables them itself.
-    unsafe { asm!("cli", options(nomem, nostack)) };
+    // SAFETY: `cli` only masks interrupts. Code that relies on interrupts
+    // arriving re-enables them itself. Not `nomem`: it opens a section the
+    // interrupt handlers cannot enter, so it must also be a compiler
+    // barrier, keeping memory shared with them from moving across it.
+    unsafe { asm!("cli", options(nostack)) };
 }
 
 /// Enables maskable interrupts and halts until the next one, atomically:
@@ -18,8 +20,10 @@ pub fn disable_interrupts() {
 /// enabled, after the handler has run.
 pub fn enable_interrupts_and_halt() {
     // SAFETY: halting waits for an interrupt; the handlers installed by the
-    // kernel save and restore every register they use.
-    unsafe { asm!("sti", "hlt", options(nomem, nostack)) };
+    // kernel save and restore every register they use. Not `nomem`: the
+    // handler runs inside it and writes memory (wake-ups, event flags), so
+    // the compiler must not keep values read before it in registers.
+    unsafe { asm!("sti", "hlt", options(nostack)) };
 }
 
 /// Halts forever with interrupts off: the end of a system that could not
