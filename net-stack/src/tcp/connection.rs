@@ -2056,6 +2056,15 @@ mod tests {
         assert_eq!(update.window_len, 4);
     }
 
+    /// The SYN-ACK of a peer at ISN 5000 answering `syn` with MSS 1460 and
+    /// timestamps (TSval 500, echoing the SYN's).
+    fn timestamped_syn_ack(syn: &TcpRepr) -> TcpRepr {
+        let mut syn_ack = repr(SYN_ACK, 5000, 1001, 65_535, 0);
+        syn_ack.options.timestamp = Some(TcpTimestamp { value: 500, echo: syn.options.timestamp.unwrap().value });
+        syn_ack.options.max_seg_size = Some(1460);
+        syn_ack
+    }
+
     #[test]
     fn in_order_data_updates_the_send_window_and_ts_recent() {
         // The in-order data segment of a bulk transfer towards us (header
@@ -2065,9 +2074,7 @@ mod tests {
         let config = TcpConfig { timestamps: true, delayed_ack: Duration::ZERO, ..config() };
         let mut h = Harness::active(config);
         let (syn, _) = h.expect(SYN, 1000, 0);
-        let mut syn_ack = repr(SYN_ACK, 5000, 1001, 65_535, 0);
-        syn_ack.options.timestamp = Some(TcpTimestamp { value: 500, echo: syn.options.timestamp.unwrap().value });
-        syn_ack.options.max_seg_size = Some(1460);
+        let syn_ack = timestamped_syn_ack(&syn);
         h.send_repr(&syn_ack, b"");
         h.expect(ACK, 1001, 5001);
         let mss = h.conn.send_mss();
@@ -2165,9 +2172,7 @@ mod tests {
         let config = TcpConfig { timestamps: true, delayed_ack: Duration::ZERO, ..config() };
         let mut h = Harness::active(config);
         let (syn, _) = h.expect(SYN, 1000, 0);
-        let mut syn_ack = repr(SYN_ACK, 5000, 1001, 65_535, 0);
-        syn_ack.options.timestamp = Some(TcpTimestamp { value: 500, echo: syn.options.timestamp.unwrap().value });
-        syn_ack.options.max_seg_size = Some(1460);
+        let syn_ack = timestamped_syn_ack(&syn);
         h.at(20);
         h.send_repr(&syn_ack, b"");
         h.expect(ACK, 1001, 5001);
