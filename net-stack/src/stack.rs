@@ -454,24 +454,15 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> NetStack<N, P> {
 
     async fn run_input(&self) -> Result<(), EthernetError> {
         let mut responses: FuturesUnordered<Response<'_>> = FuturesUnordered::new();
-        // The sleep for the ARP and reassembly deadline, kept across passes
-        // while the deadline stays the same (it does for most frames), so
-        // a frame costs no new timer registration with the platform.
-        let mut timer = core::pin::pin!(None);
-        let mut timer_at = None;
         // Each pass handles one event: a frame, a timer, or a finished
         // response; it ends only on a device error.
         loop {
             let deadline = self.next_deadline();
-            if timer_at != deadline {
-                timer.set(deadline.map(|at| self.platform.sleep_until(at)));
-                timer_at = deadline;
-            }
             let event = {
                 let receive = core::pin::pin!(self.eth.receive());
-                let sleep = core::pin::pin!(async {
-                    match timer.as_mut().as_pin_mut() {
-                        Some(sleep) => sleep.await,
+                let timer = core::pin::pin!(async {
+                    match deadline {
+                        Some(at) => self.platform.sleep_until(at).await,
                         None => future::pending().await,
                     }
                 });
@@ -481,14 +472,8 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> NetStack<N, P> {
                     }
                     responses.next().await;
                 });
-                match future::select(receive, future::select(sleep, response)).await {
+                match future::select(receive, future::select(timer, response)).await {
                     Either::Left((frame, _)) => Some(frame?),
-                    Either::Right((Either::Left(_), _)) => {
-                        // A finished sleep cannot be polled again.
-                        timer.set(None);
-                        timer_at = None;
-                        None
-                    }
                     Either::Right(_) => None,
                 }
             };
