@@ -3,8 +3,9 @@
 //! complete byte-exact, our stack's TCP usage must stay within the
 //! documented bounds (`TcpLimits`: `syn_backlog` half-open connections per
 //! listener, then SYN cookies; `max_connections` in all) during and after
-//! the flood, and new clients must still connect, during the flood and
-//! afterwards.
+//! the flood, and new clients must still connect: one whose ARP entry is
+//! in use during the flood, one that needs a broadcast resolution at all
+//! (during the flood only by chance, see below).
 //!
 //! The spoofed sources are on our subnet, so every SYN-ACK to one needs an
 //! ARP resolution that never completes: the flood loads the ARP layer's
@@ -203,11 +204,20 @@ fn syn_flood_while_curl_transfers() {
         assert!(peak_pending > 64, "the flood loaded the ARP layer with only {peak_pending} resolutions");
         let arp_stats = s.stack.arp().with_cache(|c| c.stats());
         assert!(arp_stats.polls_sent > 0, "the client's entry never expired and was polled: {arp_stats:?}");
-        // The flood lasts seconds; each client needs milliseconds unless it
-        // waits behind the spoofed resolutions, as it did before issue 5.
-        assert_eq!(during, (true, true), "new clients were served only after the flood (echo, second address)");
+        // The flood lasts seconds; a client whose entry is in use needs
+        // milliseconds unless it waits behind the spoofed resolutions, as
+        // it did before issue 5. The second address needs a broadcast
+        // request, which competes with the spoofed destinations' for the
+        // link's request rate: by design (src/arp.rs, "Bounds") it goes out
+        // with a probability of about the request rate over the flood's
+        // rate per SYN Linux sends, so whether that client is served before
+        // the flood ends depends on the machine's timing and is reported,
+        // not asserted; that it is served at all is asserted above.
+        let (echo_during, second_during) = during;
+        assert!(echo_during, "the new echo client was served only after the flood");
         println!(
             "flood of {FLOOD_SYNS} SYNs, a 2 MiB curl fetch and two new clients took {:?}; \
+             the second address served during the flood: {second_during}; \
              peak half-open {peak}, peak ARP pending {peak_pending}; ARP {arp_stats:?}",
             started.elapsed()
         );
