@@ -475,7 +475,15 @@ while [ $run -le {runs} ]; do
     xl list guest >/dev/null 2>&1 && xl destroy guest
     echo "harness: at $(now) guest gone (run $run)"
     sleep 1
-    echo "{start}"; cat /console.$run.txt 2>/dev/null; echo "{end}"
+    # xenconsoled logs what it reads from the ring as it reads it; `xl
+    # console` can lose the last lines when the domain is destroyed before
+    # they reach its terminal. Print the fuller of the two.
+    out=/console.$run.txt; log=/var/log/xen/console/guest-guest.log
+    if [ -f $log ]; then
+      mv $log /console-log.$run.txt
+      [ "$(wc -c </console-log.$run.txt)" -ge "$(wc -c <$out 2>/dev/null || echo 0)" ] && out=/console-log.$run.txt
+    fi
+    echo "{start}"; cat $out 2>/dev/null; echo "{end}"
   else
     echo "harness: xl create failed"
   fi
