@@ -57,9 +57,7 @@
 //! then its selector bit, then `evtchn_upcall_pending`, so a port pending
 //! while neither was set when the scan took the notice, and the flag still
 //! clear after the scan, raised no upcall; the first is logged as a
-//! warning with the flags). `halt` also counts wakes more than
-//! [`BACKSTOP_NS`] after the timer it armed (`late_wakes`). The idle loop
-//! logs the counters and the bound ports' bits at debug level every 10 s.
+//! warning with the flags). The idle loop logs the counters and the bound ports' bits at debug level every 10 s.
 //!
 //! # The driver's side
 //!
@@ -276,13 +274,6 @@ fn take_pending(mut table: spin::MutexGuard<'_, PortTable>) -> usize {
     drop(table);
     if timer.is_some_and(|t| pending.contains(&t)) {
         TIMER_FIRINGS.fetch_add(1, Ordering::Relaxed);
-        WITH_TIMER.fetch_add(pending.len() as u64 - 1, Ordering::Relaxed);
-        if pending.len() > 1 {
-            // Kept only if this turns out to be a backstop's scan (`halt`).
-            *WITH_TIMER_PORTS.lock() = pending.iter().copied().filter(|&p| Some(p) != timer).collect();
-        }
-        // The one-shot timer is spent: the next halt arms its own.
-        ARMED.store(0, Ordering::Relaxed);
     }
     if unannounced > 0 {
         // Xen sets a port's pending bit before its selector bit and the
@@ -326,27 +317,16 @@ static LOST_STATE: spin::Once<LostState> = spin::Once::new();
 /// Whether the warning about [`LOST`] ports was logged.
 static LOST_REPORTED: AtomicBool = AtomicBool::new(false);
 
-/// Idle waits (polls and halts) so far, and the halts that woke more than
-/// [`BACKSTOP_NS`] after the timer they had armed.
+/// Idle waits (polls and halts) so far.
 static HALTS: AtomicU64 = AtomicU64::new(0);
-static LATE_WAKES: AtomicU64 = AtomicU64::new(0);
 
-/// Ports other than the timer's that scans finding the timer fired took
-/// (the last such scan's ports in [`WITH_TIMER_PORTS`]).
-static WITH_TIMER: AtomicU64 = AtomicU64::new(0);
-static WITH_TIMER_PORTS: spin::Mutex<Vec<u32>> = spin::Mutex::new(Vec::new());
-
-/// Idle waits without a deadline that the backstop ended (a `block`
-/// timeout, a `halt` timer), and the ports their scans found pending
-/// besides the timer's (events that had not ended the wait, or came in
-/// the same instant); the first such ports (of a `halt`).
+/// Idle waits without a deadline that the backstop's timeout ended, and
+/// the ports their scans found pending (events that had not ended the
+/// poll, or came in the same instant); whether the first such find was
+/// logged.
 static BACKSTOP_WAKES: AtomicU64 = AtomicU64::new(0);
 static RESCUED: AtomicU64 = AtomicU64::new(0);
-static RESCUED_PORTS: spin::Once<Vec<u32>> = spin::Once::new();
 static RESCUE_REPORTED: AtomicBool = AtomicBool::new(false);
-
-/// The Xen system time the one-shot timer is armed for, 0 if none is.
-static ARMED: AtomicU64 = AtomicU64::new(0);
 
 /// What the first scan that found unannounced ports saw.
 #[derive(Debug)]
@@ -407,53 +387,21 @@ pub(crate) fn upcalls() -> u64 {
 /// than forever.
 pub const BACKSTOP_NS: u64 = 1_000_000_000;
 
-/// The Xen time to arm the one-shot timer for before a halt at `now`, or
-/// `None` to leave the armed one (`armed`, 0 if none): the executor's
-/// `deadline` if it has one; else the backstop `now + BACKSTOP_NS`,
-/// unless a timer is armed that fires no later than that.
-fn timer_to_arm(deadline: Option<u64>, now: u64, armed: u64) -> Option<u64> {
-    let backstop = now.saturating_add(BACKSTOP_NS);
-    match deadline {
-        Some(deadline) => Some(deadline),
-        None if armed != 0 && armed <= backstop => None,
-        None => Some(backstop),
-    }
-}
-
 /// Halts vCPU 0 until an upcall (or another interrupt), with the one-shot
-/// timer armed for Xen system time `deadline` if one is given, else for
-/// the backstop ([`BACKSTOP_NS`] from now, see the module docs), and
-/// returns with interrupts masked again, after the handler ran. Call it
-/// with interrupts masked and after [`dispatch`]; `sti; hlt` is atomic, so
-/// an event since then wakes the halt. Errors: no upcall set up, or Xen
-/// refused the timer (nothing halted then).
-pub(crate) fn halt(deadline: Option<u64>) -> Result<(), XenError> {
+/// timer armed for Xen system time `deadline`, and returns with interrupts
+/// masked again, after the handler ran. Call it with interrupts masked and
+/// after [`dispatch`]; `sti; hlt` is atomic, so an event since then wakes
+/// the halt. The idle loop does not halt ([`block`] instead, see the
+/// module docs); the probe checks the upcall path with it. Errors: no
+/// upcall set up, or Xen refused the timer (nothing halted then).
+pub(crate) fn halt(deadline: u64) -> Result<(), XenError> {
     if upcall_vector().is_none() {
         return Err(XenError::Unexpected("no event channel upcall set up"));
     }
-    let now = shared_info::now().ok_or(XenError::NotInitialised)?;
-    if let Some(at) = timer_to_arm(deadline, now, ARMED.load(Ordering::Relaxed)) {
-        set_singleshot_timer(at)?;
-        ARMED.store(at, Ordering::Relaxed);
-    }
-    let armed = ARMED.load(Ordering::Relaxed);
+    set_singleshot_timer(deadline)?;
     HALTS.fetch_add(1, Ordering::Relaxed);
-    let (timer_before, with_before) = (TIMER_FIRINGS.load(Ordering::Relaxed), WITH_TIMER.load(Ordering::Relaxed));
     mirage_kernel::arch::cpu::enable_interrupts_and_halt();
     mirage_kernel::arch::cpu::disable_interrupts();
-    if deadline.is_none() && TIMER_FIRINGS.load(Ordering::Relaxed) != timer_before {
-        BACKSTOP_WAKES.fetch_add(1, Ordering::Relaxed);
-        let found = WITH_TIMER.load(Ordering::Relaxed) - with_before;
-        if found > 0 {
-            RESCUED.fetch_add(found, Ordering::Relaxed);
-            RESCUED_PORTS.call_once(|| WITH_TIMER_PORTS.lock().clone());
-        }
-    }
-    // A timer that woke us this late means the halt outlived its wake-up
-    // (the event's upcall reached the vCPU late, or it was not run).
-    if armed != 0 && shared_info::now().is_some_and(|woke| woke > armed.saturating_add(BACKSTOP_NS)) {
-        LATE_WAKES.fetch_add(1, Ordering::Relaxed);
-    }
     Ok(())
 }
 
@@ -507,8 +455,6 @@ pub struct EventStats {
     /// Ports the scans of those backstop wakes found pending besides the
     /// timer's: events that had not ended the wait by themselves.
     pub rescued: u64,
-    /// Halts that woke more than [`BACKSTOP_NS`] after their timer.
-    pub late_wakes: u64,
 }
 
 /// The event path's counters so far.
@@ -520,23 +466,20 @@ pub fn stats() -> EventStats {
         lost: LOST.load(Ordering::Relaxed),
         backstop_wakes: BACKSTOP_WAKES.load(Ordering::Relaxed),
         rescued: RESCUED.load(Ordering::Relaxed),
-        late_wakes: LATE_WAKES.load(Ordering::Relaxed),
     }
 }
 
 /// Logs, once each, a warning with the state of the first scan that
-/// found unannounced ports and one with the ports of the first backstop
-/// wake that found ports pending, if there were such. The idle loop calls it (never the
+/// found unannounced ports and one when a backstop wake first found ports
+/// pending, if there were such. The idle loop calls it (never the
 /// handler, which must not log).
 pub(crate) fn report_lost() {
-    if let Some(ports) = RESCUED_PORTS.get() {
-        if !RESCUE_REPORTED.swap(true, Ordering::Relaxed) {
-            log::warn!(
-                "event channel: the backstop timer found ports {ports:?} pending after a halt without a deadline \
-                 (their events had not woken the vCPU). {:?}",
-                stats()
-            );
-        }
+    if RESCUED.load(Ordering::Relaxed) > 0 && !RESCUE_REPORTED.swap(true, Ordering::Relaxed) {
+        log::warn!(
+            "event channel: a poll without a deadline ran to its backstop timeout with ports pending \
+             (their events had not ended it). {:?}",
+            stats()
+        );
     }
     let Some(state) = LOST_STATE.get() else { return };
     if LOST_REPORTED.swap(true, Ordering::Relaxed) {
@@ -617,23 +560,6 @@ mod tests {
         assert!(table.add(3).is_err());
         table.remove(3);
         table.add(1000).unwrap();
-    }
-
-    #[test]
-    fn a_halt_without_a_deadline_arms_the_backstop_unless_a_sooner_timer_is_armed() {
-        let now = 5_000_000_000;
-        // Nothing armed: the backstop.
-        assert_eq!(timer_to_arm(None, now, 0), Some(now + BACKSTOP_NS));
-        // A timer armed within the backstop's reach (or already due) stays.
-        assert_eq!(timer_to_arm(None, now, now + BACKSTOP_NS / 2), None);
-        assert_eq!(timer_to_arm(None, now, now - 1), None);
-        // One armed further away would leave the halt longer than the backstop.
-        assert_eq!(timer_to_arm(None, now, now + 60 * BACKSTOP_NS), Some(now + BACKSTOP_NS));
-        // The executor's deadline is always armed, earlier or later.
-        assert_eq!(timer_to_arm(Some(now + 7), now, now + 3), Some(now + 7));
-        assert_eq!(timer_to_arm(Some(now + 60 * BACKSTOP_NS), now, 0), Some(now + 60 * BACKSTOP_NS));
-        // No overflow at the end of time.
-        assert_eq!(timer_to_arm(None, u64::MAX, 0), Some(u64::MAX));
     }
 
     #[test]

@@ -185,7 +185,7 @@ fn loopback_upcall() -> Result<(u32, u32), XenError> {
     bound.notify()?;
     for _ in 0..LOOPBACK_HALTS {
         let deadline = shared_info::now().ok_or(XenError::NotInitialised)?.saturating_add(10_000_000);
-        event::halt(Some(deadline))?;
+        event::halt(deadline)?;
         if wait.as_mut().poll(&mut cx).is_ready() {
             if event::upcalls() == upcalls || shared_info::is_pending(unbound.port()) != Some(false) {
                 return Err(XenError::Unexpected("the loopback port fired without an upcall, or stayed pending"));
