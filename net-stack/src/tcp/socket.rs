@@ -239,6 +239,21 @@ impl ConnSlot {
     }
 }
 
+/// Completes once `dirty` is set, with the task registered in `sender`
+/// to be woken when it is.
+fn touched<'a>(
+    dirty: &'a Cell<bool>,
+    sender: &'a RefCell<Option<Waker>>,
+) -> impl core::future::Future<Output = ()> + 'a {
+    future::poll_fn(move |cx| {
+        if dirty.get() {
+            return Poll::Ready(());
+        }
+        register(sender, cx);
+        Poll::Pending
+    })
+}
+
 fn register(slot: &RefCell<Option<Waker>>, cx: &Context<'_>) {
     let mut slot = slot.borrow_mut();
     if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -624,13 +639,7 @@ impl<I: Ip<Addr = Ipv4Addr>, P: Sleep + Random> TcpLayer<I, P> {
 
     /// Waits until `dirty` is set or `deadline` passes.
     async fn wait_dirty(&self, dirty: &Cell<bool>, sender: &RefCell<Option<Waker>>, deadline: Option<Instant>) {
-        let touched = core::pin::pin!(future::poll_fn(|cx| {
-            if dirty.get() {
-                return Poll::Ready(());
-            }
-            register(sender, cx);
-            Poll::Pending
-        }));
+        let touched = core::pin::pin!(touched(dirty, sender));
         let timer = core::pin::pin!(async {
             match deadline {
                 Some(at) => self.shared.platform.sleep_until(at).await,
@@ -680,13 +689,7 @@ impl<I: Ip<Addr = Ipv4Addr>, P: Sleep + Random> TcpLayer<I, P> {
                     timer = Some((deadline, shared.platform.sleep_until(deadline).boxed_local()));
                 }
             }
-            let touched = future::poll_fn(|cx| {
-                if slot.dirty.get() {
-                    return Poll::Ready(());
-                }
-                register(&slot.sender, cx);
-                Poll::Pending
-            });
+            let touched = touched(&slot.dirty, &slot.sender);
             match &mut timer {
                 Some((_, sleep)) => {
                     if let Either::Right(_) = future::select(core::pin::pin!(touched), sleep).await {

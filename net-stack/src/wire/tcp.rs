@@ -814,6 +814,7 @@ impl TcpRepr {
         result
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
