@@ -817,7 +817,15 @@ pub(crate) fn boot_domu(guest: &Guest, options: &DomuOptions) -> Result<String, 
     }
     let log = run.path.join("serial-domu.log");
     let timeout = DOMU_TIMEOUT + Duration::from_secs(u64::from(GUEST_SECONDS + 15) * u64::from(options.runs - 1));
-    let outcome = run_with_retry(|| qemu_command(&harness.xen, DOMU_XEN_ARGS, &modules), timeout, &log)?;
+    let mut outcome = run_with_retry(|| qemu_command(&harness.xen, DOMU_XEN_ARGS, &modules), timeout, &log)?;
+    // The runner records the script's exit status unless its own shell
+    // died (busybox segfaults now and then under TCG): then nothing ran,
+    // and the whole boot is repeated once.
+    let script_ended = |log: &str| dom0_script_output(log).is_some_and(|o| o.contains("dom0 script exit status"));
+    if options.dom0_script.is_some() && !script_ended(&outcome.log) {
+        eprintln!("cargo xtask xen: the dom0 script's runner died without a status; booting once more");
+        outcome = run_with_retry(|| qemu_command(&harness.xen, DOMU_XEN_ARGS, &modules), timeout, &log)?;
+    }
     if let Some(timing) = first_run_timing(&outcome.log) {
         println!("==> {timing}");
     }
