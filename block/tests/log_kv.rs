@@ -5,7 +5,7 @@ mod kv_support;
 
 use futures::executor::block_on;
 use kv_support::{dump, key, kind_of, run, Model, Op, SplitMix, TickClock};
-use mirage_block::{FormatOptions, LogKv, MemBlock};
+use mirage_block::{FormatOptions, LogKv, MemBlock, Opened};
 use mirage_types::kv::{EntryKind, Error as _, ErrorKind, KvRead, KvWrite};
 use proptest::prelude::*;
 
@@ -18,6 +18,32 @@ async fn fresh(sectors: u64) -> Store {
 async fn remount(store: Store) -> Store {
     let dev = store.into_device();
     LogKv::mount(dev, TickClock::default()).await.unwrap()
+}
+
+#[test]
+fn mount_or_format_formats_only_a_blank_device() {
+    block_on(async {
+        let options = FormatOptions::default();
+        let blank = MemBlock::new(512, 64).unwrap();
+        let (store, opened) =
+            LogKv::mount_or_format(blank, TickClock::default(), options).await.expect("a blank device is formatted");
+        assert_eq!(opened, Opened::Formatted);
+        store.set(&key("a"), b"kept").await.unwrap();
+        let (store, opened) = LogKv::mount_or_format(store.into_device(), TickClock::default(), options)
+            .await
+            .expect("a store is mounted, not formatted again");
+        assert_eq!(opened, Opened::Mounted);
+        assert_eq!(&store.get(&key("a")).await.unwrap()[..], b"kept");
+
+        // Zero superblocks but data further on: not blank, never formatted.
+        let mut image = vec![0u8; 64 * 512];
+        image[40 * 512 + 7] = 1;
+        let other = MemBlock::from_vec(512, image).unwrap();
+        let e =
+            LogKv::mount_or_format(other, TickClock::default(), options).await.err().expect("not blank, not a store");
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+        assert!(e.to_string().contains("not formatted over"), "{e}");
+    });
 }
 
 #[test]

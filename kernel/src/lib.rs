@@ -12,7 +12,7 @@
 //! | [`executor`] | the single-threaded event loop with its timer queue |
 //! | [`interrupt`] | device interrupt lines (I/O APIC GSIs) and the tasks waiting for them |
 //! | [`arch`] | the hardware, one safe module per mechanism (ports, CPU, descriptors, PIC, PIT, local and I/O APIC, CMOS, UART, power) |
-//! | [`pvh`], [`cmdline`], [`time`] | pure parsing and arithmetic (start info, flags, clock conversions) |
+//! | [`pvh`], [`time`] | pure parsing and arithmetic (start info, clock conversions) |
 //!
 //! # How a kernel image is built
 //!
@@ -20,14 +20,15 @@
 //! installed, so an image is a static ELF for that target (BRIEF.md §6). A
 //! kernel binary:
 //!
-//! - is `#![no_std] #![no_main]` when `cfg(panic = "abort")`, i.e. when
-//!   built with the workspace's `kernel` profile, and a host stub otherwise,
-//!   so `cargo build/test/clippy --workspace` keep working in the dev
-//!   profile;
-//! - calls [`entry!`] with its `main`;
-//! - has a build script that, for the `kernel` profile only, passes
-//!   `-nostdlib -static -no-pie -T<DEP_MIRAGE_KERNEL_LINKER_SCRIPT>` to the
-//!   linker (`examples/hello/virtio/build.rs` is the model).
+//! - is `#![no_std] #![no_main]` when `cfg(panic = "abort")`, i.e. in an
+//!   image build, and a host program otherwise, so `cargo
+//!   build/test/clippy --workspace` keep working in the dev profile;
+//! - calls [`entry!`] with its `main` (`mirage::main!` of crate `mirage-rs`
+//!   does both for an application);
+//! - is linked with `-nostdlib -static -no-pie -T<this crate's kernel.ld>`,
+//!   given to that binary alone: `cargo mirage build -t virtio|xen` (crate
+//!   `cargo-mirage-rs`) does it, finding `kernel.ld` beside this crate's
+//!   manifest.
 //!
 //! This library follows the same switch: the entry point, interrupt stubs,
 //! memory functions (`memcpy`…), panic handler, global allocator and
@@ -63,7 +64,6 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 pub mod arch;
-pub mod cmdline;
 pub mod executor;
 #[cfg(panic = "abort")]
 mod image;
@@ -72,12 +72,13 @@ pub mod platform;
 pub mod pvh;
 pub mod time;
 
-pub use platform::{run, KernelClock, KernelPlatform, SerialConsole};
+pub use platform::{run, run_parsed, usage_exit, KernelClock, KernelPlatform, SerialConsole};
 
 /// What the kernel learnt at boot, handed to the application's entry.
 #[derive(Clone, Debug)]
 pub struct BootInfo {
-    /// The kernel command line as the VMM passed it (see [`cmdline`]).
+    /// The kernel command line as the VMM passed it (the flags of
+    /// `mirage_types::devices::CommandLine`).
     pub command_line: String,
     /// The VMM's memory map.
     pub memory_map: Vec<pvh::MemoryRegion>,

@@ -10,6 +10,7 @@ use core::task::{Poll, Waker};
 
 use mirage_console::{LogFilter, Logger};
 use mirage_types::console::Console;
+use mirage_types::devices::{CommandLine, UsageError};
 use mirage_types::flow::FlowError;
 use mirage_types::platform::Platform;
 use mirage_types::random::{Random, RandomError};
@@ -17,13 +18,12 @@ use mirage_types::time::{Instant, MonotonicClock, PosixTime, Sleep, WallClock};
 
 use crate::arch::serial::Uart16550;
 use crate::arch::{cmos, cpu, pit, power};
-use crate::cmdline::KernelArgs;
 use crate::executor::{Executor, Idle};
 use crate::time::{ticks_for, TscScale};
 use crate::BootInfo;
 
 /// The exit status of a command line the kernel cannot parse.
-pub const USAGE_STATUS: u8 = 2;
+pub const USAGE_STATUS: u8 = mirage_types::devices::USAGE_STATUS;
 
 /// The exit status when the application returns an error.
 pub const APP_ERROR_STATUS: u8 = 1;
@@ -304,24 +304,47 @@ impl Platform for KernelPlatform {
     }
 }
 
-/// Runs an application: parses the command line, installs the logger,
-/// runs `app` on the event loop until it returns, and powers off with
-/// status 0 if it returned `Ok`, [`APP_ERROR_STATUS`] after logging the
-/// error if it returned `Err`, and [`USAGE_STATUS`] if the command line
-/// was bad.
+/// Prints `what` (a usage error, or the usage for `--help`) on the serial
+/// port, prefixed with `app_name`, and powers off with its status.
+pub fn usage_exit(app_name: &str, what: &UsageError) -> ! {
+    let _ = fmt::Write::write_fmt(&mut Uart16550::com1(), format_args!("{app_name}: {what}\n"));
+    Uart16550::com1().flush();
+    power::power_off(what.status())
+}
+
+/// Runs an application that takes no devices (the kernel's own test
+/// images): parses the command line ([`CommandLine`]; a `--net` or
+/// `--block` flag is a usage error, since this kernel connects no
+/// device), then [`run_parsed`].
 pub fn run<F, Fut, E>(boot: BootInfo, app: F) -> !
 where
     F: FnOnce(KernelPlatform) -> Fut,
     Fut: Future<Output = Result<(), E>> + 'static,
     E: fmt::Display + 'static,
 {
-    let usage_error = |message: &dyn fmt::Display| -> ! {
-        let _ = fmt::Write::write_fmt(&mut Uart16550::com1(), format_args!("mirage-kernel: {message}\n"));
-        Uart16550::com1().flush();
-        power::power_off(USAGE_STATUS)
-    };
-    let args = KernelArgs::parse(&boot.command_line).unwrap_or_else(|e| usage_error(&e));
-    let filter: LogFilter = args.log_filter.parse().unwrap_or_else(|e| usage_error(&e));
+    let line = CommandLine::parse(boot.command_line.split_ascii_whitespace())
+        .unwrap_or_else(|e| usage_exit("mirage-kernel", &e));
+    if let Some(flag) = line.nets.first().or(line.blocks.first()) {
+        let message = alloc::format!("the device flag naming {:?}: this kernel connects no devices", flag.name);
+        usage_exit("mirage-kernel", &UsageError::Bad(message));
+    }
+    run_parsed(boot, &line.log, line.app_args, app)
+}
+
+/// Runs an application with a command line already parsed by the
+/// platform: installs the logger on the serial port with the `log` filter
+/// (a bad filter is a usage error), runs `app` on the event loop until it
+/// returns, and powers off with status 0 if it returned `Ok`,
+/// [`APP_ERROR_STATUS`] after logging the error if it returned `Err`.
+pub fn run_parsed<F, Fut, E>(boot: BootInfo, log: &str, app_args: alloc::vec::Vec<String>, app: F) -> !
+where
+    F: FnOnce(KernelPlatform) -> Fut,
+    Fut: Future<Output = Result<(), E>> + 'static,
+    E: fmt::Display + 'static,
+{
+    let filter: LogFilter = log
+        .parse()
+        .unwrap_or_else(|e| usage_exit("mirage-kernel", &UsageError::Bad(alloc::format!("--log {log:?}: {e}"))));
     // Only fails if a logger is installed already, which then stays.
     let _ = Logger::new(SerialConsole, KernelClock, filter).install();
     log::debug!(
@@ -335,7 +358,7 @@ where
         log::warn!("the CMOS clock could not be read: the wall clock starts at the epoch");
     }
     let executor = Executor::new();
-    let platform = KernelPlatform::new(executor.clone(), args.app_args);
+    let platform = KernelPlatform::new(executor.clone(), app_args);
     let exit = platform.clone();
     match executor.block_on(app(platform), &mut PitIdle) {
         Ok(()) => exit.exit(0),

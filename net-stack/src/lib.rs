@@ -11,6 +11,77 @@
 //!   Internet checksum. Parsing never panics on any input.
 //! - [`dhcp`]: the DHCPv4 client (RFC 2131) with an ARP conflict probe
 //!   before using an address; [`stack::StackBuilder::dhcp`] turns it on.
+//! - [`stack`]: the whole stack on one network device,
+//!   [`NetStack`](stack::NetStack), built with
+//!   [`StackBuilder`](stack::StackBuilder); the layers it is made of are
+//!   the other modules.
+//!
+//! # Example: a stack from a network device
+//!
+//! A stack runs on any [`NetworkDevice`](mirage_types::net::NetworkDevice)
+//! (a TAP interface, virtio-net, Xen's netfront) with a handle for time and
+//! randomness (a platform's). Its input loop,
+//! [`NetStack::run`](stack::NetStack::run), must run as a task for it to
+//! receive anything; everything else goes through the
+//! [`Stack`](mirage_types::stack::Stack) trait. Here two stacks on the
+//! virtual switch of the `test-utils` feature ping each other, in virtual
+//! time:
+//!
+//! ```
+//! use core::net::{IpAddr, Ipv4Addr};
+//! use core::time::Duration;
+//! use std::rc::Rc;
+//!
+//! use mirage_net_stack::ipv4::Ipv4Config;
+//! use mirage_net_stack::stack::{BuildError, NetStack, StackBuilder};
+//! use mirage_types::icmp::Icmp;
+//! use mirage_types::ip::Ipv4Cidr;
+//! use mirage_types::net::NetworkDevice;
+//! use mirage_types::random::Random;
+//! use mirage_types::stack::Stack;
+//! use mirage_types::time::Sleep;
+//!
+//! /// A stack on `device` with the static address `ip`/24.
+//! async fn stack_on<N: NetworkDevice, P: Sleep + Random + Clone>(
+//!     device: N,
+//!     platform: P,
+//!     ip: Ipv4Addr,
+//! ) -> Result<NetStack<N, P>, BuildError> {
+//!     let address = Ipv4Cidr::new(ip, 24).expect("a valid prefix length");
+//!     StackBuilder::new(device, platform).ipv4(Ipv4Config { address, gateway: None }).build().await
+//! }
+//!
+//! # #[cfg(feature = "test-utils")]
+//! # {
+//! use mirage_net_stack::switch::{Simulation, VirtualClock, VirtualPlatform, VirtualSwitch};
+//! use mirage_types::net::MacAddress;
+//!
+//! let clock = VirtualClock::new();
+//! let sim = Simulation::new(&clock);
+//! let switch = VirtualSwitch::new(&clock, 1);
+//! let (a, b) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+//! let port_a = switch.add_port(MacAddress([2, 0, 0, 0, 0, 1]));
+//! let port_b = switch.add_port(MacAddress([2, 0, 0, 0, 0, 2]));
+//! let reply = sim
+//!     .run_until(
+//!         async {
+//!             let stack_a = Rc::new(stack_on(port_a, VirtualPlatform::new(&sim, 2), a).await.expect("stack A"));
+//!             let stack_b = Rc::new(stack_on(port_b, VirtualPlatform::new(&sim, 3), b).await.expect("stack B"));
+//!             for stack in [&stack_a, &stack_b] {
+//!                 let stack = stack.clone();
+//!                 sim.spawn(async move {
+//!                     stack.run().await.expect("the virtual link never fails");
+//!                 });
+//!             }
+//!             stack_a.icmp().ping(IpAddr::V4(b), 1, b"mirage", Duration::from_secs(1)).await
+//!         },
+//!         Duration::from_secs(10),
+//!     )
+//!     .expect("done before the time limit")
+//!     .expect("an echo reply");
+//! assert_eq!((reply.from, &reply.payload[..]), (IpAddr::V4(b), &b"mirage"[..]));
+//! # }
+//! ```
 //!
 //! # Cargo features
 //!

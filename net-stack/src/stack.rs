@@ -36,6 +36,7 @@ use core::time::Duration;
 use futures::future::{self, Either};
 use futures::stream::{FuturesUnordered, StreamExt};
 use mirage_types::arp::Arp;
+use mirage_types::devices::{DeviceError, DeviceErrorKind};
 use mirage_types::ethernet::{EtherType, Ethernet, EthernetError};
 use mirage_types::ip::{Ip, IpError, IpProtocol, Ipv4Cidr};
 use mirage_types::net::NetworkDevice;
@@ -110,6 +111,31 @@ impl core::fmt::Display for AddressTimeout {
 }
 
 impl core::error::Error for AddressTimeout {}
+
+/// How long [`NetStack::start`] waits for a DHCP lease.
+pub const ADDRESS_WAIT: Duration = Duration::from_secs(60);
+
+/// Why [`NetStack::start`] could not hand out a stack.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The stack could not be built.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// No address in time.
+    #[error(transparent)]
+    NoAddress(#[from] AddressTimeout),
+}
+
+impl StartError {
+    /// The error `Devices::stack` returns for the network device `name`.
+    pub fn for_device(self, name: &str) -> DeviceError {
+        let kind = match self {
+            StartError::NoAddress(_) => DeviceErrorKind::NoAddress,
+            StartError::Build(_) => DeviceErrorKind::Setup,
+        };
+        DeviceError::new(kind, name, self)
+    }
+}
 
 /// How often [`NetStack::wait_for_address`] looks for an address: the
 /// address is a state the input loop sets, not an event one can wait on.
@@ -523,6 +549,31 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> NetStack<N, P> {
 }
 
 impl<N: NetworkDevice + 'static, P: Platform> NetStack<N, P> {
+    /// What a platform does to hand an application a stack on `device`
+    /// (the `Devices::stack` contract of `mirage-types`): builds it with
+    /// the static `address` and `gateway` if given, else with DHCP; runs
+    /// its input loop as a task (see [`NetStack::spawn_input_loop`];
+    /// `name` names the device in logs); and waits up to [`ADDRESS_WAIT`]
+    /// for an address, which it logs (info level, `NAME: ADDRESS/PREFIX`).
+    ///
+    /// Errors: the stack could not be built ([`StartError::Build`]), or no
+    /// DHCP lease came in time ([`StartError::NoAddress`]; the input loop
+    /// goes on, but the stack is dropped by the caller).
+    pub async fn start(
+        device: N,
+        platform: P,
+        name: &str,
+        address: Option<Ipv4Cidr>,
+        gateway: Option<Ipv4Addr>,
+    ) -> Result<Rc<Self>, StartError> {
+        let stack = StackBuilder::new(device, platform).ipv4_or_dhcp(address, gateway).build().await?;
+        let stack = Rc::new(stack);
+        stack.spawn_input_loop(name);
+        let config = stack.wait_for_address(ADDRESS_WAIT).await?;
+        log::info!("{name}: {}", config.address);
+        Ok(stack)
+    }
+
     /// Runs [`NetStack::run`] as a task on the platform's event loop. The
     /// loop ends only when the network device fails; that is logged (error
     /// level, `network device DEVICE failed: ...`), and the stack receives

@@ -1,21 +1,18 @@
-//! The runner's command line: which host resources become which devices.
-//!
-//! In the MirageOS spirit, the application names the devices it needs and
-//! the command line connects each name to something on the host:
+//! The unix meaning of the shared command line
+//! ([`mirage_types::devices::CommandLine`]): which host resources the
+//! `--net` and `--block` backings name.
 //!
 //! ```text
-//! APP [--block NAME=PATH[:ro][:direct][:sector=BYTES]]... [--net NAME=tap:IFACE | --net socket]...
-//!     [--ipv4 ADDR/PREFIX] [--ipv4-gateway ADDR] [-l LEVEL[,MODULE=LEVEL]...] [-- APP-ARGS...]
+//! --net NAME[=socket]          the host kernel's sockets (the default when no --net is given)
+//! --net NAME=tap:IFACE         our own stack on the host TAP interface IFACE
+//! --block NAME=PATH[:ro][:direct][:sector=BYTES]
 //! ```
 
-use std::collections::HashSet;
 use std::ffi::OsString;
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use clap::{CommandFactory, FromArgMatches, Parser};
 use mirage_console::LogFilter;
-use mirage_types::ip::Ipv4Cidr;
+use mirage_types::devices::{CommandLine, DeviceFlag, UsageError};
 
 use crate::file_block::FileBlockOptions;
 
@@ -30,137 +27,53 @@ pub(crate) struct BlockSpec {
     pub options: FileBlockOptions,
 }
 
-/// One `--net` flag.
+/// How the application's stacks reach the network: all through the host's
+/// sockets, or each on a TAP interface with our own stack. The two do not
+/// mix in one process (the application is built for one stack type).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum NetSpec {
-    /// `--net socket`: the host kernel's sockets.
-    Socket,
-    /// `--net NAME=tap:IFACE`.
-    Tap { name: String, iface: String },
-}
-
-#[derive(Parser, Debug)]
-#[command(
-    about = "A mirage-rs application running as a Linux process",
-    after_help = "Arguments after `--` are passed to the application."
-)]
-struct Flags {
-    /// Connect the block device NAME to the file or host block device PATH.
-    /// Suffixes: `:ro` read-only, `:direct` O_DIRECT, `:sector=BYTES` the
-    /// sector size (default 512). Repeatable.
-    #[arg(long = "block", value_name = "NAME=PATH[:ro]", value_parser = parse_block)]
-    blocks: Vec<BlockSpec>,
-
-    /// Connect the network device NAME to the host TAP interface IFACE
-    /// (`NAME=tap:IFACE`), or give the application the host's sockets
-    /// (`socket`, the default when no --net is given). Repeatable.
-    #[arg(long = "net", value_name = "NAME=tap:IFACE|socket", value_parser = parse_net)]
-    nets: Vec<NetSpec>,
-
-    /// The IPv4 address and network of the application's own stack.
-    #[arg(long, value_name = "ADDR/PREFIX")]
-    ipv4: Option<Ipv4Cidr>,
-
-    /// The IPv4 default gateway of the application's own stack.
-    #[arg(long = "ipv4-gateway", value_name = "ADDR")]
-    ipv4_gateway: Option<Ipv4Addr>,
-
-    /// What to log: a default level (off, error, warn, info, debug, trace)
-    /// and per-module levels.
-    #[arg(short = 'l', long = "log", value_name = "LEVEL[,MODULE=LEVEL]", default_value = "info")]
-    log: LogFilter,
-
-    /// The application's own arguments.
-    #[arg(last = true, value_name = "APP-ARGS")]
-    app_args: Vec<String>,
+pub(crate) enum NetSpecs {
+    /// Host sockets; `names` are the names flagged, empty when every name
+    /// gets the host's sockets (no `--net` flag).
+    Sockets { names: Vec<String> },
+    /// `(name, interface)` pairs.
+    Taps(Vec<(String, String)>),
 }
 
 /// The parsed and checked command line.
 #[derive(Debug)]
 pub(crate) struct Config {
+    pub line: CommandLine,
     pub blocks: Vec<BlockSpec>,
-    /// Never empty: `[Socket]` when no `--net` was given.
-    pub nets: Vec<NetSpec>,
-    pub ipv4: Option<Ipv4Cidr>,
-    pub ipv4_gateway: Option<Ipv4Addr>,
+    pub nets: NetSpecs,
     pub log: LogFilter,
-    pub app_args: Vec<String>,
 }
 
-/// Parses `args` (the first being the program name) for the application
-/// `app_name`. `Err` is a usage error (exit status 2) or a request for
-/// help (exit status 0): print it with [`clap::Error::print`].
-pub(crate) fn parse(app_name: &'static str, args: impl IntoIterator<Item = OsString>) -> Result<Config, clap::Error> {
-    let mut command = Flags::command().name(app_name);
-    let matches = command.try_get_matches_from_mut(args)?;
-    let flags = Flags::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;
-
-    let mut block_names = HashSet::new();
-    for block in &flags.blocks {
-        if !block_names.insert(block.name.as_str()) {
-            return Err(command.error(
-                clap::error::ErrorKind::ArgumentConflict,
-                format!("--block: the device name {:?} is given twice; each device needs its own name", block.name),
-            ));
-        }
-    }
-    let mut net_names = HashSet::new();
-    let mut sockets = 0;
-    for net in &flags.nets {
-        match net {
-            NetSpec::Socket => sockets += 1,
-            NetSpec::Tap { name, .. } if !net_names.insert(name.as_str()) => {
-                return Err(command.error(
-                    clap::error::ErrorKind::ArgumentConflict,
-                    format!("--net: the device name {name:?} is given twice; each device needs its own name"),
-                ));
-            }
-            NetSpec::Tap { .. } => {}
-        }
-    }
-    if sockets > 1 {
-        return Err(command
-            .error(clap::error::ErrorKind::ArgumentConflict, "--net socket is given twice; the host has one stack"));
-    }
-    if flags.ipv4_gateway.is_some_and(|gw| flags.ipv4.is_some_and(|net| !net.contains(gw))) {
-        return Err(command.error(
-            clap::error::ErrorKind::ValueValidation,
-            format!(
-                "--ipv4-gateway {} is not on the network of --ipv4 {}",
-                flags.ipv4_gateway.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                flags.ipv4.map(|n| n.to_string()).unwrap_or_default()
-            ),
-        ));
-    }
-
-    let nets = if flags.nets.is_empty() { vec![NetSpec::Socket] } else { flags.nets };
-    Ok(Config {
-        blocks: flags.blocks,
-        nets,
-        ipv4: flags.ipv4,
-        ipv4_gateway: flags.ipv4_gateway,
-        log: flags.log,
-        app_args: flags.app_args,
-    })
+fn bad(message: String) -> UsageError {
+    UsageError::Bad(message)
 }
 
-/// A device name: what the application asks for in `Devices`.
-fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("the device name before '=' is empty".into());
-    }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.') {
-        return Err(format!("the device name {name:?} may hold only letters, digits, '_', '-' and '.'"));
-    }
-    Ok(())
+/// Parses the process's arguments (the first being the program name).
+pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Config, UsageError> {
+    let words: Vec<String> = args
+        .into_iter()
+        .skip(1)
+        .map(|arg| arg.into_string().map_err(|arg| bad(format!("the argument {arg:?} is not UTF-8"))))
+        .collect::<Result<_, _>>()?;
+    let line = CommandLine::parse(words.iter().map(String::as_str))?;
+    let log = line.log.parse::<LogFilter>().map_err(|e| bad(format!("--log {:?}: {e}", line.log)))?;
+    let blocks = line.blocks.iter().map(block_spec).collect::<Result<_, _>>()?;
+    let nets = net_specs(&line.nets)?;
+    Ok(Config { blocks, nets, log, line })
 }
 
 /// `NAME=PATH[:ro][:direct][:sector=BYTES]`.
-fn parse_block(spec: &str) -> Result<BlockSpec, String> {
-    let (name, rest) = spec.split_once('=').ok_or("expected NAME=PATH, e.g. disk=/tmp/disk.img")?;
-    check_name(name)?;
+fn block_spec(flag: &DeviceFlag) -> Result<BlockSpec, UsageError> {
+    let name = &flag.name;
+    let Some(backing) = flag.backing.as_deref() else {
+        return Err(bad(format!("--block {name}: give the file on unix: --block {name}=PATH")));
+    };
     let mut options = FileBlockOptions::default();
-    let mut path = rest;
+    let mut path = backing;
     // Options are peeled from the right, so a path may itself contain ':'.
     while let Some((head, option)) = path.rsplit_once(':') {
         match option {
@@ -170,7 +83,9 @@ fn parse_block(spec: &str) -> Result<BlockSpec, String> {
                 Some(bytes) => {
                     options.sector_size =
                         bytes.parse::<u32>().ok().filter(|s| s.is_power_of_two() && *s >= 512).ok_or_else(|| {
-                            format!("sector={bytes}: a sector size is a power of two of at least 512")
+                            bad(format!(
+                                "--block {name}: sector={bytes}: a sector size is a power of two of at least 512"
+                            ))
                         })?;
                 }
                 None => break,
@@ -179,72 +94,75 @@ fn parse_block(spec: &str) -> Result<BlockSpec, String> {
         path = head;
     }
     if path.is_empty() {
-        return Err(format!("the path of block device {name:?} is empty"));
+        return Err(bad(format!("--block {name}: the path is empty")));
     }
-    Ok(BlockSpec { name: name.to_string(), path: PathBuf::from(path), options })
+    Ok(BlockSpec { name: name.clone(), path: PathBuf::from(path), options })
 }
 
-/// `socket` or `NAME=tap:IFACE`.
-fn parse_net(spec: &str) -> Result<NetSpec, String> {
-    if spec == "socket" {
-        return Ok(NetSpec::Socket);
+/// `NAME`, `NAME=socket` or `NAME=tap:IFACE`, all of one kind.
+fn net_specs(flags: &[DeviceFlag]) -> Result<NetSpecs, UsageError> {
+    let mut sockets = Vec::new();
+    let mut taps = Vec::new();
+    for flag in flags {
+        let name = &flag.name;
+        match flag.backing.as_deref() {
+            None | Some("socket") => sockets.push(name.clone()),
+            Some(backing) => {
+                let iface = backing.strip_prefix("tap:").ok_or_else(|| {
+                    bad(format!("--net {name}={backing}: on unix a network device is socket or tap:IFACE"))
+                })?;
+                if iface.is_empty()
+                    || iface.len() > MAX_IFACE_LEN
+                    || iface.bytes().any(|b| b == b'/' || b.is_ascii_whitespace())
+                {
+                    return Err(bad(format!(
+                        "--net {name}={backing}: {iface:?} is not an interface name (1 to {MAX_IFACE_LEN} bytes, \
+                         no '/' or spaces)"
+                    )));
+                }
+                taps.push((name.clone(), iface.to_string()));
+            }
+        }
     }
-    let (name, target) = spec.split_once('=').ok_or("expected NAME=tap:IFACE or socket")?;
-    check_name(name)?;
-    let iface = target.strip_prefix("tap:").ok_or_else(|| format!("{target:?}: expected tap:IFACE"))?;
-    if iface.is_empty() || iface.len() > MAX_IFACE_LEN || iface.bytes().any(|b| b == b'/' || b.is_ascii_whitespace()) {
-        return Err(format!("{iface:?} is not an interface name (1 to {MAX_IFACE_LEN} bytes, no '/' or spaces)"));
+    match (sockets.is_empty(), taps.is_empty()) {
+        (_, true) => Ok(NetSpecs::Sockets { names: sockets }),
+        (true, false) => Ok(NetSpecs::Taps(taps)),
+        (false, false) => Err(bad(format!(
+            "--net {} uses the host's sockets and --net {} a TAP device: an application's stacks are all of one \
+             kind",
+            sockets[0], taps[0].0
+        ))),
     }
-    Ok(NetSpec::Tap { name: name.to_string(), iface: iface.to_string() })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse_args(args: &[&str]) -> Result<Config, clap::Error> {
-        parse("test-app", std::iter::once("test-app").chain(args.iter().copied()).map(OsString::from))
+    fn parse_args(args: &[&str]) -> Result<Config, UsageError> {
+        parse(std::iter::once("test-app").chain(args.iter().copied()).map(OsString::from))
     }
 
-    /// The rendered usage error, which must name `flag`.
-    fn usage_error(args: &[&str], flag: &str) -> String {
-        let e = parse_args(args).expect_err("a usage error");
-        assert_eq!(e.exit_code(), 2, "{e}");
-        let text = e.render().to_string();
-        assert!(text.contains(flag), "error for {args:?} does not name {flag}: {text}");
-        text
+    /// The usage error's message, which must contain `needle`.
+    fn refused(args: &[&str], needle: &str) {
+        match parse_args(args) {
+            Err(UsageError::Bad(message)) => assert!(message.contains(needle), "{args:?}: {message}"),
+            other => panic!("{args:?} was not refused: {other:?}"),
+        }
     }
 
     #[test]
-    fn defaults() {
-        let config = parse_args(&[]).expect("no flags is fine");
+    fn defaults_are_host_sockets_and_info() {
+        let config = parse_args(&[]).unwrap();
         assert!(config.blocks.is_empty());
-        assert_eq!(config.nets, [NetSpec::Socket]);
+        assert_eq!(config.nets, NetSpecs::Sockets { names: Vec::new() });
         assert_eq!(config.log.to_string(), "info");
-        assert!(config.ipv4.is_none() && config.ipv4_gateway.is_none() && config.app_args.is_empty());
     }
 
     #[test]
-    fn good_flags() {
-        let config = parse_args(&[
-            "--block",
-            "disk=/tmp/a:b.img:ro",
-            "--block=cache=/dev/sdb:direct:sector=4096",
-            "--net",
-            "net0=tap:tap0",
-            "--net",
-            "socket",
-            "--ipv4",
-            "10.0.0.2/24",
-            "--ipv4-gateway",
-            "10.0.0.1",
-            "-l",
-            "warn,mirage_net_stack=debug",
-            "--",
-            "--port",
-            "80",
-        ])
-        .expect("valid flags");
+    fn block_backings_with_options() {
+        let config =
+            parse_args(&["--block", "disk=/tmp/a:b.img:ro", "--block=cache=/dev/sdb:direct:sector=4096"]).unwrap();
         assert_eq!(
             config.blocks,
             [
@@ -260,60 +178,30 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(config.nets, [NetSpec::Tap { name: "net0".into(), iface: "tap0".into() }, NetSpec::Socket]);
-        assert_eq!(config.ipv4.map(|c| c.to_string()).as_deref(), Some("10.0.0.2/24"));
-        assert_eq!(config.ipv4_gateway, Some(Ipv4Addr::new(10, 0, 0, 1)));
-        assert_eq!(config.log.to_string(), "warn,mirage_net_stack=debug");
-        assert_eq!(config.app_args, ["--port", "80"]);
     }
 
     #[test]
-    fn malformed_block_flags_name_the_flag() {
-        for bad in ["disk", "=/tmp/x", "disk=", "disk=:ro", "d isk=/x", "disk=/x:sector=1000", "disk=/x:sector=256"] {
-            usage_error(&["--block", bad], "--block");
-        }
-        let text = usage_error(&["--block", "disk=/x:sector=1000"], "--block");
-        assert!(text.contains("power of two"), "{text}");
+    fn net_backings() {
+        let taps = parse_args(&["--net", "net0=tap:tap0", "--net", "lan=tap:t1", "--ipv4", "10.0.0.2/24"]).unwrap();
+        assert_eq!(taps.nets, NetSpecs::Taps(vec![("net0".into(), "tap0".into()), ("lan".into(), "t1".into())]));
+        let sockets = parse_args(&["--net", "net0", "--net", "b=socket"]).unwrap();
+        assert_eq!(sockets.nets, NetSpecs::Sockets { names: vec!["net0".into(), "b".into()] });
     }
 
     #[test]
-    fn malformed_net_flags_name_the_flag() {
-        for bad in ["sockets", "net0", "net0=tun:x", "net0=tap:", "net0=tap:a/b", "net0=tap:sixteen-bytes-ab", "=tap:t"]
-        {
-            usage_error(&["--net", bad], "--net");
-        }
-    }
-
-    #[test]
-    fn malformed_ip_and_log_flags_name_the_flag() {
-        usage_error(&["--ipv4", "10.0.0.2"], "--ipv4");
-        usage_error(&["--ipv4", "10.0.0.2/33"], "--ipv4");
-        usage_error(&["--ipv4-gateway", "10.0.0"], "--ipv4-gateway");
-        usage_error(&["--ipv4", "10.0.0.2/24", "--ipv4-gateway", "10.0.1.1"], "--ipv4-gateway");
-        usage_error(&["-l", "loud"], "--log");
-        usage_error(&["--log", ""], "--log");
-    }
-
-    #[test]
-    fn unknown_flags_and_missing_values_are_usage_errors() {
-        usage_error(&["--blok", "disk=/x"], "--blok");
-        usage_error(&["--block"], "--block");
-        usage_error(&["stray"], "stray");
-    }
-
-    #[test]
-    fn duplicate_names_are_refused() {
-        usage_error(&["--block", "disk=/a", "--block", "disk=/b:ro"], "disk");
-        usage_error(&["--net", "n=tap:a", "--net", "n=tap:b"], "--net");
-        usage_error(&["--net", "socket", "--net", "socket"], "--net socket");
-        // Block and network devices live in different name spaces.
-        assert!(parse_args(&["--block", "x=/a", "--net", "x=tap:t"]).is_ok());
+    fn bad_backings_are_usage_errors() {
+        refused(&["--block", "disk"], "--block disk=PATH");
+        refused(&["--block", "disk=:ro"], "path is empty");
+        refused(&["--block", "d=/x:sector=1000"], "power of two");
+        refused(&["--net", "n=tun:x"], "socket or tap:IFACE");
+        refused(&["--net", "n=tap:"], "not an interface name");
+        refused(&["--net", "n=tap:sixteen-bytes-ab"], "not an interface name");
+        refused(&["--net", "a", "--net", "b=tap:t0"], "all of one kind");
+        refused(&["-l", "loud"], "--log");
     }
 
     #[test]
     fn help_is_not_an_error() {
-        let e = parse_args(&["--help"]).expect_err("help ends parsing");
-        assert_eq!(e.exit_code(), 0);
-        assert!(e.render().to_string().contains("--block"));
+        assert_eq!(parse_args(&["--help"]).unwrap_err(), UsageError::Help);
     }
 }

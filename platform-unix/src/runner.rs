@@ -1,65 +1,68 @@
 //! The entry point of a mirage-rs application on unix: parse the command
-//! line, install the logger, build the event loop, connect devices, run.
+//! line, install the logger, build the event loop, hand the application
+//! its platform and devices.
 
-use std::error::Error;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
-use std::future::Future;
-use std::net::Ipv4Addr;
 use std::process::ExitCode;
+use std::rc::Rc;
 
+use mirage_block::devices::{log_store, tar_store};
+use mirage_block::{LogKv, TarKv};
 use mirage_console::Logger;
-use mirage_types::ip::Ipv4Cidr;
+use mirage_net_stack::stack::NetStack;
+use mirage_types::devices::{CommandLine, DeviceError, DeviceErrorKind, Devices, UsageError};
+use mirage_types::platform::{App, AppError};
 
 use crate::console::StdioConsole;
-use crate::file_block::{FileBlock, OpenError};
-use crate::flags::{self, BlockSpec, NetSpec};
+use crate::file_block::FileBlock;
+use crate::flags::{self, BlockSpec, NetSpecs};
 use crate::platform::{HostClock, UnixPlatform};
 use crate::socket_stack::SocketStack;
-use crate::tap::{TapError, TapNetwork};
+use crate::tap::TapNetwork;
 
 /// Exit status of an application whose `start` returned an error, or
 /// that could not start.
 const EXIT_APP_ERROR: u8 = 1;
 
-/// Runs the application `app_name` as this process and returns its exit
-/// status: return it from `main`.
+/// Runs `app` as this process and returns its exit status: return it from
+/// `main` (`mirage::main!` does).
 ///
-/// Parses the process's command line (see the [crate documentation](crate)
-/// for the flags), installs a logger over [`StdioConsole`] with the `-l`
-/// filter, builds tokio's current-thread runtime with a
-/// [`tokio::task::LocalSet`] and awaits `start(platform, devices)` on it.
+/// Parses the process's command line (the flags of
+/// [`mirage_types::devices`]; see the [crate documentation](crate) for what
+/// their backings mean here), installs a logger over [`StdioConsole`] with
+/// the `-l` filter, builds tokio's current-thread runtime with a
+/// [`tokio::task::LocalSet`] and awaits [`App::start`] on it with a
+/// [`UnixPlatform`] and [`UnixDevices`]: over [`SocketNet`] (the host's
+/// sockets) unless `--net NAME=tap:IFACE` flags ask for [`TapNet`] (our own
+/// stack on TAP interfaces).
 ///
-/// The application ends when the future `start` returns completes, as a
-/// unikernel ends when its main function returns: tasks it spawned and did
-/// not wait for are dropped.
+/// The application ends when `start` returns, as a unikernel ends when its
+/// main function returns: tasks it spawned and did not wait for are dropped.
 ///
 /// Exit status: 0 when `start` returns `Ok` (or for `--help`); 1 when it
-/// returns `Err` (the error is logged at error level, or printed to
-/// stderr if the log filter drops errors) or the runtime cannot
-/// be built; 2 for a usage error (unknown or malformed flag, printed with
-/// the usage to stderr). [`mirage_types::platform::Platform::exit`] ends
-/// the process at once with the status it is given.
-pub fn run<F, Fut>(app_name: &'static str, start: F) -> ExitCode
-where
-    F: FnOnce(UnixPlatform, Devices) -> Fut,
-    Fut: Future<Output = Result<(), Box<dyn Error>>>,
-{
-    run_with_args(app_name, std::env::args_os(), start)
+/// returns `Err` (the error is logged at error level, or printed to stderr
+/// if the log filter drops errors) or the runtime cannot be built; 2 for a
+/// usage error (printed with the usage to stderr).
+/// [`mirage_types::platform::Platform::exit`] ends the process at once with
+/// the status it is given.
+pub fn run(app_name: &'static str, app: impl App) -> ExitCode {
+    run_with_args(app_name, std::env::args_os(), app)
 }
 
 /// [`run`] with an explicit command line (`args[0]` is the program name),
 /// for tests and wrappers.
-pub fn run_with_args<F, Fut>(app_name: &'static str, args: impl IntoIterator<Item = OsString>, start: F) -> ExitCode
-where
-    F: FnOnce(UnixPlatform, Devices) -> Fut,
-    Fut: Future<Output = Result<(), Box<dyn Error>>>,
-{
-    let config = match flags::parse(app_name, args) {
+pub fn run_with_args(app_name: &'static str, args: impl IntoIterator<Item = OsString>, app: impl App) -> ExitCode {
+    let config = match flags::parse(args) {
         Ok(config) => config,
+        Err(UsageError::Help) => {
+            print!("{app_name}: a mirage-rs application\n\n{}", CommandLine::USAGE);
+            return ExitCode::SUCCESS;
+        }
         Err(usage) => {
-            // If even stderr is gone, the exit status still tells.
-            let _ = usage.print();
-            return ExitCode::from(u8::try_from(usage.exit_code()).unwrap_or(2));
+            eprintln!("{app_name}: {usage}");
+            return ExitCode::from(usage.status());
         }
     };
     if Logger::new(StdioConsole::new(), HostClock, config.log.clone()).install().is_err() {
@@ -74,15 +77,31 @@ where
             return ExitCode::from(EXIT_APP_ERROR);
         }
     };
-    let platform = UnixPlatform::new(config.app_args);
-    let devices = Devices {
-        blocks: config.blocks,
-        nets: config.nets,
-        ipv4: config.ipv4,
-        ipv4_gateway: config.ipv4_gateway,
-        console: StdioConsole::new(),
+    let platform = UnixPlatform::new(config.line.app_args.clone());
+    let blocks = BlockTable::new(config.blocks);
+    let outcome = match config.nets {
+        NetSpecs::Sockets { names } => {
+            let net = SocketNet { names };
+            let devices = UnixDevices { platform: platform.clone(), blocks, net };
+            tokio::task::LocalSet::new().block_on(&runtime, app.start(platform, devices))
+        }
+        NetSpecs::Taps(taps) => {
+            let net = TapNet {
+                platform: platform.clone(),
+                taps,
+                ipv4: config.line.ipv4,
+                ipv4_gateway: config.line.ipv4_gateway,
+                started: RefCell::new(BTreeMap::new()),
+            };
+            let devices = UnixDevices { platform: platform.clone(), blocks, net };
+            tokio::task::LocalSet::new().block_on(&runtime, app.start(platform, devices))
+        }
     };
-    let outcome = tokio::task::LocalSet::new().block_on(&runtime, start(platform, devices));
+    report(app_name, outcome)
+}
+
+/// The exit status of an application's outcome, logging its error.
+fn report(app_name: &str, outcome: Result<(), AppError>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -97,113 +116,150 @@ where
     }
 }
 
-/// Why an application could not have a device it asked for. The message
-/// says which flag to pass or what the host refused.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DeviceError {
-    /// No `--block NAME=...` flag for this name.
-    #[error("this application needs a block device named {0}: pass --block {0}=PATH")]
-    MissingBlock(String),
-    /// No `--net NAME=tap:...` flag for this name.
-    #[error("this application needs a network device named {0}: pass --net {0}=tap:IFACE")]
-    MissingTap(String),
-    /// `--net` flags were given, but not `--net socket`.
-    #[error("this application uses the host's sockets: pass --net socket (or no --net at all)")]
-    NoSocketStack,
-    /// The block device's file could not be opened.
-    #[error("block device {name}: {source}")]
-    Block {
-        /// The device name.
-        name: String,
-        /// What went wrong.
-        source: OpenError,
-    },
-    /// The TAP interface could not be opened.
-    #[error("network device {name}: {source}")]
-    Tap {
-        /// The device name.
-        name: String,
-        /// What went wrong.
-        source: TapError,
-    },
+/// How a unix application's stacks reach the network: [`SocketNet`] or
+/// [`TapNet`], chosen by the `--net` flags. Not for implementation outside
+/// this crate.
+pub trait UnixNet {
+    /// The stack handed out.
+    type Stack: mirage_types::stack::Stack + 'static;
+
+    /// The stack for the network device `name`.
+    #[allow(async_fn_in_trait)]
+    async fn stack(&self, name: &str) -> Result<Self::Stack, DeviceError>;
 }
 
-/// The devices the command line connected, for the application to take by
-/// name.
-///
-/// Devices are opened when the application asks for them, so an
-/// application that does not use a device never touches its host
-/// resource. Each call opens the host resource again: ask once and share
-/// the handle (`Rc`) if several tasks need it.
+/// The host kernel's sockets (`--net NAME`, `--net NAME=socket`, or no
+/// `--net` at all, which gives them to every name).
 #[derive(Debug)]
-pub struct Devices {
-    blocks: Vec<BlockSpec>,
-    nets: Vec<NetSpec>,
-    ipv4: Option<Ipv4Cidr>,
-    ipv4_gateway: Option<Ipv4Addr>,
-    console: StdioConsole,
+pub struct SocketNet {
+    /// The names flagged; empty means every name.
+    names: Vec<String>,
 }
 
-impl Devices {
-    /// Opens the block device `name` (from `--block name=PATH`).
-    ///
-    /// Errors: [`DeviceError::MissingBlock`] when no flag names it,
-    /// [`DeviceError::Block`] when the file cannot be opened as asked.
-    pub fn block(&self, name: &str) -> Result<FileBlock, DeviceError> {
-        let spec =
-            self.blocks.iter().find(|b| b.name == name).ok_or_else(|| DeviceError::MissingBlock(name.to_string()))?;
-        FileBlock::open(&spec.path, spec.options)
-            .map_err(|source| DeviceError::Block { name: name.to_string(), source })
-    }
+impl UnixNet for SocketNet {
+    type Stack = SocketStack;
 
-    /// The names of the block devices the command line connected, in order.
-    pub fn block_names(&self) -> impl Iterator<Item = &str> {
-        self.blocks.iter().map(|b| b.name.as_str())
-    }
-
-    /// Opens the network device `name` (from `--net name=tap:IFACE`).
-    ///
-    /// Errors: [`DeviceError::MissingTap`] when no flag names it,
-    /// [`DeviceError::Tap`] when the interface cannot be opened.
-    pub fn tap(&self, name: &str) -> Result<TapNetwork, DeviceError> {
-        let iface = self
-            .nets
-            .iter()
-            .find_map(|net| match net {
-                NetSpec::Tap { name: n, iface } if n == name => Some(iface),
-                _ => None,
-            })
-            .ok_or_else(|| DeviceError::MissingTap(name.to_string()))?;
-        TapNetwork::open(iface).map_err(|source| DeviceError::Tap { name: name.to_string(), source })
-    }
-
-    /// The host's sockets as a network stack: available with `--net socket`
-    /// or when no `--net` flag is given; [`DeviceError::NoSocketStack`]
-    /// otherwise.
-    pub fn socket_stack(&self) -> Result<SocketStack, DeviceError> {
-        if self.nets.contains(&NetSpec::Socket) {
+    async fn stack(&self, name: &str) -> Result<SocketStack, DeviceError> {
+        if self.names.is_empty() || self.names.iter().any(|n| n == name) {
             Ok(SocketStack::new())
         } else {
-            Err(DeviceError::NoSocketStack)
+            Err(DeviceError::missing("--net", name, &format!("--net {name} (host sockets) or --net {name}=tap:IFACE")))
         }
     }
+}
 
-    /// The address and network given with `--ipv4`, for the application's
-    /// own stack on a TAP device.
-    pub fn ipv4(&self) -> Option<Ipv4Cidr> {
-        self.ipv4
+/// Our own stack on host TAP interfaces (`--net NAME=tap:IFACE`), with
+/// `--ipv4`/`--ipv4-gateway` for the first one started, DHCP for the
+/// others. Each name's stack is started once and shared.
+pub struct TapNet {
+    platform: UnixPlatform,
+    taps: Vec<(String, String)>,
+    ipv4: Option<mirage_types::ip::Ipv4Cidr>,
+    ipv4_gateway: Option<std::net::Ipv4Addr>,
+    started: RefCell<BTreeMap<String, Rc<NetStack<TapNetwork, UnixPlatform>>>>,
+}
+
+impl std::fmt::Debug for TapNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TapNet").field("taps", &self.taps).field("ipv4", &self.ipv4).finish()
+    }
+}
+
+impl UnixNet for TapNet {
+    type Stack = Rc<NetStack<TapNetwork, UnixPlatform>>;
+
+    async fn stack(&self, name: &str) -> Result<Self::Stack, DeviceError> {
+        if let Some(stack) = self.started.borrow().get(name) {
+            return Ok(stack.clone());
+        }
+        let Some((_, iface)) = self.taps.iter().find(|(n, _)| n == name) else {
+            return Err(DeviceError::missing("--net", name, &format!("--net {name}=tap:IFACE")));
+        };
+        let tap = TapNetwork::open(iface)
+            .map_err(|e| DeviceError::new(DeviceErrorKind::Setup, name, format!("TAP interface {iface}: {e}")))?;
+        let (ipv4, gateway) =
+            if self.started.borrow().is_empty() { (self.ipv4, self.ipv4_gateway) } else { (None, None) };
+        let stack =
+            NetStack::start(tap, self.platform.clone(), name, ipv4, gateway).await.map_err(|e| e.for_device(name))?;
+        self.started.borrow_mut().insert(name.to_string(), stack.clone());
+        Ok(stack)
+    }
+}
+
+/// The `--block` flags, each connected at most once.
+#[derive(Debug)]
+struct BlockTable {
+    specs: Vec<BlockSpec>,
+    taken: RefCell<HashSet<String>>,
+}
+
+impl BlockTable {
+    fn new(specs: Vec<BlockSpec>) -> BlockTable {
+        BlockTable { specs, taken: RefCell::new(HashSet::new()) }
     }
 
-    /// The gateway given with `--ipv4-gateway` (on the `--ipv4` network
-    /// when both are given).
-    pub fn ipv4_gateway(&self) -> Option<Ipv4Addr> {
-        self.ipv4_gateway
+    fn spec(&self, name: &str) -> Option<&BlockSpec> {
+        self.specs.iter().find(|spec| spec.name == name)
     }
 
-    /// The process's console (stdin and stdout).
-    pub fn console(&self) -> StdioConsole {
-        self.console.clone()
+    fn open(&self, name: &str) -> Result<FileBlock, DeviceError> {
+        let spec =
+            self.spec(name).ok_or_else(|| DeviceError::missing("--block", name, &format!("--block {name}=PATH")))?;
+        if !self.taken.borrow_mut().insert(name.to_string()) {
+            return Err(DeviceError::taken(name));
+        }
+        FileBlock::open(&spec.path, spec.options).map_err(|e| DeviceError::new(DeviceErrorKind::Setup, name, e))
+    }
+}
+
+/// The devices of a unix application: host files as block devices, the
+/// network through `N` ([`SocketNet`] or [`TapNet`]), stdio as the console.
+/// See [`mirage_types::devices::Devices`] for the contract.
+#[derive(Debug)]
+pub struct UnixDevices<N> {
+    platform: UnixPlatform,
+    blocks: BlockTable,
+    net: N,
+}
+
+impl<N: UnixNet> Devices for UnixDevices<N> {
+    type Stack = N::Stack;
+    type Block = FileBlock;
+    type KvRo = TarKv<FileBlock>;
+    type KvRw = LogKv<FileBlock, UnixPlatform>;
+    type Console = StdioConsole;
+
+    async fn stack(&self, name: &str) -> Result<N::Stack, DeviceError> {
+        self.net.stack(name).await
+    }
+
+    async fn block(&self, name: &str) -> Result<FileBlock, DeviceError> {
+        self.blocks.open(name)
+    }
+
+    fn has_block(&self, name: &str) -> bool {
+        self.blocks.spec(name).is_some()
+    }
+
+    async fn kv_ro(&self, name: &str) -> Result<Option<TarKv<FileBlock>>, DeviceError> {
+        if !self.has_block(name) {
+            return Ok(None);
+        }
+        let block = self.blocks.open(name)?;
+        let store = tar_store(name, block).await?;
+        log::info!("{name}: a tar archive of {} entries", store.stats().entries);
+        Ok(Some(store))
+    }
+
+    async fn kv_rw(&self, name: &str) -> Result<LogKv<FileBlock, UnixPlatform>, DeviceError> {
+        let block = self.blocks.open(name)?;
+        let (store, opened) = log_store(name, block, self.platform.clone()).await?;
+        log::info!("{name}: {opened}");
+        Ok(store)
+    }
+
+    fn console(&self) -> StdioConsole {
+        StdioConsole::new()
     }
 }
 
@@ -211,61 +267,106 @@ impl Devices {
 mod tests {
     use super::*;
     use mirage_types::block::BlockDevice;
+    use mirage_types::kv::{Key, KvRead, KvWrite};
     use mirage_types::platform::Platform;
 
     fn args(list: &[&str]) -> Vec<OsString> {
         std::iter::once("test-app").chain(list.iter().copied()).map(OsString::from).collect()
     }
 
+    /// An application given as a closure over the socket-network devices
+    /// (what every test here uses).
+    struct Closure<F>(F);
+
+    impl<F, Fut> App for Closure<F>
+    where
+        F: FnOnce(Vec<String>, Box<dyn std::any::Any>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), AppError>>,
+    {
+        async fn start<P: Platform, D: Devices>(self, platform: P, devices: D) -> Result<(), AppError> {
+            (self.0)(platform.args().to_vec(), Box::new(DevicesProbe::probe(&devices).await)).await
+        }
+    }
+
+    /// What the tests look at, taken through the generic contract.
+    struct DevicesProbe {
+        disk_sectors: Option<u64>,
+        disk_again: Option<DeviceErrorKind>,
+        other: Option<String>,
+        store_value: Option<Vec<u8>>,
+    }
+
+    impl DevicesProbe {
+        async fn probe<D: Devices>(devices: &D) -> DevicesProbe {
+            let disk = devices.block("disk").await;
+            let disk_sectors = disk.as_ref().ok().map(|d| d.info().sector_count);
+            let disk_again = devices.block("disk").await.err().map(|e| e.kind());
+            let other = devices.block("other").await.err().map(|e| e.to_string());
+            let store_value = match devices.kv_rw("store").await {
+                Ok(store) => {
+                    let key = Key::parse("count").unwrap();
+                    store.set(&key, b"1").await.unwrap();
+                    Some(store.get(&key).await.unwrap().to_vec())
+                }
+                Err(_) => None,
+            };
+            DevicesProbe { disk_sectors, disk_again, other, store_value }
+        }
+    }
+
     #[test]
-    fn start_receives_arguments_and_devices() {
+    fn start_receives_arguments_and_devices_by_name() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let image = dir.path().join("disk.img");
         std::fs::write(&image, vec![0u8; 4096]).expect("write image");
+        let store = dir.path().join("store.img");
+        std::fs::write(&store, vec![0u8; 64 * 512]).expect("write store image");
         let block_flag = format!("disk={}:ro", image.display());
+        let store_flag = format!("store={}", store.display());
         let status = run_with_args(
             "test-app",
-            args(&["--block", &block_flag, "--", "x", "y"]),
-            |platform, devices| async move {
-                assert_eq!(platform.args(), ["x", "y"]);
-                let disk = devices.block("disk")?;
-                assert_eq!(disk.info().sector_count, 8);
-                assert!(!disk.info().read_write);
-                assert_eq!(devices.block_names().collect::<Vec<_>>(), ["disk"]);
-                let missing = devices.block("other").expect_err("no such device");
+            args(&["--block", &block_flag, "--block", &store_flag, "--", "x", "y"]),
+            Closure(|app_args: Vec<String>, probe: Box<dyn std::any::Any>| async move {
+                let probe = probe.downcast::<DevicesProbe>().expect("a probe");
+                assert_eq!(app_args, ["x", "y"]);
+                assert_eq!(probe.disk_sectors, Some(8));
+                assert_eq!(probe.disk_again, Some(DeviceErrorKind::Taken));
                 assert_eq!(
-                    missing.to_string(),
-                    "this application needs a block device named other: pass --block other=PATH"
+                    probe.other.as_deref(),
+                    Some("this application needs a block device named other: pass --block other=PATH")
                 );
-                assert!(matches!(devices.tap("net0"), Err(DeviceError::MissingTap(_))));
-                assert!(devices.socket_stack().is_ok(), "sockets are the default");
-                assert_eq!(devices.ipv4(), None);
+                assert_eq!(probe.store_value.as_deref(), Some(&b"1"[..]), "a blank device is formatted as a store");
                 Ok(())
-            },
+            }),
         );
         assert_eq!(status, ExitCode::SUCCESS);
     }
 
     #[test]
     fn app_error_and_usage_error_statuses() {
-        let failed = run_with_args("test-app", args(&[]), |_, _| async { Err("it broke".into()) });
+        let failed = run_with_args("test-app", args(&[]), Closure(|_, _| async { Err("it broke".into()) }));
         assert_eq!(failed, ExitCode::from(EXIT_APP_ERROR));
-        let mut started = false;
-        let usage = run_with_args("test-app", args(&["--bogus"]), |_, _| {
-            started = true;
-            async { Ok(()) }
-        });
+        let usage = run_with_args(
+            "test-app",
+            args(&["--bogus"]),
+            Closure(|_, _| async { panic!("start must not run after a usage error") }),
+        );
         assert_eq!(usage, ExitCode::from(2));
-        assert!(!started, "start must not run after a usage error");
+        let help = run_with_args("test-app", args(&["--help"]), Closure(|_, _| async { panic!("not after --help") }));
+        assert_eq!(help, ExitCode::SUCCESS);
     }
 
     #[test]
-    fn socket_stack_needs_the_flag_when_other_nets_are_given() {
-        let status = run_with_args("test-app", args(&["--net", "n=tap:mirage-none"]), |_, devices| async move {
-            let e = devices.socket_stack().expect_err("only a tap was given");
-            assert!(e.to_string().contains("--net socket"), "{e}");
-            Ok(())
+    fn socket_names_are_checked_when_flagged() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let every = SocketNet { names: Vec::new() };
+            assert!(every.stack("anything").await.is_ok());
+            let flagged = SocketNet { names: vec!["net0".into()] };
+            assert!(flagged.stack("net0").await.is_ok());
+            let e = flagged.stack("lan").await.unwrap_err();
+            assert_eq!(e.kind(), DeviceErrorKind::Missing);
+            assert!(e.to_string().contains("--net lan"), "{e}");
         });
-        assert_eq!(status, ExitCode::SUCCESS);
     }
 }

@@ -3,13 +3,13 @@
 //!
 //! | item | what it is |
 //! |---|---|
-//! | [`run`] | the entry point: command-line flags, device discovery, the application on the kernel's event loop |
+//! | [`run`], [`run_with`] | the entry point: command-line flags, device discovery, the application on the kernel's event loop |
 //! | [`VirtioPlatform`] | `mirage_types::platform::Platform`: the kernel's clocks and executor, virtio-rng entropy |
-//! | [`Devices`] | the devices the command line named, taken by name |
+//! | [`VirtioDevices`] | `mirage_types::devices::Devices`: virtio-blk devices, our stack on virtio-net, the serial console |
 //! | [`VirtioBlock`] | virtio-blk as `mirage_types::block::BlockDevice`, requests in flight together |
 //! | [`VirtioNet`] | virtio-net as `mirage_types::net::NetworkDevice`, driver-owned recycled buffers, frames in flight |
 //! | [`rng`] | virtio-rng as the entropy source, RDRAND without it |
-//! | [`flags`] | `--block NAME[=virtio:N]`, `--net`, `--ipv4`, `--ipv4-gateway` |
+//! | [`flags`] | what `--block NAME[=virtio:N]` and `--net NAME[=virtio:N]` name |
 //! | [`discovery`] | finds virtio devices: virtio-mmio slots on QEMU microvm, PCI bus 0 on q35, each with its interrupt line |
 //! | [`hal`] | [`hal::KernelHal`], virtio-drivers' `Hal`: DMA from the heap, physical = virtual |
 //! | [`pci`] | [`pci::PortCam`], PCI configuration through ports 0xcf8/0xcfc |
@@ -36,6 +36,35 @@
 //! must be owned by the driver, not by a future: a dropped future's request
 //! still completes into its buffer (see `blk` for the pattern).
 //!
+//! # The entry
+//!
+//! An application's entry on this platform is what `mirage::main!` (crate
+//! `mirage-rs`) writes; by hand, in a kernel binary built as BRIEF §6 and
+//! `cargo mirage build` describe:
+//!
+//! ```no_run
+//! use mirage_types::devices::Devices;
+//! use mirage_types::platform::{App, AppError, Platform};
+//!
+//! struct Hello;
+//!
+//! impl App for Hello {
+//!     async fn start<P: Platform, D: Devices>(self, _platform: P, devices: D) -> Result<(), AppError> {
+//!         let _stack = devices.stack("net0").await?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! fn kernel_main(boot: mirage_kernel::BootInfo) -> ! {
+//!     mirage_platform_virtio::run(boot, "hello", Hello)
+//! }
+//!
+//! // Expands to the kernel's entry symbol under `panic = "abort"`, to nothing
+//! // in a host build.
+//! mirage_kernel::entry!(kernel_main);
+//! # fn main() {}
+//! ```
+//!
 //! # Cargo features
 //!
 //! This crate has no Cargo features. It is `#![no_std]` + `alloc`; its
@@ -58,4 +87,4 @@ pub mod rng;
 
 pub use blk::VirtioBlock;
 pub use net::VirtioNet;
-pub use platform::{run, DeviceError, Devices, VirtioPlatform};
+pub use platform::{run, run_with, VirtioDevices, VirtioPlatform, VirtioStack};

@@ -1,29 +1,31 @@
-//! The platform handle and [`run`]: the entry point of a virtio unikernel.
+//! The platform handle, the devices and [`run`]: the entry point of a
+//! virtio unikernel.
 
-use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
+use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::cell::RefCell;
-use core::fmt::{self, Write as _};
+use core::fmt;
 use core::future::Future;
 use core::net::Ipv4Addr;
 
-use mirage_kernel::arch::power;
-use mirage_kernel::arch::serial::Uart16550;
-use mirage_kernel::platform::USAGE_STATUS;
-use mirage_kernel::{BootInfo, KernelPlatform};
+use mirage_block::devices::{log_store, tar_store};
+use mirage_block::{LogKv, TarKv};
+use mirage_kernel::{usage_exit, BootInfo, KernelPlatform, SerialConsole};
+use mirage_net_stack::stack::NetStack;
+use mirage_types::devices::{CommandLine, DeviceError, DeviceErrorKind, Devices, UsageError};
 use mirage_types::ip::Ipv4Cidr;
-use mirage_types::platform::Platform;
+use mirage_types::platform::{App, AppError, Platform};
 use mirage_types::random::{Random, RandomError};
 use mirage_types::time::{Instant, MonotonicClock, PosixTime, Sleep, WallClock};
 use virtio_drivers::transport::DeviceType;
 
-use crate::blk::{BlockSetupError, VirtioBlock};
+use crate::blk::VirtioBlock;
 use crate::discovery::{self, VirtioDevice};
-use crate::flags::{DeviceSpec, PlatformFlags};
-use crate::net::{NetSetupError, VirtioNet};
+use crate::flags::{device_specs, DeviceSpec};
+use crate::net::VirtioNet;
 use crate::rng::Entropy;
 
 /// The platform handle of virtio unikernels: `mirage-kernel`'s clocks,
@@ -88,154 +90,173 @@ impl Platform for VirtioPlatform {
     }
 }
 
-/// Why an application could not have a device it asked for.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum DeviceError {
-    /// No `--block NAME` flag for this name.
-    MissingBlock(String),
-    /// No `--net NAME` flag for this name.
-    MissingNet(String),
-    /// The device was taken already (each is connected once).
-    Taken(String),
-    /// The block device could not be set up.
-    Block(BlockSetupError),
-    /// The network device could not be set up.
-    Net(NetSetupError),
+/// The stack a virtio application gets: ours, on a virtio-net device.
+pub type VirtioStack = Rc<NetStack<VirtioNet, VirtioPlatform>>;
+
+/// The virtio-net devices and the stacks started on them.
+struct NetTable {
+    /// Devices named by `--net` flags, until their stack is started.
+    named: BTreeMap<String, VirtioDevice>,
+    /// Without `--net` flags: the devices not yet given to a name, in
+    /// discovery order (each new name takes the first).
+    unnamed: Vec<VirtioDevice>,
+    started: BTreeMap<String, VirtioStack>,
 }
 
-impl fmt::Display for DeviceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DeviceError::MissingBlock(name) => write!(
-                f,
-                "this application needs a block device named {name}: pass --block {name} (the first virtio-blk \
-                 device) or --block {name}=virtio:N on the kernel command line"
-            ),
-            DeviceError::MissingNet(name) => write!(
-                f,
-                "this application needs a network device named {name}: pass --net {name} or \
-                 --net {name}=virtio:N on the kernel command line"
-            ),
-            DeviceError::Taken(name) => write!(f, "the device {name} is connected already"),
-            DeviceError::Block(e) => write!(f, "{e}"),
-            DeviceError::Net(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl core::error::Error for DeviceError {}
-
-/// The devices the command line named, for the application to take by
-/// name. Each device can be taken once.
-#[derive(Debug)]
-pub struct Devices {
+/// The devices of a virtio unikernel: virtio-blk devices, our stack on
+/// virtio-net devices, the serial console. See
+/// [`mirage_types::devices::Devices`] for the contract and [`crate::flags`]
+/// for how flags name devices; without `--net` flags, each name the
+/// application asks a stack for takes the next virtio-net device.
+pub struct VirtioDevices {
+    platform: VirtioPlatform,
     blocks: RefCell<BTreeMap<String, Option<VirtioDevice>>>,
-    nets: RefCell<BTreeMap<String, Option<VirtioDevice>>>,
+    nets: RefCell<NetTable>,
     ipv4: Option<Ipv4Cidr>,
     ipv4_gateway: Option<Ipv4Addr>,
 }
 
-impl Devices {
-    /// Connects the block device `--block NAME` named.
-    ///
-    /// Errors: no such flag, taken already, or the device failed to set up.
-    pub fn block(&self, name: &str) -> Result<VirtioBlock, DeviceError> {
-        let device = take(&self.blocks, name, DeviceError::MissingBlock)?;
-        VirtioBlock::new(device).map_err(DeviceError::Block)
-    }
-
-    /// Connects the network device `--net NAME` named, with this crate's
-    /// driver ([`VirtioNet`]).
-    ///
-    /// Errors: no such flag, taken already, or the device failed to set up.
-    pub fn net(&self, name: &str) -> Result<VirtioNet, DeviceError> {
-        VirtioNet::new(self.net_device(name)?).map_err(DeviceError::Net)
-    }
-
-    /// The virtio-net device `--net NAME` named, for a network driver to
-    /// set up (use [`Devices::net`] for this crate's driver). Errors: no
-    /// such flag, or taken already.
-    pub fn net_device(&self, name: &str) -> Result<VirtioDevice, DeviceError> {
-        take(&self.nets, name, DeviceError::MissingNet)
-    }
-
-    /// `--ipv4`, if given.
-    pub fn ipv4(&self) -> Option<Ipv4Cidr> {
-        self.ipv4
-    }
-
-    /// `--ipv4-gateway`, if given.
-    pub fn ipv4_gateway(&self) -> Option<Ipv4Addr> {
-        self.ipv4_gateway
+impl fmt::Debug for VirtioDevices {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let blocks: Vec<String> = self.blocks.borrow().keys().cloned().collect();
+        f.debug_struct("VirtioDevices").field("blocks", &blocks).field("ipv4", &self.ipv4).finish()
     }
 }
 
-fn take(
-    map: &RefCell<BTreeMap<String, Option<VirtioDevice>>>,
-    name: &str,
-    missing: fn(String) -> DeviceError,
-) -> Result<VirtioDevice, DeviceError> {
-    match map.borrow_mut().get_mut(name) {
-        None => Err(missing(name.to_string())),
-        Some(slot) => slot.take().ok_or_else(|| DeviceError::Taken(name.to_string())),
+impl VirtioDevices {
+    /// The virtio-blk device `--block name` named, connected once.
+    fn take_block(&self, name: &str) -> Result<VirtioBlock, DeviceError> {
+        let device = match self.blocks.borrow_mut().get_mut(name) {
+            None => return Err(DeviceError::missing("--block", name, &format!("--block {name}[=virtio:N]"))),
+            Some(slot) => slot.take().ok_or_else(|| DeviceError::taken(name))?,
+        };
+        VirtioBlock::new(device).map_err(|e| DeviceError::new(DeviceErrorKind::Setup, name, e.to_string()))
+    }
+
+    /// The virtio-net device for a new stack named `name`.
+    fn take_net(&self, name: &str) -> Result<VirtioDevice, DeviceError> {
+        let mut nets = self.nets.borrow_mut();
+        if let Some(device) = nets.named.remove(name) {
+            return Ok(device);
+        }
+        if nets.unnamed.is_empty() {
+            let example = format!("--net {name}[=virtio:N] (and give the VM a virtio-net device)");
+            return Err(DeviceError::missing("--net", name, &example));
+        }
+        Ok(nets.unnamed.remove(0))
     }
 }
 
-/// Prints a usage error and powers off with [`USAGE_STATUS`]. The logger
-/// may not be installed yet, so this writes to the serial port itself.
-fn usage_error(message: &dyn fmt::Display) -> ! {
-    let _ = writeln!(Uart16550::com1(), "mirage-platform-virtio: {message}");
-    Uart16550::com1().flush();
-    power::power_off(USAGE_STATUS)
+impl Devices for VirtioDevices {
+    type Stack = VirtioStack;
+    type Block = VirtioBlock;
+    type KvRo = TarKv<VirtioBlock>;
+    type KvRw = LogKv<VirtioBlock, VirtioPlatform>;
+    type Console = SerialConsole;
+
+    async fn stack(&self, name: &str) -> Result<VirtioStack, DeviceError> {
+        if let Some(stack) = self.nets.borrow().started.get(name) {
+            return Ok(stack.clone());
+        }
+        let device = self.take_net(name)?;
+        let nic = VirtioNet::new(device).map_err(|e| DeviceError::new(DeviceErrorKind::Setup, name, e.to_string()))?;
+        let first = self.nets.borrow().started.is_empty();
+        let (ipv4, gateway) = if first { (self.ipv4, self.ipv4_gateway) } else { (None, None) };
+        let stack =
+            NetStack::start(nic, self.platform.clone(), name, ipv4, gateway).await.map_err(|e| e.for_device(name))?;
+        self.nets.borrow_mut().started.insert(name.to_string(), stack.clone());
+        Ok(stack)
+    }
+
+    async fn block(&self, name: &str) -> Result<VirtioBlock, DeviceError> {
+        self.take_block(name)
+    }
+
+    fn has_block(&self, name: &str) -> bool {
+        self.blocks.borrow().contains_key(name)
+    }
+
+    async fn kv_ro(&self, name: &str) -> Result<Option<TarKv<VirtioBlock>>, DeviceError> {
+        if !self.has_block(name) {
+            return Ok(None);
+        }
+        let store = tar_store(name, self.take_block(name)?).await?;
+        log::info!("{name}: a tar archive of {} entries", store.stats().entries);
+        Ok(Some(store))
+    }
+
+    async fn kv_rw(&self, name: &str) -> Result<LogKv<VirtioBlock, VirtioPlatform>, DeviceError> {
+        let block = self.take_block(name)?;
+        let (store, opened) = log_store(name, block, self.platform.clone()).await?;
+        log::info!("{name}: {opened}");
+        Ok(store)
+    }
+
+    fn console(&self) -> SerialConsole {
+        SerialConsole
+    }
 }
 
-/// Assigns the discovered devices of `kind` to the flags' names; a flag
+/// Assigns the discovered devices of a kind to the flags' names; a flag
 /// whose index has no device is a usage error.
 fn assign(
+    app_name: &str,
     specs: &[DeviceSpec],
     found: &mut [Option<VirtioDevice>],
     flag: &str,
     what: &str,
-) -> BTreeMap<String, Option<VirtioDevice>> {
+) -> BTreeMap<String, VirtioDevice> {
     let mut named = BTreeMap::new();
     for spec in specs {
         match found.get_mut(spec.index).and_then(Option::take) {
             Some(device) => {
                 log::info!("{flag} {}: {what} virtio:{} at {}", spec.name, spec.index, device.location);
-                named.insert(spec.name.clone(), Some(device));
+                named.insert(spec.name.clone(), device);
             }
-            None => usage_error(&format_args!(
-                "{flag} {}=virtio:{}: there is no such device; this machine has {} {what} device(s), \
-                 numbered from 0 in discovery order",
-                spec.name,
-                spec.index,
-                found.len()
-            )),
+            None => usage_exit(
+                app_name,
+                &UsageError::Bad(format!(
+                    "{flag} {}=virtio:{}: there is no such device; this machine has {} {what} device(s), numbered \
+                     from 0 in discovery order",
+                    spec.name,
+                    spec.index,
+                    found.len()
+                )),
+            ),
         }
     }
     named
 }
 
-/// Runs the application `app_name` as this kernel: takes the platform's
-/// flags off the command line (see [`crate::flags`]; a malformed flag or a
-/// device that does not exist powers off with [`USAGE_STATUS`] after
-/// saying why), lets `mirage_kernel::run` take the rest (`-l`, `--`),
-/// discovers the virtio devices, sets up virtio-rng as the entropy source,
-/// and awaits `start(platform, devices)`.
+/// Runs `app` as this kernel (what `mirage::main!` calls): see
+/// [`run_with`].
+pub fn run(boot: BootInfo, app_name: &'static str, app: impl App + 'static) -> ! {
+    run_with(boot, app_name, move |platform, devices| app.start(platform, devices))
+}
+
+/// Runs `start` as this kernel with the concrete platform and devices (for
+/// the platform's own test images): parses the command line
+/// ([`CommandLine`]; a usage error or a device that does not exist powers
+/// off with status 2 after printing why and the usage on the serial port),
+/// installs the logger on the serial port, discovers the virtio devices,
+/// sets up virtio-rng as the entropy source, and awaits
+/// `start(platform, devices)`.
 ///
 /// Powers off with 0 when `start` returns `Ok`, and with
 /// `mirage_kernel::platform::APP_ERROR_STATUS` after logging the error when
 /// it returns `Err`.
-pub fn run<F, Fut>(boot: BootInfo, app_name: &'static str, start: F) -> !
+pub fn run_with<F, Fut>(boot: BootInfo, app_name: &'static str, start: F) -> !
 where
-    F: FnOnce(VirtioPlatform, Devices) -> Fut + 'static,
-    Fut: Future<Output = Result<(), Box<dyn core::error::Error>>> + 'static,
+    F: FnOnce(VirtioPlatform, VirtioDevices) -> Fut + 'static,
+    Fut: Future<Output = Result<(), AppError>> + 'static,
 {
-    let (flags, kernel_line) = PlatformFlags::parse(&boot.command_line).unwrap_or_else(|e| usage_error(&e));
-    let boot = BootInfo { command_line: kernel_line, ..boot };
+    let line =
+        CommandLine::parse(boot.command_line.split_ascii_whitespace()).unwrap_or_else(|e| usage_exit(app_name, &e));
+    let block_specs = device_specs(&line.blocks, "--block").unwrap_or_else(|e| usage_exit(app_name, &e));
+    let net_specs = device_specs(&line.nets, "--net").unwrap_or_else(|e| usage_exit(app_name, &e));
     let rsdp_paddr = boot.rsdp_paddr;
-    mirage_kernel::run(boot, move |kernel| async move {
+    let (ipv4, ipv4_gateway) = (line.ipv4, line.ipv4_gateway);
+    mirage_kernel::run_parsed(boot, &line.log, line.app_args, move |kernel| async move {
         let (found, skipped) = discovery::discover(rsdp_paddr);
         for skip in &skipped {
             log::warn!("{skip}");
@@ -250,12 +271,9 @@ where
                 _ => {}
             }
         }
-        let devices = Devices {
-            blocks: RefCell::new(assign(&flags.blocks, &mut blocks, "--block", "virtio-blk")),
-            nets: RefCell::new(assign(&flags.nets, &mut nets, "--net", "virtio-net")),
-            ipv4: flags.ipv4,
-            ipv4_gateway: flags.ipv4_gateway,
-        };
+        let named_blocks = assign(app_name, &block_specs, &mut blocks, "--block", "virtio-blk");
+        let named_nets = assign(app_name, &net_specs, &mut nets, "--net", "virtio-net");
+        let unnamed = if net_specs.is_empty() { nets.into_iter().flatten().collect() } else { Vec::new() };
         let rng = if rngs.is_empty() { None } else { Some(rngs.remove(0)) };
         let (entropy, warning) = Entropy::new(rng, kernel.clone());
         if let Some(warning) = warning {
@@ -265,17 +283,24 @@ where
             log::debug!("no virtio-rng device: randomness comes from RDRAND");
         }
         let platform = VirtioPlatform { kernel, entropy: Rc::new(entropy) };
-        start(platform, devices).await.map_err(|e| AppError { app_name, error: e })
+        let devices = VirtioDevices {
+            platform: platform.clone(),
+            blocks: RefCell::new(named_blocks.into_iter().map(|(name, device)| (name, Some(device))).collect()),
+            nets: RefCell::new(NetTable { named: named_nets, unnamed, started: BTreeMap::new() }),
+            ipv4,
+            ipv4_gateway,
+        };
+        start(platform, devices).await.map_err(|error| AppFailure { app_name, error })
     })
 }
 
 /// An application's error, prefixed with its name when logged.
-struct AppError {
+struct AppFailure {
     app_name: &'static str,
-    error: Box<dyn core::error::Error>,
+    error: AppError,
 }
 
-impl fmt::Display for AppError {
+impl fmt::Display for AppFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.app_name, self.error)
     }

@@ -4,7 +4,8 @@
 //!
 //! | item | what it is |
 //! |---|---|
-//! | [`run`] | the entry point: Xen set-up, command line, logger on the Xen console, the application on the kernel's executor |
+//! | [`run`], [`run_with`] | the entry point: Xen set-up, command line, logger on the Xen console, the application on the kernel's executor |
+//! | [`XenDevices`] | `mirage_types::devices::Devices`: blkfront block devices, our stack on netfront, the domain's console |
 //! | [`XenPlatform`] | `mirage_types::platform::Platform`: the kernel's clocks and executor, Xen's wall clock, shutdown by hypercall |
 //! | [`XenConsole`] | `mirage_types::console::Console` through the `console_io` hypercall (dom0 only) |
 //! | [`RingConsole`] | `Console` over a domU's PV console ring (`io/console.h`), read in dom0 by `xl console` |
@@ -30,6 +31,35 @@
 //! set up: no timer device is needed. What is not done yet: see the
 //! crate's README.
 //!
+//! # The entry
+//!
+//! An application's entry on this platform is what `mirage::main!` (crate
+//! `mirage-rs`) writes; by hand, in a kernel binary built as BRIEF §6 and
+//! `cargo mirage build` describe:
+//!
+//! ```no_run
+//! use mirage_types::devices::Devices;
+//! use mirage_types::platform::{App, AppError, Platform};
+//!
+//! struct Hello;
+//!
+//! impl App for Hello {
+//!     async fn start<P: Platform, D: Devices>(self, _platform: P, devices: D) -> Result<(), AppError> {
+//!         let _stack = devices.stack("net0").await?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! fn kernel_main(boot: mirage_kernel::BootInfo) -> ! {
+//!     mirage_platform_xen::run(boot, "hello", Hello)
+//! }
+//!
+//! // Expands to the kernel's entry symbol under `panic = "abort"`, to nothing
+//! // in a host build.
+//! mirage_kernel::entry!(kernel_main);
+//! # fn main() {}
+//! ```
+//!
 //! # Cargo features
 //!
 //! This crate has no Cargo features. It is `#![no_std]` + `alloc`; its
@@ -43,6 +73,7 @@ extern crate alloc;
 pub mod abi;
 pub mod blkfront;
 mod console;
+pub mod devices;
 pub mod event;
 pub mod grant;
 pub mod hypercall;
@@ -58,6 +89,7 @@ pub mod xenbus;
 pub mod xenstore;
 
 pub use console::{console_io_allowed, DomainConsole, XenConsole};
+pub use devices::{XenDevices, XenStack};
 pub use hypercall::XenError;
-pub use platform::{exit, run, XenIdle, XenPlatform, XEN_SETUP_STATUS};
+pub use platform::{exit, run, run_with, XenIdle, XenPlatform, XEN_SETUP_STATUS};
 pub use ring_console::RingConsole;

@@ -22,16 +22,17 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use mirage_console::{LogFilter, Logger};
 use mirage_kernel::arch::port::Port;
-use mirage_kernel::cmdline::KernelArgs;
 use mirage_kernel::executor::{Executor, Idle};
-use mirage_kernel::platform::{APP_ERROR_STATUS, USAGE_STATUS};
+use mirage_kernel::platform::APP_ERROR_STATUS;
 use mirage_kernel::{BootInfo, KernelClock, KernelPlatform};
 use mirage_types::console::Console;
-use mirage_types::platform::Platform;
+use mirage_types::devices::{CommandLine, UsageError};
+use mirage_types::platform::{App, AppError, Platform};
 use mirage_types::random::{Random, RandomError};
 use mirage_types::time::{Instant, MonotonicClock, PosixTime, Sleep, WallClock};
 
 use crate::console::{console_io_allowed, DomainConsole};
+use crate::devices::{xen_specs, XenDevices};
 use crate::hypercall::{self, XenError};
 use crate::hypervisor::{shutdown, ShutdownReason};
 use crate::{event, shared_info};
@@ -199,23 +200,30 @@ fn init() -> Result<(), XenError> {
     Ok(())
 }
 
-/// Runs an application as a Xen guest: sets up the hypercall page and
-/// shared info, parses the command line (`[-l FILTER] [-- ARGS...]`, as
-/// `mirage_kernel::run`), logs to the [`DomainConsole`] (Xen's console in
-/// dom0, the PV console ring in a domU), runs `app` on the
-/// kernel's executor idling in Xen, and shuts the domain down with status
-/// 0 if it returned `Ok`, [`APP_ERROR_STATUS`] after logging the error,
-/// [`USAGE_STATUS`] for a bad command line, [`XEN_SETUP_STATUS`] if Xen
-/// cannot be set up (the reason is printed on the Xen console where
-/// possible and on COM1).
-pub fn run<F, Fut, E>(boot: BootInfo, app: F) -> !
+/// Runs `app` as this Xen guest (what `mirage::main!` calls): see
+/// [`run_with`].
+pub fn run(boot: BootInfo, app_name: &'static str, app: impl App + 'static) -> ! {
+    run_with(boot, app_name, move |platform, devices| app.start(platform, devices))
+}
+
+/// Runs `start` as this Xen guest with the concrete platform and devices
+/// (for the platform's own test images): sets up the hypercall page and
+/// shared info, parses the command line ([`CommandLine`]; see
+/// [`crate::devices`] for the Xen backings), logs to the [`DomainConsole`]
+/// (Xen's console in dom0, the PV console ring in a domU), runs `start` on
+/// the kernel's executor idling in Xen, and shuts the domain down with
+/// status 0 if it returned `Ok`, [`APP_ERROR_STATUS`] after logging the
+/// error, `mirage_types::devices::USAGE_STATUS` after printing a usage
+/// error and the usage,
+/// [`XEN_SETUP_STATUS`] if Xen cannot be set up (the reason is printed on
+/// the Xen console where possible and on COM1).
+pub fn run_with<F, Fut>(boot: BootInfo, app_name: &'static str, start: F) -> !
 where
-    F: FnOnce(XenPlatform) -> Fut,
-    Fut: Future<Output = Result<(), E>> + 'static,
-    E: fmt::Display + 'static,
+    F: FnOnce(XenPlatform, XenDevices) -> Fut,
+    Fut: Future<Output = Result<(), AppError>> + 'static,
 {
     let fail = |status: u8, message: &dyn fmt::Display| -> ! {
-        let line = alloc::format!("mirage-platform-xen: {message}\n");
+        let line = alloc::format!("{app_name}: {message}\n");
         DomainConsole::detect().write_diagnostic(line.as_bytes());
         mirage_kernel::SerialConsole.write_diagnostic(line.as_bytes());
         exit(status)
@@ -223,8 +231,12 @@ where
     if let Err(e) = init() {
         fail(XEN_SETUP_STATUS, &e);
     }
-    let args = KernelArgs::parse(&boot.command_line).unwrap_or_else(|e| fail(USAGE_STATUS, &e));
-    let filter: LogFilter = args.log_filter.parse().unwrap_or_else(|e| fail(USAGE_STATUS, &e));
+    let usage = |e: UsageError| -> ! { fail(e.status(), &e) };
+    let line = CommandLine::parse(boot.command_line.split_ascii_whitespace()).unwrap_or_else(|e| usage(e));
+    let blocks = xen_specs(&line.blocks, "--block").unwrap_or_else(|e| usage(e));
+    let nets = xen_specs(&line.nets, "--net").unwrap_or_else(|e| usage(e));
+    let filter: LogFilter =
+        line.log.parse().unwrap_or_else(|e| usage(UsageError::Bad(alloc::format!("--log {:?}: {e}", line.log))));
     // Only fails if a logger is installed already, which then stays.
     let _ = Logger::new(DomainConsole::detect(), KernelClock, filter).install();
     match event::enable_upcalls() {
@@ -240,12 +252,13 @@ where
         boot.command_line
     );
     let executor = Executor::new();
-    let app_args: Rc<[String]> = args.app_args.into();
+    let app_args: Rc<[String]> = line.app_args.into();
     let platform = XenPlatform { kernel: KernelPlatform::new(executor.clone(), app_args) };
-    match executor.block_on(app(platform), &mut XenIdle) {
+    let devices = XenDevices::new(platform.clone(), blocks, nets, line.ipv4, line.ipv4_gateway);
+    match executor.block_on(start(platform, devices), &mut XenIdle) {
         Ok(()) => exit(0),
         Err(e) => {
-            log::error!("application failed: {e}");
+            log::error!("{app_name}: {e}");
             exit(APP_ERROR_STATUS)
         }
     }

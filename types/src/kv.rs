@@ -385,6 +385,53 @@ forward_handle!(KvWrite {
     }
 });
 
+/// One of two stores, chosen at run time: a store on a block device or
+/// the files compiled into the application
+/// ([`Devices::kv_ro_or`](crate::devices::Devices::kv_ro_or)). Each call
+/// goes to the store it holds; errors keep their kind and message.
+#[derive(Clone, Debug)]
+pub enum Either<A, B> {
+    /// The first store.
+    Left(A),
+    /// The second store.
+    Right(B),
+}
+
+/// Calls `$method` on whichever store `$self` holds.
+macro_rules! either_call {
+    ($self:ident.$method:ident($($arg:expr),*)) => {
+        match $self {
+            Either::Left(store) => store.$method($($arg),*).await.map_err(|e| KvError::from_error(&e)),
+            Either::Right(store) => store.$method($($arg),*).await.map_err(|e| KvError::from_error(&e)),
+        }
+    };
+}
+
+impl<A: KvRead, B: KvRead> KvRead for Either<A, B> {
+    type Error = KvError;
+    async fn exists(&self, key: &Key) -> Result<Option<EntryKind>, KvError> {
+        either_call!(self.exists(key))
+    }
+    async fn get(&self, key: &Key) -> Result<Bytes, KvError> {
+        either_call!(self.get(key))
+    }
+    async fn get_partial(&self, key: &Key, offset: u64, len: usize) -> Result<Bytes, KvError> {
+        either_call!(self.get_partial(key, offset, len))
+    }
+    async fn list(&self, key: &Key) -> Result<Vec<(String, EntryKind)>, KvError> {
+        either_call!(self.list(key))
+    }
+    async fn last_modified(&self, key: &Key) -> Result<PosixTime, KvError> {
+        either_call!(self.last_modified(key))
+    }
+    async fn digest(&self, key: &Key) -> Result<Digest, KvError> {
+        either_call!(self.digest(key))
+    }
+    async fn size(&self, key: &Key) -> Result<u64, KvError> {
+        either_call!(self.size(key))
+    }
+}
+
 /// The object-safe counterpart of [`KvRead`], for stores chosen at run
 /// time. Every store implements it; `dyn DynKvRead` implements [`KvRead`].
 #[async_trait::async_trait(?Send)]

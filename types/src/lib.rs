@@ -14,7 +14,8 @@
 //! |---|---|
 //! | [`time`] | monotonic clock, wall clock, sleeping until a deadline |
 //! | [`random`] | a cryptographically secure random source |
-//! | [`platform`] | the one handle an application receives: time, randomness, tasks, arguments, exit |
+//! | [`platform`] | the one handle an application receives: time, randomness, tasks, arguments, exit; [`platform::App`], what a platform starts |
+//! | [`devices`] | the other value it receives: its devices by name (stack, block devices, key-value stores, console), and the command line every platform takes |
 //! | [`flow`] | a reliable byte stream (TCP connections, consoles) |
 //! | [`console`] | the console device |
 //! | [`block`] | block devices: fixed-size sectors, scatter-gather I/O, flush |
@@ -187,6 +188,7 @@ macro_rules! error_family {
 pub mod arp;
 pub mod block;
 pub mod console;
+pub mod devices;
 pub mod ethernet;
 pub mod flow;
 pub mod icmp;

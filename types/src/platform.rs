@@ -35,9 +35,12 @@
 //! }
 //! ```
 
+use alloc::boxed::Box;
 use alloc::string::String;
+use core::convert::Infallible;
 use core::future::Future;
 
+use crate::devices::Devices;
 use crate::random::Random;
 use crate::time::{Sleep, WallClock};
 
@@ -58,4 +61,52 @@ pub trait Platform: Sleep + WallClock + Random + Clone + 'static {
     /// Ends the system with `status` (0 for success). Output written before
     /// the call through the console's diagnostic path is not lost.
     fn exit(&self, status: u8) -> !;
+}
+
+/// An application's failure as every platform reports it: logged at error
+/// level, then exit status 1. Any error type converts into it with `?`.
+pub type AppError = Box<dyn core::error::Error>;
+
+/// An application: what a platform's entry point starts, with the
+/// platform handle and the [`Devices`].
+///
+/// Applications do not implement this by hand: `mirage::main!(start)`
+/// (crate `mirage-rs`) implements it for the app's generic
+/// `async fn start<P: Platform, D: Devices>(platform: P, devices: D)`.
+/// A platform's runner calls [`App::start`] once, possibly with one of
+/// several `Devices` types chosen at run time (the unix platform picks host
+/// sockets or its own stack on TAP from the flags), which is why the
+/// method, not the trait, is generic.
+pub trait App {
+    /// Runs the application to its end. `Ok` is exit status 0.
+    async fn start<P: Platform, D: Devices>(self, platform: P, devices: D) -> Result<(), AppError>;
+}
+
+/// What an application's `start` may return: `()`, `Result<(), E>` or
+/// `Result<Infallible, E>` (a server that never returns but on error), for
+/// any `E` that converts into [`AppError`].
+pub trait AppOutcome {
+    /// The outcome as a platform reports it.
+    fn into_result(self) -> Result<(), AppError>;
+}
+
+impl AppOutcome for () {
+    fn into_result(self) -> Result<(), AppError> {
+        Ok(())
+    }
+}
+
+impl<E: Into<AppError>> AppOutcome for Result<(), E> {
+    fn into_result(self) -> Result<(), AppError> {
+        self.map_err(Into::into)
+    }
+}
+
+impl<E: Into<AppError>> AppOutcome for Result<Infallible, E> {
+    fn into_result(self) -> Result<(), AppError> {
+        match self {
+            Ok(never) => match never {},
+            Err(e) => Err(e.into()),
+        }
+    }
 }

@@ -11,12 +11,12 @@
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::{apt, cargo, workspace_root, TaskError};
+use crate::{apt, workspace_root, TaskError};
 
 /// The file requested: small, so the figure is about the request path.
 const PATH: &str = "/index.html";
@@ -101,16 +101,8 @@ pub(crate) fn www_unix() -> Result<ExitCode, TaskError> {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load = load.split_whitespace().next().unwrap_or("unknown").to_string();
 
-    println!("==> building www-unix (release)");
-    let status = cargo()
-        .args(["build", "--release", "--package", "www-unix"])
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !status.success() {
-        return Err(format!("cargo build --release --package www-unix failed ({status})"));
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let binary = target.join("release").join("www-unix");
+    println!("==> building www for unix (release)");
+    let binary = crate::build_app("www", cargo_mirage::Target::Unix, true)?.path;
 
     let port = free_port()?;
     let mut www = Command::new(&binary);

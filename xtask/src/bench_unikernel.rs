@@ -3,8 +3,9 @@
 //! same run, written to the `## unikernel (virtio)` section of
 //! `docs/benchmarks.md`.
 //!
-//! - **Sizes**: the `kernel`-profile images (symbols stripped by the
-//!   profile) of hello, www, echo and ping, beside Debian's
+//! - **Sizes**: the images of hello, www, echo and ping as `cargo mirage
+//!   build -t virtio` makes them (profile `mirage-virtio`, symbols
+//!   stripped), beside Debian's
 //!   `linux-image-amd64` vmlinuz (compressed bzImage, modules not counted).
 //! - **Boot time**, every guest under the same QEMU flags (microvm, TCG,
 //!   128 MiB, virtio-rng, virtio-net on user networking): from spawning
@@ -33,7 +34,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::bench_report::{load_note, utc_now, write_section};
-use crate::{virtio, workspace_root, TaskError};
+use cargo_mirage::build::Target;
+
+use crate::{build_app, workspace_root, TaskError};
 
 /// Boots per guest; the median is reported.
 const RUNS: usize = 5;
@@ -303,7 +306,7 @@ pub(crate) fn unikernel() -> Result<ExitCode, TaskError> {
     let load = load_note();
     let images: Vec<(&str, PathBuf)> = ["hello", "www", "echo", "ping"]
         .into_iter()
-        .map(|app| virtio::build(app).map(|p| (app, p)))
+        .map(|app| build_app(app, Target::Virtio, false).map(|image| (app, image.path)))
         .collect::<Result<_, _>>()?;
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
@@ -387,7 +390,7 @@ pub(crate) fn unikernel() -> Result<ExitCode, TaskError> {
          `--ipv4 10.0.2.15/24`). Times are the median\n\
          of {RUNS} boots, under TCG: they measure QEMU's emulation as much as the guests.\n\n\
          ### {date}\n\n{load}\n\n\
-         Image sizes (the `kernel` profile strips symbols; Linux is Debian's `linux-image-amd64`,\n\
+         Image sizes (the `mirage-virtio` profile strips symbols; Linux is Debian's `linux-image-amd64`,\n\
          not a tinyconfig build, which was out of reach here):\n\n{sizes}\n\
          Boot times:\n\n{boots}\n\
          (www − floor) / (Linux − floor): first serial byte {first_ratio}, ready {ready_ratio}.\n\
@@ -395,7 +398,7 @@ pub(crate) fn unikernel() -> Result<ExitCode, TaskError> {
          ratio flatters Linux.\n\n\
          Smallest `-m` at which www-virtio still answers HTTP (bisection over whole MiB): **{memory} MiB**.\n\n\
          Throughput under TCG measures QEMU, not us: the boot test\n\
-         (`cargo test -p www-virtio`) moves 10 MiB byte-exact as a functional check only.\n",
+         (`cargo test -p www --test virtio`) moves 10 MiB byte-exact as a functional check only.\n",
         date = utc_now(),
         ready_ratio = ratio(ours.ready, linux.ready),
     );

@@ -3,8 +3,8 @@
 //! beside a Linux domU booted by the same harness in the same run, written
 //! to the `## unikernel (xen)` section of `docs/benchmarks.md`.
 //!
-//! - **Sizes**: the `kernel`-profile images of the examples that have a
-//!   Xen crate, beside the harness's Linux vmlinuz and its domU initramfs.
+//! - **Sizes**: the images of every example as `cargo mirage build -t
+//!   xen` makes them (profile `mirage-xen`), beside the harness's Linux vmlinuz and its domU initramfs.
 //! - **Boot times**, read from the harness's `harness: at SECONDS ...`
 //!   lines (dom0 uptime; the harness polls every 0.1 s): how long `xl
 //!   create` took (building the domain, paused), then from the unpause to
@@ -26,14 +26,13 @@ use std::process::ExitCode;
 
 use crate::bench_report::{load_note, utc_now, write_section};
 use crate::bench_unikernel::cpio_entry;
-use crate::xen::{self, boot_domu, DomuOptions, Guest};
-use crate::{workspace_root, TaskError};
+use cargo_mirage::build::Target;
+use cargo_mirage::xen::{DomuOptions, Guest, Harness};
+
+use crate::{apps, build_app, workspace_root, xen_harness_dir, TaskError};
 
 /// Boots per guest; the median is reported.
 const RUNS: usize = 3;
-
-/// The examples that may have a Xen crate, in the order reported.
-const APPS: &[&str] = &["hello", "www", "ping", "echo", "block", "kv"];
 
 /// dom0's script: polls the guest's HTTP server, notes the first answer,
 /// and ends the guest.
@@ -92,18 +91,17 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 }
 
 /// Boots `guest` [`RUNS`] times with the HTTP probe (if `http`).
-fn measure(what: &str, guest: &Guest, http: bool, script: &Path) -> Result<Vec<Boot>, TaskError> {
+fn measure(harness: &Harness, what: &str, guest: &Guest, http: bool, script: &Path) -> Result<Vec<Boot>, TaskError> {
     let options = DomuOptions {
         dom0_script: http.then(|| script.to_path_buf()),
-        runs: 1,
-        ramdisk: None,
         memory: guest.memory_mib,
         pv: guest.pv,
+        ..DomuOptions::default()
     };
     (1..=RUNS)
         .map(|i| {
             println!("==> {what}: boot {i} of {RUNS}");
-            let log = boot_domu(guest, &options)?;
+            let log = harness.domu(guest, &options).map_err(|e| e.to_string())?;
             let boot = boot_figures(&log).ok_or_else(|| format!("{what}: the log lacks the harness's milestones"))?;
             if http && boot.http.is_none() {
                 return Err(format!("{what}: dom0 got no HTTP answer from the guest"));
@@ -138,19 +136,19 @@ fn seconds(value: Option<f64>) -> String {
 
 /// `cargo xtask bench xen`.
 pub(crate) fn xen() -> Result<ExitCode, TaskError> {
-    xen::prepare()?;
+    let xen = Harness::at(&xen_harness_dir());
+    xen.prepare().map_err(|e| e.to_string())?;
     let load = load_note();
     let root = workspace_root();
-    let mut images: Vec<(&str, PathBuf)> = Vec::new();
-    for app in APPS {
-        if root.join("examples").join(app).join("xen/Cargo.toml").is_file() {
-            images.push((app, xen::build(app)?));
-        }
+    let mut images: Vec<(String, PathBuf)> = Vec::new();
+    for app in apps() {
+        let image = build_app(&app, Target::Xen, false)?;
+        images.push((app, image.path));
     }
-    let www = images.iter().find(|(app, _)| *app == "www").map(|(_, path)| path.clone());
-    let www = www.ok_or("bench xen needs examples/www/xen")?;
+    let www = images.iter().find(|(app, _)| app == "www").map(|(_, path)| path.clone());
+    let www = www.ok_or("bench xen needs examples/www")?;
 
-    let harness = xen::harness_dir();
+    let harness = xen.dir().to_path_buf();
     let modules = harness.join("unpacked/lib/modules");
     let version = std::fs::read_dir(&modules)
         .map_err(|e| format!("cannot list {}: {e}", modules.display()))?
@@ -182,6 +180,7 @@ pub(crate) fn xen() -> Result<ExitCode, TaskError> {
     // The kernel's flags, then `--` and the application's.
     let www_args = ["--".to_string(), "--ipv4".to_string(), "10.0.0.2/24".to_string()];
     let ours = measure(
+        &xen,
         "www-xen",
         &Guest { image: &www, ramdisk: None, memory_mib: 32, args: &www_args, pv: false },
         true,
@@ -190,7 +189,7 @@ pub(crate) fn xen() -> Result<ExitCode, TaskError> {
     let linux_args = ["console=hvc0".to_string()];
     let linux_guest =
         Guest { image: &vmlinuz, ramdisk: Some(&initramfs), memory_mib: 128, args: &linux_args, pv: true };
-    let linux = measure("Linux domU", &linux_guest, true, &script)?;
+    let linux = measure(&xen, "Linux domU", &linux_guest, true, &script)?;
 
     let row = |name: &str, boots: &[Boot]| {
         let create = median(boots.iter().map(|b| b.create).collect());

@@ -1,20 +1,27 @@
 //! `cargo xtask`: build, run, test and benchmark mirage-rs.
 //!
 //! ```text
-//! cargo xtask run APP [--platform unix] [-- APP-FLAGS...]
-//! cargo xtask run APP --platform virtio [--machine microvm|q35] [--disk IMAGE]
-//!     [--tap IFACE | --forward HOSTPORT:GUESTPORT...] [-- KERNEL-ARGS...]
+//! cargo xtask run APP [--platform unix|virtio|xen] [--machine microvm|q35] [--disk NAME=FILE]...
+//!     [--tap IFACE | --forward HOSTPORT:GUESTPORT...] [-- ARGS...]
 //! cargo xtask build APP --platform virtio|xen
-//! cargo xtask run APP --platform xen [-- KERNEL-ARGS...]
 //! cargo xtask xen prepare|dom0 IMAGE|domu IMAGE [-- KERNEL-ARGS...]
 //! cargo xtask test
-//! cargo xtask bench www-unix|udp|checksum|tcp|block|unikernel
+//! cargo xtask bench www-unix|udp|checksum|tcp|block|unikernel|xen
 //! ```
 //!
-//! - `run` builds and runs an example (`examples/APP`) on a platform; only
-//!   `unix` exists so far. Its flags go to the program unchanged: platform
-//!   flags first, then the application's after a second `--`
-//!   (`cargo xtask run www -- -l debug -- --port 9000`).
+//! - `run` builds an example (`examples/APP`, any directory of
+//!   `examples/` with a `Cargo.toml`; every example builds for every
+//!   target) for a platform and runs it, through the library of `cargo
+//!   mirage` (`tools/cargo-mirage`): a Linux process (unix), QEMU (virtio),
+//!   a domU of Xen under QEMU (xen). Its flags go to the program or kernel:
+//!   platform flags first, then the application's after a second `--`
+//!   (`cargo xtask run www -- -l debug -- --port 9000`); `--disk` and
+//!   `--tap` add the matching `--block`/`--net` flags.
+//! - `build` builds an example's kernel image and prints its path and
+//!   size, with a libvirt domain (virtio) or an xl configuration (xen)
+//!   beside it.
+//! - `xen` drives the Xen harness (`cargo_mirage::xen`) in
+//!   `target/xen-harness`.
 //! - `test` is the project's whole test command (the README's and CI's):
 //!   it installs the Debian packages the suite needs, then checks
 //!   formatting, lints, runs every test and builds the documentation,
@@ -26,6 +33,8 @@
 //!   (UDP echo in memory and over TAP, the Internet checksum beside memcpy,
 //!   TCP, block devices and KV stores), print the exact command, and
 //!   replace their own section of `docs/benchmarks.md`.
+//! - `bench unikernel|xen` measure the images (`bench_unikernel.rs`,
+//!   `bench_xen.rs`).
 
 mod apt;
 mod bench;
@@ -34,12 +43,14 @@ mod bench_report;
 mod bench_unikernel;
 mod bench_xen;
 mod steps;
-mod virtio;
 mod xen;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+use cargo_mirage::build::{write_guest_config, Build, GuestConfig, Target};
+use cargo_mirage::qemu::{Forward, Machine, Network};
+use cargo_mirage::{run as runner, Disk, Image};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -53,31 +64,33 @@ struct Cli {
 enum Task {
     /// Build and run an example application.
     Run {
-        /// The example: a directory of examples/ with a platform entry.
+        /// The example: a directory of examples/.
         app: String,
         /// Where it runs.
         #[arg(long, value_enum, default_value_t = Platform::Unix)]
         platform: Platform,
         /// With `--platform virtio`: the machine QEMU emulates.
-        #[arg(long, value_enum, default_value_t = virtio::Machine::Microvm)]
-        machine: virtio::Machine,
-        /// With `--platform virtio`: a raw disk image to attach as the
-        /// first virtio-blk device (name it with `-- --block NAME`).
-        #[arg(long)]
-        disk: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Machine::Microvm)]
+        machine: Machine,
+        /// A raw disk image the application opens as NAME; the `--block`
+        /// flag naming it is added (unix: the file, virtio: the next
+        /// virtio-blk device, xen: a copy as the next vbd). Repeatable.
+        #[arg(long = "disk", value_name = "NAME=FILE", value_parser = parse_disk)]
+        disks: Vec<Disk>,
         #[command(flatten)]
-        net: virtio::NetOptions,
+        net: NetOptions,
         /// The program's flags, after `--`: the platform's (`-l debug`,
-        /// `--block NAME=PATH`), then the application's own after a second
-        /// `--` (`cargo xtask run www -- -l debug -- --port 9000`). For
-        /// `--platform virtio` they are the kernel command line.
+        /// `--ipv4 A/P`), then the application's own after a second `--`
+        /// (`cargo xtask run www -- -l debug -- --port 9000`). For the
+        /// unikernels they are the kernel command line.
         #[arg(last = true)]
         args: Vec<String>,
     },
     /// Build an example's image for a unikernel platform and print its
-    /// path and size.
+    /// path and size (with a libvirt domain or an xl configuration beside
+    /// it).
     Build {
-        /// The example: a directory of examples/ with a platform entry.
+        /// The example: a directory of examples/.
         app: String,
         /// Which platform (`virtio` or `xen`: the unikernel platforms).
         #[arg(long, value_enum, default_value_t = Platform::Virtio)]
@@ -96,7 +109,41 @@ enum Task {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+/// How the guest's network device is connected, if it has one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, clap::Args)]
+struct NetOptions {
+    /// unix: our own stack on the host's TAP interface IFACE (`--net
+    /// net0=tap:IFACE`); virtio: a virtio-net device on it (create it
+    /// first: `ip tuntap add dev IFACE mode tap`).
+    #[arg(long, value_name = "IFACE", conflicts_with = "forward")]
+    tap: Option<String>,
+    /// With `--platform virtio`: a virtio-net device on QEMU's user
+    /// networking (the guest gets 10.0.2.15 by DHCP), with host TCP port
+    /// HOSTPORT on 127.0.0.1 forwarded to the guest's GUESTPORT. May be
+    /// given more than once.
+    #[arg(long, value_name = "HOSTPORT:GUESTPORT", value_parser = parse_forward)]
+    forward: Vec<Forward>,
+}
+
+impl NetOptions {
+    fn network(&self) -> Network {
+        match (&self.tap, self.forward.is_empty()) {
+            (Some(tap), _) => Network::Tap(tap.clone()),
+            (None, true) => Network::None,
+            (None, false) => Network::User(self.forward.clone()),
+        }
+    }
+}
+
+fn parse_disk(text: &str) -> Result<Disk, String> {
+    Disk::parse(text).map_err(|e| e.to_string())
+}
+
+fn parse_forward(text: &str) -> Result<Forward, String> {
+    text.parse::<Forward>().map_err(|e| e.to_string())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Platform {
     /// A Linux process (platform-unix).
     Unix,
@@ -104,6 +151,16 @@ enum Platform {
     Virtio,
     /// A Xen PVH guest (platform-xen).
     Xen,
+}
+
+impl Platform {
+    fn target(self) -> Target {
+        match self {
+            Platform::Unix => Target::Unix,
+            Platform::Virtio => Target::Virtio,
+            Platform::Xen => Target::Xen,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -132,10 +189,7 @@ type TaskError = String;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Task::Run { app, platform: Platform::Virtio, machine, disk, net, args } => {
-            run_virtio(&app, machine, disk.as_deref(), &net, &args)
-        }
-        Task::Run { app, platform, args, .. } => run(&app, platform, &args),
+        Task::Run { app, platform, machine, disks, net, args } => run(&app, platform, machine, disks, &net, &args),
         Task::Build { app, platform } => build(&app, platform),
         Task::Test => steps::test(),
         Task::Xen(task) => xen::task(&task),
@@ -172,99 +226,82 @@ fn cargo() -> Command {
     command
 }
 
-/// The examples that have an entry for `platform`, sorted.
-fn apps(platform: &str) -> Vec<String> {
+/// The examples: the directories of `examples/` with a `Cargo.toml`,
+/// sorted.
+fn apps() -> Vec<String> {
     let mut apps: Vec<String> = std::fs::read_dir(workspace_root().join("examples"))
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|entry| entry.path().join(platform).join("Cargo.toml").is_file())
+        .filter(|entry| entry.path().join("Cargo.toml").is_file())
         .filter_map(|entry| entry.file_name().into_string().ok())
         .collect();
     apps.sort();
     apps
 }
 
-fn run(app: &str, platform: Platform, args: &[String]) -> Result<ExitCode, TaskError> {
-    let platform = match platform {
-        Platform::Unix => "unix",
-        Platform::Virtio => {
-            return run_virtio(app, virtio::Machine::Microvm, None, &virtio::NetOptions::default(), args)
-        }
-        Platform::Xen => {
-            check_app(app, "xen")?;
-            return xen::run(app, args);
-        }
-    };
-    let known = apps(platform);
+/// The manifest of the example `app`, refusing an unknown one with the
+/// choices.
+fn app_manifest(app: &str) -> Result<PathBuf, TaskError> {
+    let known = apps();
     if !known.iter().any(|a| a == app) {
-        return Err(format!("unknown app {app:?}; the apps for --platform {platform} are: {}", known.join(", ")));
+        return Err(format!("unknown app {app:?}; the apps are: {}", known.join(", ")));
     }
-    let package = format!("{app}-{platform}");
-    let status = cargo()
-        .args(["run", "--package", &package, "--"])
-        .args(args)
-        .status()
-        .map_err(|e| format!("cannot start cargo to run {package}: {e}"))?;
-    Ok(exit_code(status))
+    Ok(workspace_root().join("examples").join(app).join("Cargo.toml"))
 }
 
-/// Refuses an app without an entry for `platform`, naming those with one.
-fn check_app(app: &str, platform: &str) -> Result<(), TaskError> {
-    let known = apps(platform);
-    if known.iter().any(|a| a == app) {
-        return Ok(());
-    }
-    Err(format!("unknown app {app:?}; the apps for --platform {platform} are: {}", known.join(", ")))
+/// Builds the example `app` for `target` (unix: `release` or dev) in the
+/// usual target directory and prints the artifact's path and size.
+fn build_app(app: &str, target: Target, release: bool) -> Result<Image, TaskError> {
+    let manifest = app_manifest(app)?;
+    let image = Build::new(&manifest, target).release(release).run().map_err(|e| e.to_string())?;
+    println!("{} ({} bytes, {} KiB)", image.path.display(), image.size, image.size.div_ceil(1024));
+    Ok(image)
 }
 
-/// Refuses an app without a `virtio` entry, naming those with one.
-fn check_virtio_app(app: &str) -> Result<(), TaskError> {
-    let known = apps("virtio");
-    if known.iter().any(|a| a == app) {
-        return Ok(());
-    }
-    Err(format!("unknown app {app:?}; the apps for --platform virtio are: {}", known.join(", ")))
+/// Where the Xen harness of this repository lives.
+fn xen_harness_dir() -> PathBuf {
+    workspace_root().join("target/xen-harness")
 }
 
-/// `cargo xtask run APP --platform virtio`: builds the image and boots it
-/// in QEMU (see `virtio.rs`).
-fn run_virtio(
+/// `cargo xtask run APP`: builds and runs it; exits with its status.
+fn run(
     app: &str,
-    machine: virtio::Machine,
-    disk: Option<&Path>,
-    net: &virtio::NetOptions,
+    platform: Platform,
+    machine: Machine,
+    disks: Vec<Disk>,
+    net: &NetOptions,
     args: &[String],
 ) -> Result<ExitCode, TaskError> {
-    check_virtio_app(app)?;
-    virtio::run(app, machine, disk, net, args)
+    app_manifest(app)?;
+    for disk in &disks {
+        disk.check().map_err(|e| e.to_string())?;
+    }
+    if platform == Platform::Virtio {
+        apt::ensure(&["qemu-system-x86"])?;
+    }
+    let image = build_app(app, platform.target(), false)?;
+    let options = runner::Options {
+        disks,
+        network: net.network(),
+        machine,
+        memory_mib: None,
+        xen_harness: Some(xen_harness_dir()),
+    };
+    let status = runner::run(image.target, &image.path, &options, args).map_err(|e| e.to_string())?;
+    Ok(ExitCode::from(status))
 }
 
-/// `cargo xtask build APP --platform virtio`.
+/// `cargo xtask build APP --platform virtio|xen`.
 fn build(app: &str, platform: Platform) -> Result<ExitCode, TaskError> {
-    match platform {
-        Platform::Virtio => {
-            check_virtio_app(app)?;
-            virtio::build(app).map(|_| ExitCode::SUCCESS)
-        }
-        Platform::Xen => {
-            check_app(app, "xen")?;
-            xen::build(app).map(|_| ExitCode::SUCCESS)
-        }
-        Platform::Unix => {
-            Err("only --platform virtio and xen build images; unix apps run with `cargo xtask run`".into())
-        }
+    if platform == Platform::Unix {
+        return Err("only --platform virtio and xen build images; unix apps run with `cargo xtask run`".into());
     }
-}
-
-/// The exit status of a child as ours (a child killed by a signal is a
-/// failure).
-fn exit_code(status: std::process::ExitStatus) -> ExitCode {
-    match status.code() {
-        Some(0) => ExitCode::SUCCESS,
-        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
-        None => ExitCode::FAILURE,
+    let image = build_app(app, platform.target(), false)?;
+    if let Some((path, how)) = write_guest_config(&image, &GuestConfig::default()).map_err(|e| e.to_string())? {
+        println!("{} ({how})", path.display());
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
@@ -273,8 +310,8 @@ mod tests {
 
     #[test]
     fn the_examples_are_found() {
-        let apps = apps("unix");
-        for app in ["echo", "www"] {
+        let apps = apps();
+        for app in ["hello", "www"] {
             assert!(apps.iter().any(|a| a == app), "{apps:?}");
         }
         assert!(apps.windows(2).all(|w| w[0] < w[1]));
@@ -282,22 +319,22 @@ mod tests {
 
     #[test]
     fn unknown_apps_and_platforms_are_refused_with_the_choices() {
-        let e = run("nope", Platform::Unix, &[]).unwrap_err();
-        assert!(e.contains("unknown app \"nope\"") && e.contains("www"), "{e}");
-        let e = run("nope", Platform::Xen, &[]).unwrap_err();
-        assert!(e.contains("unknown app \"nope\"") && e.contains("hello"), "{e}");
-        let e = run_virtio("nope", virtio::Machine::Microvm, None, &virtio::NetOptions::default(), &[]).unwrap_err();
-        assert!(e.contains("unknown app \"nope\"") && e.contains("block") && e.contains("kv"), "{e}");
+        let none = NetOptions::default();
+        for platform in [Platform::Unix, Platform::Virtio, Platform::Xen] {
+            let e = run("nope", platform, Machine::Microvm, Vec::new(), &none, &[]).unwrap_err();
+            assert!(e.contains("unknown app \"nope\"") && e.contains("hello"), "{e}");
+        }
         let e = build("hello", Platform::Unix).unwrap_err();
         assert!(e.contains("only --platform virtio and xen"), "{e}");
         let cli = Cli::try_parse_from(["xtask", "run", "block", "--platform", "virtio", "--machine", "q35"]).unwrap();
-        assert!(matches!(cli.command, Task::Run { machine: virtio::Machine::Q35, .. }));
+        assert!(matches!(cli.command, Task::Run { machine: Machine::Q35, .. }));
         let cli =
             Cli::try_parse_from(["xtask", "run", "www", "--platform", "virtio", "--forward", "8080:8080"]).unwrap();
-        assert!(
-            matches!(cli.command, Task::Run { net: virtio::NetOptions { ref forward, .. }, .. } if forward.len() == 1)
-        );
+        let Task::Run { net, .. } = cli.command else { panic!("not run") };
+        assert_eq!(net.network(), Network::User(vec![Forward { host: 8080, guest: 8080 }]));
         assert!(Cli::try_parse_from(["xtask", "run", "www", "--tap", "t0", "--forward", "1:1"]).is_err());
+        let e = Cli::try_parse_from(["xtask", "run", "www", "--forward", "8080"]).err().unwrap().to_string();
+        assert!(e.contains("HOSTPORT:GUESTPORT"), "{e}");
     }
 
     #[test]
@@ -308,10 +345,13 @@ mod tests {
         let cli = Cli::try_parse_from(["xtask", "run", "www", "--", "-l", "debug", "--", "--port", "1"]).unwrap();
         let Task::Run { args, .. } = cli.command else { panic!("not run") };
         assert_eq!(args, ["-l", "debug", "--", "--port", "1"]);
+        let cli = Cli::try_parse_from(["xtask", "run", "kv", "--platform", "xen", "--disk", "data=kv.img"]).unwrap();
+        let Task::Run { disks, platform, .. } = cli.command else { panic!("not run") };
+        assert_eq!((disks, platform), (vec![Disk::parse("data=kv.img").unwrap()], Platform::Xen));
         let e = Cli::try_parse_from(["xtask", "run", "www", "--platform", "bsd"]).err().unwrap().to_string();
         assert!(e.contains("unix") && e.contains("virtio") && e.contains("xen"), "{e}");
         assert!(Cli::try_parse_from(["xtask", "bench", "nothing"]).is_err());
-        for name in ["www-unix", "udp", "checksum", "tcp", "block", "unikernel"] {
+        for name in ["www-unix", "udp", "checksum", "tcp", "block", "unikernel", "xen"] {
             assert!(Cli::try_parse_from(["xtask", "bench", name]).is_ok(), "bench {name}");
         }
     }

@@ -24,6 +24,10 @@ const SUITE_PACKAGES: &[&str] = &[
     "mount",
     // Boot tests of the unikernel images.
     "qemu-system-x86",
+    // cargo mirage's libvirt test: the daemon (libvirtd, virtlogd) with its
+    // QEMU driver, and virsh; the test starts the daemons.
+    "libvirt-daemon-system",
+    "libvirt-clients",
     // libFuzzer, which cargo-fuzz builds for the fuzz step, is C++.
     "g++",
 ];

@@ -122,7 +122,7 @@ use core::cell::RefCell;
 use core::fmt;
 
 use mirage_types::block::BlockDevice;
-use mirage_types::kv::{Digest, EntryKind, ErrorKind, Key, KvError, KvRead, KvWrite};
+use mirage_types::kv::{Digest, EntryKind, Error as _, ErrorKind, Key, KvError, KvRead, KvWrite};
 use mirage_types::time::{PosixTime, WallClock};
 use mirage_types::Bytes;
 use sha2::{Digest as _, Sha256};
@@ -239,6 +239,83 @@ impl fmt::Display for CheckReport {
     }
 }
 
+/// Reads the superblocks and replays the log of the store on `dev`: the
+/// checks of [`LogKv::mount`], which builds the store from the result.
+async fn replay<B: BlockDevice>(dev: &B) -> Result<State, KvError> {
+    let info = dev.info();
+    if info.sector_count < LOG_START {
+        return Err(corrupt(format!(
+            "not a LogKv store: the device has {} sectors, fewer than the two superblocks",
+            info.sector_count
+        )));
+    }
+    let mut slots = vec![0u8; 2 * info.sector_size as usize];
+    dev.read(0, &mut slots).await.map_err(storage("reading the superblocks"))?;
+    let (a, b) = slots.split_at(info.sector_size as usize);
+    let sb = match (
+        Superblock::decode(a, info.sector_size, info.sector_count),
+        Superblock::decode(b, info.sector_size, info.sector_count),
+    ) {
+        (Ok(a), Ok(b)) => {
+            if a.generation >= b.generation {
+                a
+            } else {
+                b
+            }
+        }
+        (Ok(sb), Err(_)) | (Err(_), Ok(sb)) => sb,
+        (Err(ea), Err(eb)) => {
+            return Err(corrupt(format!("not a LogKv store: sector 0: {ea}; sector 1: {eb}")));
+        }
+    };
+    let scan = scan(dev, &sb).await?;
+    if let Some(damage) = scan.damage {
+        return Err(corrupt(damage));
+    }
+    Ok(State { sb, head: scan.head, next_seq: scan.next_seq, index: scan.index })
+}
+
+/// How [`LogKv::mount_or_format`] opened a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opened {
+    /// The device held a store, which was mounted.
+    Mounted,
+    /// The device was blank and now holds a new, empty store.
+    Formatted,
+}
+
+impl fmt::Display for Opened {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Opened::Mounted => "mounted the store on the device",
+            Opened::Formatted => "the device was blank: formatted a new store",
+        })
+    }
+}
+
+/// The most bytes one read of [`LogKv::mount_or_format`]'s blank check
+/// moves (one sector if sectors are larger).
+pub const BLANK_CHECK_BYTES: usize = 1024 * 1024;
+
+/// Whether every byte of `dev` is zero.
+async fn is_blank<B: BlockDevice>(dev: &B) -> Result<bool, KvError> {
+    let info = dev.info();
+    let sector_size = info.sector_size as usize;
+    let chunk_sectors = (BLANK_CHECK_BYTES / sector_size.max(1)).max(1) as u64;
+    let mut buffer = vec![0u8; chunk_sectors.min(info.sector_count) as usize * sector_size];
+    let mut sector = 0;
+    while sector < info.sector_count {
+        let count = chunk_sectors.min(info.sector_count - sector);
+        let chunk = &mut buffer[..count as usize * sector_size];
+        dev.read(sector, chunk).await.map_err(storage("reading the device to check that it is blank"))?;
+        if chunk.iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        sector += count;
+    }
+    Ok(true)
+}
+
 /// A crash-safe read-write key-value store on a block device; see the
 /// module documentation for its format, guarantees and costs.
 ///
@@ -329,38 +406,38 @@ impl<B: BlockDevice, C: WallClock> LogKv<B, C> {
     /// documentation), each with the sector; [`ErrorKind::Storage`] if
     /// the device fails. Nothing is written.
     pub async fn mount(dev: B, clock: C) -> Result<LogKv<B, C>, KvError> {
-        let info = dev.info();
-        if info.sector_count < LOG_START {
+        let state = replay(&dev).await?;
+        Ok(LogKv { dev, clock, lock: Exclusive::new(()), state: RefCell::new(state) })
+    }
+
+    /// Mounts the store on `dev`, or formats the device with `options` if
+    /// no store mounts and every byte of the device is zero (a new disk
+    /// image, a zeroed device). A device holding anything else, a damaged
+    /// store included, is never formatted over: that is [`LogKv::mount`]'s
+    /// error (with a note that the device was left alone), so that an
+    /// operator decides what to do with it. The blank
+    /// check reads the whole device, [`BLANK_CHECK_BYTES`] at a time, and
+    /// only when no store mounts.
+    ///
+    /// Errors: [`LogKv::mount`]'s for a device that is not blank,
+    /// [`LogKv::format`]'s for one that is, [`ErrorKind::Storage`] if a
+    /// read of the blank check fails.
+    pub async fn mount_or_format(dev: B, clock: C, options: FormatOptions) -> Result<(LogKv<B, C>, Opened), KvError> {
+        let mount = match replay(&dev).await {
+            Ok(state) => {
+                let store = LogKv { dev, clock, lock: Exclusive::new(()), state: RefCell::new(state) };
+                return Ok((store, Opened::Mounted));
+            }
+            Err(e) if e.kind() == ErrorKind::Corrupt => e,
+            Err(e) => return Err(e),
+        };
+        if !is_blank(&dev).await? {
             return Err(corrupt(format!(
-                "not a LogKv store: the device has {} sectors, fewer than the two superblocks",
-                info.sector_count
+                "{mount}; the device is not blank, so it is not formatted over: zero it (or recreate the image \
+                 file) to start a new store"
             )));
         }
-        let mut slots = vec![0u8; 2 * info.sector_size as usize];
-        dev.read(0, &mut slots).await.map_err(storage("reading the superblocks"))?;
-        let (a, b) = slots.split_at(info.sector_size as usize);
-        let sb = match (
-            Superblock::decode(a, info.sector_size, info.sector_count),
-            Superblock::decode(b, info.sector_size, info.sector_count),
-        ) {
-            (Ok(a), Ok(b)) => {
-                if a.generation >= b.generation {
-                    a
-                } else {
-                    b
-                }
-            }
-            (Ok(sb), Err(_)) | (Err(_), Ok(sb)) => sb,
-            (Err(ea), Err(eb)) => {
-                return Err(corrupt(format!("not a LogKv store: sector 0: {ea}; sector 1: {eb}")));
-            }
-        };
-        let scan = scan(&dev, &sb).await?;
-        if let Some(damage) = scan.damage {
-            return Err(corrupt(damage));
-        }
-        let state = State { sb, head: scan.head, next_seq: scan.next_seq, index: scan.index };
-        Ok(LogKv { dev, clock, lock: Exclusive::new(()), state: RefCell::new(state) })
+        Ok((LogKv::format(dev, clock, options).await?, Opened::Formatted))
     }
 
     /// Checks the whole store against the device: re-reads and re-checks

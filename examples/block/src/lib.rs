@@ -15,9 +15,21 @@ use alloc::vec;
 use core::fmt;
 use core::time::Duration;
 
-use mirage_types::block::{self, BlockDevice, Operation};
-use mirage_types::platform::Platform;
-use mirage_types::random::RandomError;
+use mirage::block::{self, BlockDevice, Operation};
+use mirage::devices::Devices;
+use mirage::platform::{AppError, Platform};
+use mirage::random::RandomError;
+
+/// The block device the example overwrites.
+pub const DISK_DEVICE: &str = "disk";
+
+/// Runs the example on the block device [`DISK_DEVICE`]: see [`check`].
+/// Destroys what the device held.
+pub async fn start<P: Platform, D: Devices>(platform: P, devices: D) -> Result<(), AppError> {
+    let disk = devices.block(DISK_DEVICE).await?;
+    check(platform, disk).await?;
+    Ok(())
+}
 
 /// The most bytes one request moves, and the size of the one buffer the
 /// test allocates (less for a smaller device, one sector for a device whose
@@ -163,7 +175,7 @@ fn mib_per_sec(bytes: u64, time: Duration) -> f64 {
 /// [`BlockTestError::Io`] for the first failed request (sectors before it
 /// hold the pattern); [`BlockTestError::Mismatch`] for the first sector
 /// that reads back wrong.
-pub async fn start<P: Platform, B: BlockDevice>(platform: P, device: B) -> Result<Report, BlockTestError<B::Error>> {
+pub async fn check<P: Platform, B: BlockDevice>(platform: P, device: B) -> Result<Report, BlockTestError<B::Error>> {
     let info = device.info();
     if !info.read_write {
         return Err(BlockTestError::ReadOnly);
@@ -240,9 +252,9 @@ mod tests {
     use core::pin::pin;
     use core::task::{Context, Poll, Waker};
 
-    use mirage_types::block::{BlockError, BlockInfo};
-    use mirage_types::random::Random;
-    use mirage_types::time::{Instant, MonotonicClock, PosixTime, Sleep, WallClock};
+    use mirage::block::{BlockError, BlockInfo};
+    use mirage::random::Random;
+    use mirage::time::{Instant, MonotonicClock, PosixTime, Sleep, WallClock};
 
     use super::*;
 
@@ -376,7 +388,7 @@ mod tests {
     fn a_sound_device_passes_in_several_chunks() {
         // 300 sectors of 4 KiB: more than one 1 MiB chunk.
         let disk = FaultyDisk::new(4096, 300, Fault::None);
-        let report = run(start(FakePlatform::default(), &disk)).expect("sound device");
+        let report = run(check(FakePlatform::default(), &disk)).expect("sound device");
         assert_eq!(report.sectors, 300);
         assert_eq!(report.bytes, 300 * 4096);
         assert_eq!(disk.flushes.get(), 1);
@@ -401,7 +413,7 @@ mod tests {
     #[test]
     fn a_lost_write_is_named() {
         let disk = FaultyDisk::new(512, 64, Fault::LoseWrite(37));
-        let e = run(start(FakePlatform::default(), &disk)).expect_err("lost write");
+        let e = run(check(FakePlatform::default(), &disk)).expect_err("lost write");
         assert!(matches!(e, BlockTestError::Mismatch { sector: 37, found: Found::NotThisRun }), "{e}");
         assert_eq!(
             alloc::format!("{e}"),
@@ -412,14 +424,14 @@ mod tests {
     #[test]
     fn a_misdirected_write_is_named() {
         let disk = FaultyDisk::new(512, 64, Fault::Swap(5, 9));
-        let e = run(start(FakePlatform::default(), &disk)).expect_err("misdirected writes");
+        let e = run(check(FakePlatform::default(), &disk)).expect_err("misdirected writes");
         assert!(matches!(e, BlockTestError::Mismatch { sector: 5, found: Found::OtherSector(9) }), "{e}");
     }
 
     #[test]
     fn a_corrupt_byte_is_located() {
         let disk = FaultyDisk::new(512, 64, Fault::FlipOnRead(63, 300));
-        let e = run(start(FakePlatform::default(), &disk)).expect_err("corruption");
+        let e = run(check(FakePlatform::default(), &disk)).expect_err("corruption");
         assert!(matches!(e, BlockTestError::Mismatch { sector: 63, found: Found::CorruptAt(300) }), "{e}");
     }
 
@@ -427,7 +439,7 @@ mod tests {
     fn a_read_only_device_is_refused_untouched() {
         let mut disk = FaultyDisk::new(512, 8, Fault::None);
         disk.info.read_write = false;
-        let e = run(start(FakePlatform::default(), &disk)).expect_err("read-only");
+        let e = run(check(FakePlatform::default(), &disk)).expect_err("read-only");
         assert!(matches!(e, BlockTestError::ReadOnly));
         assert!(alloc::format!("{e}").contains("read-only"));
         assert!(disk.data.borrow().iter().all(|&b| b == 0xee));
@@ -436,7 +448,7 @@ mod tests {
     #[test]
     fn an_empty_device_passes_trivially() {
         let disk = FaultyDisk::new(512, 0, Fault::None);
-        let report = run(start(FakePlatform::default(), &disk)).expect("empty device");
+        let report = run(check(FakePlatform::default(), &disk)).expect("empty device");
         assert_eq!((report.sectors, report.bytes), (0, 0));
     }
 }

@@ -1,7 +1,8 @@
 //! The echo example: a TCP echo service (RFC 862) written once against the
-//! traits of `mirage-types`.
+//! traits of `mirage-types`, one crate for every target.
 //!
-//! [`start`] listens on [`Config::port`] of a [`Stack`]; every connection runs as its own
+//! [`start`] takes the stack named `net0` from the platform's devices and
+//! [`listen`]s on [`Config::port`] of it; every connection runs as its own
 //! task and gets back every byte it sends, in order, until it closes its
 //! side, when the server closes too.
 //!
@@ -36,11 +37,12 @@ use core::time::Duration;
 
 use futures::future::{select, Either};
 use log::{debug, info, warn};
-use mirage_types::flow::{self, Flow};
-use mirage_types::platform::Platform;
-use mirage_types::stack::Stack;
-use mirage_types::tcp::{Tcp, TcpFlow, TcpListener};
-use mirage_types::time::Sleep;
+use mirage::devices::Devices;
+use mirage::flow::{self, Flow};
+use mirage::platform::{AppError, Platform};
+use mirage::stack::Stack;
+use mirage::tcp::{Tcp, TcpFlow, TcpListener};
+use mirage::time::Sleep;
 
 /// Bytes each connection reads before writing them back.
 pub const BUFFER_SIZE: usize = 16 * 1024;
@@ -119,6 +121,23 @@ impl Config {
     }
 }
 
+/// The network device the service listens on.
+pub const NET_DEVICE: &str = "net0";
+
+/// Runs the service: the configuration from the application's arguments
+/// ([`Config::from_args`]), the stack [`NET_DEVICE`], then [`listen`].
+///
+/// # Errors
+///
+/// A bad argument, no stack, or a port that cannot be listened on.
+pub async fn start<P: Platform, D: Devices>(platform: P, devices: D) -> Result<Infallible, AppError> {
+    let config = Config::from_args(platform.args())?;
+    let stack = devices.stack(NET_DEVICE).await?;
+    listen(platform, &stack, config)
+        .await
+        .map_err(|e| alloc::format!("cannot listen on TCP port {}: {e}", config.port).into())
+}
+
 /// Listens on `config.port` of every local IPv4 address of `stack` and
 /// echoes every connection, until the system exits.
 ///
@@ -130,7 +149,7 @@ impl Config {
 /// Only when the stack cannot listen on the port; once listening, the
 /// server runs for ever and failures of single connections or accepts are
 /// logged, not returned.
-pub async fn start<P, S>(platform: P, stack: &S, config: Config) -> Result<Infallible, <S::Tcp as Tcp>::Error>
+pub async fn listen<P, S>(platform: P, stack: &S, config: Config) -> Result<Infallible, <S::Tcp as Tcp>::Error>
 where
     P: Platform,
     S: Stack,
@@ -238,8 +257,8 @@ mod tests {
     use alloc::string::ToString;
     use alloc::vec::Vec;
     use futures::executor::block_on;
-    use mirage_types::flow::{FlowError, Shutdown};
-    use mirage_types::time::{Instant, MonotonicClock};
+    use mirage::flow::{FlowError, Shutdown};
+    use mirage::time::{Instant, MonotonicClock};
 
     /// Timers fire at once (`expire`) or never.
     struct TestClock {

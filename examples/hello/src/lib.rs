@@ -8,7 +8,8 @@
 
 use core::time::Duration;
 
-use mirage_types::platform::Platform;
+use mirage::devices::Devices;
+use mirage::platform::Platform;
 
 /// How many greetings [`start`] logs.
 pub const GREETINGS: u32 = 4;
@@ -21,7 +22,12 @@ pub const PERIOD: Duration = Duration::from_secs(1);
 ///
 /// The greetings are scheduled against deadlines computed once from the
 /// start time, so the period does not drift with the time logging takes.
-pub async fn start<P: Platform>(platform: P) {
+pub async fn start<P: Platform, D: Devices>(platform: P, _devices: D) {
+    greet(platform).await
+}
+
+/// The greetings of [`start`], which needs no device.
+pub async fn greet<P: Platform>(platform: P) {
     let started = platform.now();
     for i in 0..GREETINGS {
         platform.sleep_until(started + PERIOD * i).await;
@@ -42,8 +48,8 @@ mod tests {
     use core::pin::pin;
     use core::task::{Context, Poll, Waker};
 
-    use mirage_types::random::{Random, RandomError};
-    use mirage_types::time::{Instant, MonotonicClock, PosixTime, Sleep, WallClock};
+    use mirage::random::{Random, RandomError};
+    use mirage::time::{Instant, MonotonicClock, PosixTime, Sleep, WallClock};
 
     use super::*;
 
@@ -93,7 +99,7 @@ mod tests {
     fn greetings_follow_fixed_deadlines_despite_late_wakeups() {
         let platform = LatePlatform::default();
         *platform.now.borrow_mut() = Instant::from_millis(5_000);
-        let mut task = pin!(start(platform.clone()));
+        let mut task = pin!(greet(platform.clone()));
         // The fake never returns Pending, so one poll runs it to the end.
         assert_eq!(task.as_mut().poll(&mut Context::from_waker(Waker::noop())), Poll::Ready(()));
         let expected: Vec<Instant> = (0..4).map(|i| Instant::from_millis(5_000 + 1_000 * i)).collect();

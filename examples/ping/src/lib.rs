@@ -2,7 +2,8 @@
 //! ping(8) reports them, written once against the traits of
 //! `mirage-types`.
 //!
-//! [`start`] sends [`Config::count`] echo requests through
+//! [`start`] takes the stack named `net0` and the console from the
+//! platform's devices; [`ping`] sends [`Config::count`] echo requests through
 //! [`Stack::icmp`], one every [`Config::interval`], writes a line per reply
 //! (`64 bytes from 10.0.0.1: icmp_seq=1 ttl=64 time=0.42 ms`) and per
 //! failure to a [`Console`], then the summary:
@@ -31,11 +32,31 @@ use core::fmt::Write as _;
 use core::net::IpAddr;
 use core::time::Duration;
 
-use mirage_types::console::Console;
-use mirage_types::icmp::Icmp;
-use mirage_types::platform::Platform;
-use mirage_types::stack::Stack;
-use mirage_types::time::Instant;
+use mirage::console::Console;
+use mirage::devices::Devices;
+use mirage::icmp::Icmp;
+use mirage::platform::{AppError, Platform};
+use mirage::stack::Stack;
+use mirage::time::Instant;
+
+/// The network device the pings go out on.
+pub const NET_DEVICE: &str = "net0";
+
+/// Runs the example: the configuration from the application's arguments,
+/// the stack [`NET_DEVICE`] and the console, then [`ping`].
+///
+/// # Errors
+///
+/// A bad argument, no stack, or no reply at all (ping(8)'s status 1).
+pub async fn start<P: Platform, D: Devices>(platform: P, devices: D) -> Result<(), AppError> {
+    let config = Config::from_args(platform.args())?;
+    let stack = devices.stack(NET_DEVICE).await?;
+    let summary = ping(platform, &stack, &devices.console(), &config).await;
+    if summary.exit_status() != 0 {
+        return Err(alloc::format!("no reply from {}", config.target).into());
+    }
+    Ok(())
+}
 
 /// The largest payload asked for with `-s`: what fits in one IPv4 datagram
 /// with the 8-byte ICMP header (65 535 − 20 − 8).
@@ -211,7 +232,7 @@ impl core::fmt::Display for MillisText {
 /// failure of one request (timeout, unreachable) is reported on its line
 /// and counted as lost; a console that fails to write does not stop the
 /// pings. The one payload buffer is allocated once.
-pub async fn start<P: Platform, S: Stack, C: Console>(platform: P, stack: &S, console: &C, config: &Config) -> Summary {
+pub async fn ping<P: Platform, S: Stack, C: Console>(platform: P, stack: &S, console: &C, config: &Config) -> Summary {
     let payload: Vec<u8> = (0..config.size).map(|i| i as u8).collect();
     let mut line = String::with_capacity(128);
     let _ = writeln!(line, "PING {} {} data bytes", config.target, config.size);

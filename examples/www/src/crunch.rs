@@ -12,8 +12,8 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use bytes::Bytes;
-use mirage_types::kv::{Digest, EntryKind, Key, KvError, KvRead};
-use mirage_types::time::PosixTime;
+use mirage::kv::{Digest, EntryKind, Key, KvError, KvRead};
+use mirage::time::PosixTime;
 
 /// One file of the crunched directory.
 struct CrunchValue {
@@ -204,7 +204,7 @@ impl KvRead for CrunchKv {
 mod tests {
     use super::*;
     use futures::executor::block_on;
-    use mirage_types::kv::{Error as _, ErrorKind};
+    use mirage::kv::{Error as _, ErrorKind};
     use sha2::Digest as _;
 
     fn key(s: &str) -> Key {

@@ -10,8 +10,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::{self, Write as _};
 
-use mirage_types::kv::Key;
-use mirage_types::time::PosixTime;
+use mirage::kv::Key;
+use mirage::time::PosixTime;
 
 /// The most header fields a request may have; more is answered with 431.
 /// Bounds the parser's stack use.

@@ -2,9 +2,11 @@
 //! `mirage-types`, so the same code serves from a Linux process on the
 //! host's sockets or from a unikernel with its own TCP/IP stack.
 //!
-//! [`start`] listens on a [`Stack`](mirage_types::stack::Stack) and serves
-//! the values of any read-only key-value store
-//! ([`KvRead`](mirage_types::kv::KvRead)) over HTTP/1.1: `GET` and `HEAD`,
+//! [`start`] takes the stack `net0` and the read-only store `htdocs` (a tar
+//! archive on a block device, else the files compiled in) from the
+//! platform's devices; [`listen`] listens on any
+//! [`Stack`](mirage::stack::Stack) and serves the values of any read-only
+//! key-value store ([`KvRead`](mirage::kv::KvRead)) over HTTP/1.1: `GET` and `HEAD`,
 //! persistent connections, `Content-Type` from the extension, `index.html`
 //! for directories. [`CrunchKv`] is the store of the files that were in
 //! `examples/www/htdocs/` at build time.
@@ -46,4 +48,4 @@ mod server;
 
 pub use config::{Config, ConfigError};
 pub use crunch::CrunchKv;
-pub use server::{serve, start};
+pub use server::{listen, serve, start, NET_DEVICE, SITE_DEVICE};

@@ -13,15 +13,43 @@ use core::time::Duration;
 
 use futures::future::{select, Either};
 use log::{debug, info, warn};
-use mirage_types::flow::{self, Flow, Shutdown};
-use mirage_types::kv::{self, EntryKind, Key, KvRead};
-use mirage_types::platform::Platform;
-use mirage_types::stack::Stack;
-use mirage_types::tcp::{Tcp, TcpFlow, TcpListener};
-use mirage_types::time::{Instant, Sleep, WallClock};
+use mirage::devices::Devices;
+use mirage::flow::{self, Flow, Shutdown};
+use mirage::kv::{self, EntryKind, Key, KvRead};
+use mirage::platform::{AppError, Platform};
+use mirage::stack::Stack;
+use mirage::tcp::{Tcp, TcpFlow, TcpListener};
+use mirage::time::{Instant, Sleep, WallClock};
 
 use crate::http::{content_type, parse_request, resolve_target, Lookup, Method, Parsed, Request, ResponseHead, Status};
-use crate::Config;
+use crate::{Config, CrunchKv};
+
+/// The network device the server listens on.
+pub const NET_DEVICE: &str = "net0";
+
+/// The block device a site archive is read from, when one is given.
+pub const SITE_DEVICE: &str = "htdocs";
+
+/// Runs the web server: the configuration from the application's
+/// arguments ([`Config::from_args`]), the stack [`NET_DEVICE`], the tar
+/// archive on the block device [`SITE_DEVICE`] if one is given, else the
+/// files compiled in ([`CrunchKv`]); then [`listen`].
+///
+/// # Errors
+///
+/// A bad argument, no stack, an unreadable archive, or a port that cannot
+/// be listened on.
+pub async fn start<P: Platform, D: Devices>(platform: P, devices: D) -> Result<Infallible, AppError> {
+    let config = Config::from_args(platform.args())?;
+    let stack = devices.stack(NET_DEVICE).await?;
+    let store = devices.kv_ro_or(SITE_DEVICE, CrunchKv::new()).await?;
+    if matches!(store, kv::Either::Left(_)) {
+        info!("serving the tar archive on block device {SITE_DEVICE}");
+    }
+    listen(platform, &stack, store, config)
+        .await
+        .map_err(|e| alloc::format!("cannot serve HTTP on port {}: {e}", config.port).into())
+}
 
 /// Bodies up to this size are sent in the same write as the head (one
 /// segment for small files instead of two); larger ones are streamed in
@@ -55,7 +83,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Only when the stack cannot listen on the port (it is in use, say); once
 /// listening, the server runs for ever and failures of single connections
 /// or accepts are logged, not returned.
-pub async fn start<P, S, K>(
+pub async fn listen<P, S, K>(
     platform: P,
     stack: &S,
     store: K,
@@ -503,11 +531,11 @@ mod tests {
     use bytes::Bytes;
     use futures::executor::{block_on, LocalPool, LocalSpawner};
     use futures::task::LocalSpawnExt;
-    use mirage_types::flow::FlowError;
-    use mirage_types::kv::{Digest, KvError};
-    use mirage_types::random::{Random, RandomError};
-    use mirage_types::tcp::{Keepalive, TcpError};
-    use mirage_types::time::{MonotonicClock, PosixTime};
+    use mirage::flow::FlowError;
+    use mirage::kv::{Digest, KvError};
+    use mirage::random::{Random, RandomError};
+    use mirage::tcp::{Keepalive, TcpError};
+    use mirage::time::{MonotonicClock, PosixTime};
 
     /// Timers fire at once (`expire`) or never.
     #[derive(Clone, Default)]

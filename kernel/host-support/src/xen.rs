@@ -1,59 +1,64 @@
-//! Boot tests of the Xen guests (`examples/APP/xen`): the project's Xen
-//! harness (`cargo xtask xen`, in xtask/src/xen.rs) driven from an
-//! integration test.
+//! Boot tests of the Xen guests: the Xen harness of
+//! [`cargo_mirage::xen`] (Xen 4.17 and a Linux dom0 under QEMU) driven
+//! from an integration test, in the workspace's `target/xen-harness`
+//! (shared with `cargo xtask xen`).
 //!
 //! ```ignore
 //! #[test]
 //! fn boots() {
 //!     let xen = mirage_kernel_host::xen_harness!();   // None: SKIP printed (no Debian mirror)
 //!     let Some(xen) = xen else { return };
-//!     let run = xen.domu(&mirage_kernel_host::kernel_image!(), &["--runs", "2", "--", "/boot/count"]);
+//!     let run = xen.domu(&mirage_kernel_host::kernel_image!(xen), &["--runs", "2", "--", "/boot/count"]);
 //!     assert_eq!(run.status, Some(0), "{}", run.output);
 //!     assert_eq!(run.consoles().len(), 2);
 //! }
 //! ```
 //!
-//! The harness downloads its Debian packages once (`xen prepare`); when the
+//! The words given to [`XenHarness::dom0`] and [`XenHarness::domu`] are
+//! those of `cargo xtask xen dom0|domu IMAGE`: the harness's options
+//! (`--runs N`, `--dom0-script FILE`, `--disk NAME=FILE`, `--memory MIB`),
+//! then `--` and the guest's command line.
+//!
+//! The harness downloads its Debian packages once (prepare); when the
 //! mirror cannot be reached the tests print `SKIP:` and pass, since the
 //! machine, not the code, is what is missing. Any other failure to prepare
-//! panics with the harness's output.
+//! panics with the harness's message.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-/// The markers the harness prints around a domU's console (see
-/// xtask/src/xen.rs).
-const CONSOLE_START: &str = "===== guest console =====";
-const CONSOLE_END: &str = "===== end guest console =====";
-const SCRIPT_START: &str = "===== dom0 script =====";
-const SCRIPT_END: &str = "===== end dom0 script =====";
+use cargo_mirage::xen::{
+    DomuOptions, Guest, Harness, DOM0_SCRIPT_END, DOM0_SCRIPT_START, GUEST_CONSOLE_END, GUEST_CONSOLE_START,
+};
+use clap::Parser;
 
-/// The prepared harness, reached through `cargo xtask` built in a target
-/// directory of the calling test's own.
+/// The prepared harness.
 #[derive(Debug)]
 pub struct XenHarness {
-    xtask_target: PathBuf,
+    harness: Harness,
 }
 
 /// How one boot ended.
 #[derive(Debug)]
 pub struct XenRun {
-    /// The harness's exit status: with `dom0`, the guest's own.
+    /// With `dom0`, the guest's own exit status; with `domu`, 0 when dom0
+    /// printed every run's console. 1 when the harness failed (the
+    /// reason ends `output`).
     pub status: Option<i32>,
-    /// Everything the harness printed (Xen's and dom0's serial output).
+    /// The serial output (Xen's and dom0's), and the harness's error if
+    /// it failed.
     pub output: String,
 }
 
 impl XenRun {
     /// Every domU run's console, in order (one per `--runs`).
     pub fn consoles(&self) -> Vec<&str> {
-        sections(&self.output, CONSOLE_START, CONSOLE_END)
+        sections(&self.output, GUEST_CONSOLE_START, GUEST_CONSOLE_END)
     }
 
     /// The output of `--dom0-script`, if dom0 printed it.
     pub fn dom0_script(&self) -> Option<&str> {
-        sections(&self.output, SCRIPT_START, SCRIPT_END).into_iter().next()
+        sections(&self.output, DOM0_SCRIPT_START, DOM0_SCRIPT_END).into_iter().next()
     }
 
     /// Whether every domU run ended by itself without crashing (the
@@ -80,36 +85,38 @@ fn sections<'a>(text: &'a str, start: &str, end: &str) -> Vec<&'a str> {
     found
 }
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+/// The harness's directory: the workspace's `target/xen-harness`.
+pub fn harness_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/xen-harness")
 }
 
-/// The harness for a test whose `CARGO_TARGET_TMPDIR` is `target_tmpdir`,
-/// prepared once per process; `None` (after printing `SKIP:` and why) when
-/// the Debian mirror cannot be reached. Use [`xen_harness!`](crate::xen_harness).
+/// The harness, prepared once per process; `None` (after printing
+/// `SKIP:` and why) when the Debian mirror cannot be reached. Use
+/// [`xen_harness!`](crate::xen_harness). (`_target_tmpdir` is no longer
+/// used: the harness runs in this process.)
 ///
 /// # Panics
 ///
-/// When preparing fails for any other reason (its output is the message).
-pub fn harness(target_tmpdir: &str) -> Option<XenHarness> {
+/// When preparing fails for any other reason (its message is the panic's).
+pub fn harness(_target_tmpdir: &str) -> Option<XenHarness> {
     static PREPARED: OnceLock<Result<(), String>> = OnceLock::new();
-    let harness = XenHarness { xtask_target: Path::new(target_tmpdir).join("xtask") };
-    let prepared = PREPARED.get_or_init(|| {
-        let out = harness.xtask(&["xen", "prepare"]);
-        let text = text(&out);
-        if out.status.success() {
-            Ok(())
-        } else if text.contains("apt-get download")
-            || text.contains("apt-get update")
-            || text.contains("Temporary failure")
-        {
-            Err(format!("the Xen harness cannot download its Debian packages: {}", text.trim_end()))
-        } else {
-            panic!("cargo xtask xen prepare failed ({}):\n{text}", out.status)
+    let harness = Harness::at(&harness_dir());
+    let prepared = PREPARED.get_or_init(|| match harness.prepare() {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let text = e.to_string();
+            if text.contains("apt-get download")
+                || text.contains("apt-get update")
+                || text.contains("Temporary failure")
+            {
+                Err(format!("the Xen harness cannot download its Debian packages: {text}"))
+            } else {
+                panic!("preparing the Xen harness failed: {text}")
+            }
         }
     });
     match prepared {
-        Ok(()) => Some(harness),
+        Ok(()) => Some(XenHarness { harness }),
         Err(reason) => {
             println!("SKIP: {reason}");
             None
@@ -125,41 +132,64 @@ macro_rules! xen_harness {
     };
 }
 
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+/// The words of a dom0 boot: the guest's command line after `--`.
+#[derive(Debug, Parser)]
+#[command(name = "dom0", no_binary_name = true)]
+struct Dom0Words {
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+/// The words of a domU boot: the harness's options, then `--` and the
+/// guest's command line.
+#[derive(Debug, Parser)]
+#[command(name = "domu", no_binary_name = true)]
+struct DomuWords {
+    #[command(flatten)]
+    options: DomuOptions,
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+fn parse<T: Parser>(words: &[&str]) -> T {
+    T::try_parse_from(words).unwrap_or_else(|e| panic!("the harness's words {words:?}: {e}"))
 }
 
 impl XenHarness {
-    fn xtask(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO"))
-            .args(["run", "--quiet", "--package", "xtask", "--target-dir"])
-            .arg(&self.xtask_target)
-            .arg("--")
-            .args(args)
-            .current_dir(workspace())
-            .output()
-            .expect("run cargo xtask")
+    /// Boots `image` as Xen's PVH dom0 (`words`: `--` and the guest's
+    /// command line).
+    ///
+    /// # Panics
+    ///
+    /// When `words` do not parse.
+    pub fn dom0(&self, image: &Path, words: &[&str]) -> XenRun {
+        let Dom0Words { args } = parse(words);
+        match self.harness.dom0(image, &args) {
+            Ok(run) => XenRun { status: Some(i32::from(run.status)), output: run.log },
+            Err(e) => XenRun { status: Some(1), output: format!("xen harness: {e}") },
+        }
     }
 
-    fn boot(&self, mode: &str, image: &Path, args: &[&str]) -> XenRun {
-        let image = image.to_str().expect("the image path is UTF-8");
-        let mut words = vec!["xen", mode, image];
-        words.extend_from_slice(args);
-        let out = self.xtask(&words);
-        XenRun { status: out.status.code(), output: text(&out) }
-    }
-
-    /// Path A: boots `image` as Xen's PVH dom0 (`cargo xtask xen dom0
-    /// IMAGE ARGS`; guest arguments after `--`).
-    pub fn dom0(&self, image: &Path, args: &[&str]) -> XenRun {
-        self.boot("dom0", image, args)
-    }
-
-    /// Path B: boots `image` as a domU of the harness's Linux dom0 (`cargo
-    /// xtask xen domu IMAGE ARGS`: `--runs N`, `--dom0-script FILE`, guest
-    /// arguments after `--`).
-    pub fn domu(&self, image: &Path, args: &[&str]) -> XenRun {
-        self.boot("domu", image, args)
+    /// Boots `image` as a PVH domU of the harness's Linux dom0 (`words`:
+    /// `--runs N`, `--dom0-script FILE`, `--disk NAME=FILE`, ..., then
+    /// `--` and the guest's command line).
+    ///
+    /// # Panics
+    ///
+    /// When `words` do not parse.
+    pub fn domu(&self, image: &Path, words: &[&str]) -> XenRun {
+        let DomuWords { options, args } = parse(words);
+        let guest = Guest {
+            image,
+            ramdisk: options.ramdisk.as_deref(),
+            memory_mib: options.memory,
+            args: &args,
+            pv: options.pv,
+        };
+        match self.harness.domu(&guest, &options) {
+            Ok(log) => XenRun { status: Some(0), output: log },
+            Err(e) => XenRun { status: Some(1), output: format!("xen harness: {e}") },
+        }
     }
 }
 
@@ -169,9 +199,10 @@ mod tests {
 
     #[test]
     fn consoles_and_the_script_output_are_cut_from_the_output() {
+        let (start, end) = (GUEST_CONSOLE_START, GUEST_CONSOLE_END);
         let output = format!(
-            "boot\n{CONSOLE_START}\nrun 1\n{CONSOLE_END}\nx\n{CONSOLE_START}\nrun 2\n{CONSOLE_END}\n\
-             {SCRIPT_START}\nfetched\n{SCRIPT_END}\n{CONSOLE_START}\nunfinished"
+            "boot\n{start}\nrun 1\n{end}\nx\n{start}\nrun 2\n{end}\n\
+             {DOM0_SCRIPT_START}\nfetched\n{DOM0_SCRIPT_END}\n{start}\nunfinished"
         );
         let run = XenRun { status: Some(0), output };
         assert_eq!(run.consoles(), ["run 1", "run 2"]);
@@ -180,5 +211,17 @@ mod tests {
         assert!(run.every_run_powered_off());
         let crashed = XenRun { status: Some(0), output: "harness: at 9.5 guest crashed (run 2)\n".into() };
         assert!(!crashed.every_run_powered_off());
+    }
+
+    #[test]
+    fn the_words_parse_as_the_harness_options() {
+        let DomuWords { options, args } =
+            parse(&["--runs", "2", "--dom0-script", "s", "--disk", "d=f", "--", "--ipv4", "10.0.0.2/24"]);
+        assert_eq!((options.runs, options.disks.len(), options.memory), (2, 1, 32));
+        assert_eq!(args, ["--ipv4", "10.0.0.2/24"]);
+        let DomuWords { options, args } = parse(&[]);
+        assert_eq!((options, args), (DomuOptions::default(), Vec::<String>::new()));
+        let Dom0Words { args } = parse(&["--", "--", "--frobnicate"]);
+        assert_eq!(args, ["--", "--frobnicate"]);
     }
 }

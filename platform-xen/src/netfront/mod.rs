@@ -70,7 +70,6 @@
 //! `multi-queue-num-queues`), no split event channels, no link-state or
 //! backend-disconnect watch while running, no suspend/resume.
 
-pub mod flags;
 pub mod queues;
 pub mod rings;
 
@@ -89,7 +88,6 @@ use core::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use mirage_types::net::{ErrorKind, MacAddress, NetError, NetStats, NetworkDevice};
 
-pub use self::flags::NetFlags;
 pub use self::queues::{Counters, MAX_FRAME_LEN, MTU, RX_BUFFERS, TX_BUFFERS, TX_PAGES};
 use self::queues::{RxQueue, TxQueue};
 use self::rings::{RxRing, TxRing};
@@ -198,17 +196,6 @@ impl NetFront {
         let ids = Frontend::list(&store, "vif").await?;
         let id = ids.into_iter().next().ok_or(NetFrontError::NoDevice)?;
         NetFront::open(store, &id).await
-    }
-
-    /// The vif `flags` name (`--vif`), else the first; logs its node and
-    /// MAC once connected, the line the Xen examples print.
-    pub async fn open_flagged(store: Rc<Xenstore>, flags: &NetFlags) -> Result<NetFront, NetFrontError> {
-        let net = match &flags.vif {
-            Some(id) => NetFront::open(store, id).await?,
-            None => NetFront::open_first(store).await?,
-        };
-        log::info!("netfront: {} connected, MAC {}", net.node(), mirage_types::net::NetworkDevice::mac(&net));
-        Ok(net)
     }
 
     /// Connects vif `id` (`device/vif/<id>`); see the module documentation

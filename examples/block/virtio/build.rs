@@ -1,7 +1,0 @@
-//! Links the binary as a freestanding kernel image when it is built with
-//! the `kernel` profile (`cargo build -p block-virtio --profile kernel`);
-//! any other profile builds the host stub, linked normally.
-
-fn main() {
-    mirage_kernel_host::emit_kernel_link_args();
-}
