@@ -107,6 +107,9 @@ fn no_std_libraries() -> Result<Vec<String>, TaskError> {
     Ok(names)
 }
 
+/// The target kernel images are built for (BRIEF.md §6: the host's).
+const IMAGE_TARGET: &str = "x86_64-unknown-linux-gnu";
+
 /// Fails if resolving the `no_std` libraries on their own (as a unikernel
 /// build does) turns on any dependency's `std` feature. Host crates such as
 /// the unix platform may enable `std` on shared dependencies; feature
@@ -118,6 +121,16 @@ fn check_no_std() -> Result<(), TaskError> {
     let libraries = no_std_libraries()?;
     let mut command = cargo();
     command.args(["tree", "--edges", "features,normal", "--prefix", "none", "--format", "{p}"]);
+    // Resolved as an image build resolves them (decision 0008): `panic =
+    // "abort"` in the target's rustflags drops the unix platform from
+    // mirage-rs's dependencies, and both kernel targets are turned on.
+    command.args([
+        "--target",
+        IMAGE_TARGET,
+        "--config",
+        &format!("target.{IMAGE_TARGET}.rustflags=[\"-Cpanic=abort\"]"),
+    ]);
+    command.args(["--features", "mirage-rs/virtio,mirage-rs/xen"]);
     for library in &libraries {
         command.args(["--package", library]);
     }
