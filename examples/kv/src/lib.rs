@@ -1,4 +1,4 @@
-//! The kv example: a persistent boot counter in a [`LogKv`] store.
+//! The kv example: a persistent boot counter in a `LogKv` store (`mirage-block`).
 //!
 //! On every run the application mounts the LogKv store on its block device,
 //! prints the value of the key given as its argument (if any), then counts
