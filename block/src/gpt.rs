@@ -138,9 +138,11 @@ pub struct GptPartition {
 }
 
 impl GptPartition {
-    /// Sectors in the partition.
+    /// Sectors in the partition (0 if `last_lba` is below `first_lba`,
+    /// which no table read or written here holds; `u64::MAX` for the
+    /// whole 64-bit range).
     pub fn sector_count(&self) -> u64 {
-        self.last_lba - self.first_lba + 1
+        self.last_lba.checked_sub(self.first_lba).map_or(0, |n| n.saturating_add(1))
     }
 }
 
@@ -486,7 +488,7 @@ fn parse_entries(header: &Header, array: &[u8], offset: u64) -> Result<Gpt, Tabl
         };
         if p.first_lba > p.last_lba || p.first_lba < header.first_usable_lba || p.last_lba > header.last_usable_lba {
             return Err(TableError::corrupt(
-                at + 32,
+                at.saturating_add(32),
                 format!(
                     "GPT entry {}: sectors {}..={} are not inside the usable range {}..={}",
                     i + 1,
@@ -550,6 +552,22 @@ mod tests {
         let gpt = two_partitions(dev.info());
         block_on(gpt.write(&dev)).unwrap();
         (dev, gpt)
+    }
+
+    #[test]
+    fn sector_counts_never_overflow() {
+        let p = |first_lba, last_lba| GptPartition {
+            index: 0,
+            type_guid: Guid::LINUX_FILESYSTEM,
+            unique_guid: Guid::ZERO,
+            first_lba,
+            last_lba,
+            attributes: 0,
+            name: String::new(),
+        };
+        assert_eq!(p(34, 34).sector_count(), 1);
+        assert_eq!(p(0, u64::MAX).sector_count(), u64::MAX);
+        assert_eq!(p(10, 9).sector_count(), 0);
     }
 
     #[test]

@@ -1,25 +1,17 @@
 //! Partition tables against Linux's tools: images made by `sgdisk` (Debian
 //! package gdisk) and `sfdisk` (package fdisk) read correctly by us, and
-//! images we write accepted by them. Each test prints SKIP and passes when
-//! its tool is absent.
+//! images we write accepted by them. Each test skips when its tool is
+//! absent, or fails under CI (`mirage_test_env`).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use futures::executor::block_on;
 use mirage_block::{Gpt, GptPartition, Guid, Mbr, MbrPartition, MemBlock};
+use mirage_test_env::{missing_program, missing_programs, require};
 use mirage_types::block::BlockDevice;
 
 const SECTORS: u64 = 16384; // 8 MiB of 512-byte sectors
-
-/// Whether `tool` runs; prints the SKIP reason if not.
-fn have(tool: &str, test: &str) -> bool {
-    let ok = Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
-    if !ok {
-        println!("SKIP {test}: `{tool}` not found (install the Debian package gdisk for sgdisk, fdisk for sfdisk)");
-    }
-    ok
-}
 
 /// A zero-filled 8 MiB image file, removed when dropped.
 struct ImageFile(PathBuf);
@@ -73,9 +65,7 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 
 #[test]
 fn sgdisk_images_are_read_correctly() {
-    if !have("sgdisk", "sgdisk_images_are_read_correctly") {
-        return;
-    }
+    require!(missing_program("sgdisk", "gdisk"));
     let img = ImageFile::new("sgdisk-read");
     img.run("sgdisk", &["-o", "-n", "1:2048:+1M", "-t", "1:8300", "-c", "1:root", "-n", "2:0:0", "-t", "2:ef00"], "");
     let dump = img.run("sfdisk", &["--dump"], "");
@@ -110,9 +100,7 @@ fn sgdisk_images_are_read_correctly() {
 
 #[test]
 fn our_gpt_images_pass_sgdisk_verify() {
-    if !have("sgdisk", "our_gpt_images_pass_sgdisk_verify") || !have("sfdisk", "our_gpt_images_pass_sgdisk_verify") {
-        return;
-    }
+    require!(missing_programs(&[("sgdisk", "gdisk"), ("sfdisk", "fdisk")]));
     let img = ImageFile::new("gpt-write");
     let dev = img.device();
     let disk = Guid::parse("3BB309FA-4127-482D-B092-B1E440EBBE45").unwrap();
@@ -145,9 +133,7 @@ fn our_gpt_images_pass_sgdisk_verify() {
 
 #[test]
 fn sfdisk_mbr_images_are_read_and_ours_match_them() {
-    if !have("sfdisk", "sfdisk_mbr_images_are_read_and_ours_match_them") {
-        return;
-    }
+    require!(missing_program("sfdisk", "fdisk"));
     let img = ImageFile::new("mbr");
     img.run("sfdisk", &["-q"], "label: dos\nlabel-id: 0x12345678\n2048,4096,83\n,,c,*\n");
     let theirs = img.device();

@@ -3,9 +3,14 @@
 //! Reading list:
 //! - RFC 792: the messages.
 //! - RFC 1122 §3.2.2: what a host must send and must not (no error about
-//!   a broadcast or multicast datagram, §3.2.2; echo to a broadcast address
-//!   may be ignored, §3.2.2.6), and that error rate limiting is allowed
-//!   (§4.3.2.8 of RFC 1812 describes the token bucket used here).
+//!   a broadcast or multicast datagram, nor about one whose source "does
+//!   not define a single host", §3.2.2; echo to a broadcast address may be
+//!   ignored, §3.2.2.6), and that error rate limiting is allowed (§4.3.2.8
+//!   of RFC 1812 describes the token bucket used here).
+//! - RFC 1122 §3.2.1.3: datagrams from invalid sources never get here (the
+//!   IP layer drops them, see [`crate::ipv4`]); this layer still answers
+//!   nobody whose address is not a host's ([`crate::ipv4::is_host_address`]),
+//!   in case it runs over another IP layer.
 //!
 //! [`IcmpLayer`] answers echo requests (at most
 //! [`IcmpConfig::echo_replies_per_second`] on average), matches echo
@@ -27,6 +32,7 @@ use mirage_types::icmp::{EchoReply, ErrorKind, Icmp, IcmpError};
 use mirage_types::ip::{Error as _, ErrorKind as IpErrorKind, Ip, IpPacket, IpProtocol, WriteOptions};
 use mirage_types::time::{Instant, Sleep};
 
+use crate::ipv4::is_host_address;
 use crate::wire::ipv4::IPV4_MIN_HEADER_LEN;
 use crate::wire::{Icmpv4DstUnreachable, Icmpv4Packet, Icmpv4Repr, Ipv4Packet, Ipv4Repr};
 
@@ -194,7 +200,11 @@ impl<I: Ip<Addr = Ipv4Addr>, C: Sleep> IcmpLayer<I, C> {
             Icmpv4Repr::EchoRequest { ident, seq_no, data } => {
                 // RFC 1122 §3.2.2.6: an echo to a broadcast or multicast
                 // address may be ignored; answering invites amplification.
-                if packet.dst.is_broadcast() || packet.dst.is_multicast() || !self.ip.addresses().contains(&packet.dst)
+                // Nor is one answered that would go to no single host.
+                if packet.dst.is_broadcast()
+                    || packet.dst.is_multicast()
+                    || !is_host_address(packet.src)
+                    || !self.ip.addresses().contains(&packet.dst)
                 {
                     self.count(|s| s.dropped += 1);
                     return;
@@ -252,14 +262,19 @@ impl<I: Ip<Addr = Ipv4Addr>, C: Sleep> IcmpLayer<I, C> {
     /// Tells the sender of `packet` that its destination port is closed
     /// (RFC 792 type 3 code 3), quoting its IP header and first 8 payload
     /// bytes, within the error rate limit. Nothing is sent about datagrams
-    /// to broadcast or multicast addresses (RFC 1122 §3.2.2).
+    /// to broadcast or multicast addresses, nor from an address that is not
+    /// one host's (RFC 1122 §3.2.2).
     ///
     /// The quoted header is rebuilt from the delivered datagram (the IP
     /// layer hands up addresses, protocol, TTL and payload, not the raw
     /// header): identification and options are not the original's, which
     /// is enough for the sender to match the error to its socket.
     pub async fn send_port_unreachable(&self, packet: &IpPacket<Ipv4Addr>) {
-        if packet.dst.is_broadcast() || packet.dst.is_multicast() || !self.ip.addresses().contains(&packet.dst) {
+        if packet.dst.is_broadcast()
+            || packet.dst.is_multicast()
+            || !is_host_address(packet.src)
+            || !self.ip.addresses().contains(&packet.dst)
+        {
             return;
         }
         if !self.take_token(&self.error_bucket) {
@@ -385,6 +400,60 @@ impl<I: Ip<Addr = Ipv4Addr>, C: Sleep> Icmp for IcmpLayer<I, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arp::{ArpConfig, ArpLayer};
+    use crate::ethernet::EthernetLayer;
+    use crate::ipv4::reassembly::ReassemblyConfig;
+    use crate::ipv4::{Ipv4Config, Ipv4Layer};
+    use crate::switch::{Simulation, VirtualClock, VirtualSwitch};
+    use alloc::rc::Rc;
+    use bytes::Bytes;
+    use mirage_types::net::MacAddress;
+
+    #[test]
+    fn nothing_is_sent_to_a_source_that_is_no_host_rfc_1122_3_2_2() {
+        // The IP layer drops these first (RFC 1122 §3.2.1.3); this layer
+        // must not answer them either, over whatever IP layer it runs.
+        let clock = VirtualClock::new();
+        let switch = VirtualSwitch::new(&clock, 1);
+        let eth = Rc::new(EthernetLayer::new(switch.add_port(MacAddress([2, 0, 0, 0, 0, 1]))));
+        let arp = ArpLayer::new(eth.clone(), clock.clone(), ArpConfig { announce_count: 0, ..ArpConfig::default() });
+        let ip = Ipv4Layer::new(eth, arp, clock.clone(), 1, ReassemblyConfig::default());
+        let icmp = IcmpLayer::new(&ip, clock.clone(), 7, IcmpConfig::default());
+        let raw = switch.add_port(MacAddress([2, 0, 0, 0, 0, 2]));
+        let us = Ipv4Addr::new(10, 0, 0, 1);
+        let request = Icmpv4Repr::EchoRequest { ident: 1, seq_no: 1, data: b"x" };
+        let mut echo = vec![0u8; request.buffer_len()];
+        request.emit(&mut Icmpv4Packet::new_unchecked(&mut echo[..]));
+        let packet = |src: Ipv4Addr, protocol, payload: &[u8]| IpPacket {
+            src,
+            dst: us,
+            protocol,
+            ttl: 64,
+            payload: Bytes::copy_from_slice(payload),
+        };
+        let sim = Simulation::new(&clock);
+        sim.run_until(
+            async {
+                let config = Ipv4Config { address: "10.0.0.1/24".parse().unwrap(), gateway: None };
+                ip.configure(Some(config)).await.unwrap();
+                for src in [[0, 0, 0, 0], [255, 255, 255, 255], [224, 0, 0, 1], [127, 0, 0, 1], [240, 0, 0, 1]] {
+                    let src = Ipv4Addr::from(src);
+                    icmp.input(&packet(src, IpProtocol::ICMP, &echo)).await;
+                    icmp.send_port_unreachable(&packet(src, IpProtocol::UDP, &[0; 8])).await;
+                }
+            },
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(raw.queued(), 0, "something was sent");
+        assert_eq!((icmp.stats().dropped, icmp.stats().errors_sent, icmp.stats().echo_replies_sent), (5, 0, 0));
+        // A real neighbour is answered: first, its address is resolved.
+        let neighbour = packet(Ipv4Addr::new(10, 0, 0, 2), IpProtocol::ICMP, &echo);
+        let answer = core::pin::pin!(icmp.input(&neighbour));
+        let pause = core::pin::pin!(clock.sleep(Duration::from_millis(10)));
+        sim.run_until(future::select(answer, pause), Duration::from_secs(1)).unwrap();
+        assert_eq!(raw.queued(), 1, "an ARP request for the neighbour");
+    }
 
     #[test]
     fn token_bucket_allows_a_burst_then_the_rate() {

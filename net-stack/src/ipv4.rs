@@ -2,11 +2,16 @@
 //!
 //! Reading list:
 //! - RFC 791: the protocol, fragmentation.
-//! - RFC 1122 §3.2.1 (what a host checks on receive), §3.3.1 (routing:
-//!   on-link or via the gateway), §3.3.2 (reassembly timeout), §3.3.6
+//! - RFC 1122 §3.2.1 (what a host checks on receive; §3.2.1.3: which
+//!   source addresses are invalid and silently discarded), §3.3.1
+//!   (routing: on-link or via the gateway), §3.3.2 (reassembly), §3.3.6
 //!   (broadcasts).
+//! - RFC 1812 §5.3.7: martian addresses (loopback, class E) that never
+//!   appear on a link as a source; §4.2.2.11 lists the special forms.
+//! - RFC 2131 §4.1: a DHCP client sends from 0.0.0.0 before it has an
+//!   address, and its server may unicast to the address it offers.
 //! - RFC 6864: the identification field (only meaningful for fragments).
-//! - RFC 5722: overlapping fragments (see [`reassembly`]).
+//! - RFC 5722, RFC 815, RFC 4963: reassembly (see [`reassembly`]).
 //!
 //! One interface, one address: [`Ipv4Config`] holds the address with its
 //! prefix and an optional default gateway, set statically or by DHCP
@@ -15,15 +20,39 @@
 //! # What is received
 //!
 //! [`Ip::input`] checks the header (version, lengths, checksum) through
-//! [`crate::wire`], drops datagrams from broadcast or multicast sources
-//! (RFC 1122 §3.2.1.3), and keeps those addressed to our address, the
-//! limited broadcast 255.255.255.255, our subnet's broadcast, the
-//! all-hosts group 224.0.0.1 and groups joined with
-//! [`Ipv4Layer::join_multicast`]. While no address is configured it also
-//! keeps unicast datagrams to any address, as a DHCP client must (RFC 2131
-//! §4.1: a server may unicast the offer to the address it offers).
+//! [`crate::wire`], then the source address, then the destination.
+//!
+//! A datagram is dropped without an answer, and counted in
+//! [`Ipv4Stats::bad_source`], when its source is not a single host that
+//! could be answered (RFC 1122 §3.2.1.3: "An IP host MUST silently discard
+//! an incoming datagram containing an IP source address that is invalid"):
+//! the limited broadcast 255.255.255.255 or our subnet's directed
+//! broadcast (an answer would go to every host of the link), a multicast
+//! address, a loopback (127/8) or class E (240/4) address (RFC 1812
+//! §5.3.7), an address of the 0/8 "this network" block, or our own address
+//! (the "land" attack: an answer to it is an answer to ourselves, which
+//! made the stack resolve its own address by ARP; Linux drops these too
+//! unless `accept_local` is set). One exception: source 0.0.0.0 to the
+//! limited broadcast, which is how a host without an address yet (a DHCP
+//! client, RFC 2131 §4.1) speaks; Linux accepts it too. Checking before
+//! reassembly keeps such fragments out of the reassembly buffer as well.
+//!
+//! It keeps those addressed to our address, the limited broadcast, our
+//! subnet's broadcast, the all-hosts group 224.0.0.1 and groups joined
+//! with [`Ipv4Layer::join_multicast`]. While no address is configured it
+//! also keeps unicast datagrams to any address, as a DHCP client must (RFC
+//! 2131 §4.1: a server may unicast the offer to the address it offers).
 //! Options are skipped, not interpreted. Fragments go to the
-//! [`reassembly::Reassembler`].
+//! [`reassembly::Reassembler`], whose bounds give way to real traffic
+//! under a flood.
+//!
+//! # What is sent
+//!
+//! [`Ip::write`] routes on-link or through the gateway, and refuses with
+//! [`IpError::NoRoute`] destinations that are not a host on a link: 0/8,
+//! loopback, class E (but the limited broadcast), and our own address
+//! (there is no loopback interface; asking ARP for ourselves is what the
+//! land attack achieved).
 
 pub mod reassembly;
 
@@ -69,8 +98,12 @@ pub struct Ipv4Stats {
     pub delivered: u64,
     /// Packets dropped for a bad header (lengths, version, checksum).
     pub malformed: u64,
-    /// Packets dropped as not for us or from a bogus source.
+    /// Packets dropped as addressed to someone else.
     pub not_for_us: u64,
+    /// Packets dropped for an invalid source address: broadcast,
+    /// multicast, loopback, class E, 0/8 (but 0.0.0.0 to the limited
+    /// broadcast), or our own (see the module documentation).
+    pub bad_source: u64,
     /// Fragments received.
     pub fragments_in: u64,
     /// Datagrams sent.
@@ -200,12 +233,35 @@ impl<E: Ethernet, A: Arp, C: MonotonicClock> Ipv4Layer<E, A, C> {
             || self.config.borrow().is_some_and(|c| c.address.prefix_len() < 31 && dst == c.address.broadcast())
     }
 
+    /// Whether `src` may be the source of a datagram to `dst` we accept
+    /// (RFC 1122 §3.2.1.3; see the module documentation).
+    fn valid_source(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+        if src.is_unspecified() {
+            // RFC 1122 §3.2.1.3 (a): only "as part of an initialization
+            // procedure by which the host learns its own IP address", which
+            // broadcasts (RFC 2131 §4.1).
+            return dst.is_broadcast();
+        }
+        if !is_host_address(src) {
+            return false;
+        }
+        match *self.config.borrow() {
+            Some(c) => src != c.address.address() && !(c.address.prefix_len() < 31 && src == c.address.broadcast()),
+            None => true,
+        }
+    }
+
     /// The link-layer next hop toward `dst`, or `None` if unroutable.
     fn next_hop(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
         if dst.is_broadcast() || dst.is_multicast() {
             return Some(dst);
         }
         let config = (*self.config.borrow())?;
+        // Not hosts of any link: ours (no loopback interface), 0/8,
+        // loopback, class E.
+        if dst == config.address.address() || !is_host_address(dst) {
+            return None;
+        }
         if config.address.contains(dst) {
             Some(dst)
         } else {
@@ -218,6 +274,16 @@ impl<E: Ethernet, A: Arp, C: MonotonicClock> Ipv4Layer<E, A, C> {
         self.next_ident.set(ident.wrapping_add(1));
         ident
     }
+}
+
+/// Whether `addr` can name one host on a link: not 0/8 ("this network",
+/// RFC 1122 §3.2.1.3 (a) and (b)), not loopback (127/8, (g)), not
+/// multicast (224/4), not class E or the limited broadcast (240/4, RFC
+/// 1812 §5.3.7). Subnet broadcasts need the prefix, which only the
+/// [`Ipv4Layer`] knows.
+pub fn is_host_address(addr: Ipv4Addr) -> bool {
+    let first = addr.octets()[0];
+    first != 0 && first != 127 && first < 224
 }
 
 fn device_error(e: impl core::fmt::Display) -> IpError {
@@ -247,9 +313,13 @@ impl<E: Ethernet, A: Arp, C: MonotonicClock> Ip for Ipv4Layer<E, A, C> {
             self.count(|s| s.malformed += 1);
             return None;
         };
-        // RFC 1122 §3.2.1.3: a source address must not be broadcast or
-        // multicast.
-        if header.src_addr.is_broadcast() || header.src_addr.is_multicast() || !self.accepts(header.dst_addr) {
+        // RFC 1122 §3.2.1.3: silently discard a datagram whose source is
+        // invalid; before reassembly, so its fragments take no room.
+        if !self.valid_source(header.src_addr, header.dst_addr) {
+            self.count(|s| s.bad_source += 1);
+            return None;
+        }
+        if !self.accepts(header.dst_addr) {
             self.count(|s| s.not_for_us += 1);
             return None;
         }
@@ -284,7 +354,9 @@ impl<E: Ethernet, A: Arp, C: MonotonicClock> Ip for Ipv4Layer<E, A, C> {
     ///
     /// Errors: [`IpError::TooLarge`] above [`MAX_PAYLOAD`];
     /// [`IpError::NoRoute`] without a configuration or gateway (sending to
-    /// 255.255.255.255 works unconfigured, from 0.0.0.0, for DHCP);
+    /// 255.255.255.255 works unconfigured, from 0.0.0.0, for DHCP), or to
+    /// an address that is no host of a link (0/8, loopback, class E, our
+    /// own);
     /// [`IpError::WouldFragment`] when fragmenting is forbidden;
     /// [`IpError::HostUnreachable`] when ARP gets no answer; kind
     /// [`ErrorKind::Device`] if the link fails, in which case some
@@ -428,7 +500,80 @@ mod tests {
         assert!(ip.input(datagram(peer, Ipv4Addr::new(224, 0, 0, 9), b"x", |_| ())).is_some());
         let us = Ipv4Addr::new(10, 0, 0, 1);
         assert!(ip.input(datagram(Ipv4Addr::BROADCAST, us, b"x", |_| ())).is_none(), "RFC 1122 §3.2.1.3");
-        assert_eq!(ip.stats().not_for_us, 3);
+        assert_eq!((ip.stats().not_for_us, ip.stats().bad_source), (2, 1));
+    }
+
+    #[test]
+    fn input_drops_invalid_sources_rfc_1122_3_2_1_3() {
+        let clock = VirtualClock::new();
+        let switch = VirtualSwitch::new(&clock, 1);
+        let ip = layer(&switch, &clock, A);
+        let sim = Simulation::new(&clock);
+        let us = Ipv4Addr::new(10, 0, 0, 1);
+        let bogus = [
+            [255, 255, 255, 255], // limited broadcast
+            [10, 0, 0, 255],      // our subnet's broadcast
+            [10, 0, 0, 1],        // ourselves: the land attack
+            [224, 0, 0, 1],       // multicast
+            [239, 255, 255, 250],
+            [127, 0, 0, 1], // loopback, RFC 1122 §3.2.1.3 (g)
+            [240, 0, 0, 1], // class E, RFC 1812 §5.3.7
+            [0, 0, 0, 0],   // "this host", to a unicast address
+            [0, 0, 0, 7],   // "this network"
+        ];
+        // Unconfigured (a DHCP client), only what is bogus anywhere is
+        // refused: neither our address nor our subnet is known yet.
+        for src in bogus {
+            let known_only_once_configured = src == [10, 0, 0, 255] || src == [10, 0, 0, 1];
+            let got = ip.input(datagram(Ipv4Addr::from(src), us, b"x", |_| ()));
+            assert_eq!(got.is_some(), known_only_once_configured, "unconfigured, from {src:?}");
+        }
+        sim.run_until(ip.configure(config("10.0.0.1/24", None)), Duration::from_secs(1)).unwrap().unwrap();
+        let before = ip.stats();
+        for src in bogus {
+            for dst in [us, Ipv4Addr::BROADCAST, Ipv4Addr::new(10, 0, 0, 255)] {
+                let fragment = datagram(Ipv4Addr::from(src), dst, &[0; 8], |h| h.more_fragments = true);
+                let whole = datagram(Ipv4Addr::from(src), dst, b"x", |_| ());
+                let from_zero_to_all = src == [0, 0, 0, 0] && dst == Ipv4Addr::BROADCAST;
+                assert_eq!(ip.input(whole).is_some(), from_zero_to_all, "{src:?} -> {dst}");
+                assert!(ip.input(fragment).is_none());
+            }
+        }
+        let (_, datagrams, _) = ip.reassembly_usage();
+        assert_eq!(datagrams, 1, "only the fragment from 0.0.0.0 to 255.255.255.255 is held");
+        assert_eq!(ip.stats().bad_source - before.bad_source, 9 * 3 * 2 - 2);
+        // A real neighbour, and a host beyond a router, are fine.
+        for src in [[10, 0, 0, 2], [192, 0, 2, 1], [223, 255, 255, 254]] {
+            assert!(ip.input(datagram(Ipv4Addr::from(src), us, b"x", |_| ())).is_some(), "{src:?}");
+        }
+        // RFC 2131 §4.1: a DHCP client's broadcast from 0.0.0.0.
+        let discover = datagram(Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST, b"x", |_| ());
+        assert!(ip.input(discover).is_some());
+    }
+
+    #[test]
+    fn write_refuses_destinations_that_are_no_host() {
+        let clock = VirtualClock::new();
+        let switch = VirtualSwitch::new(&clock, 1);
+        let ip = layer(&switch, &clock, A);
+        let raw = switch.add_port(RAW);
+        let sim = Simulation::new(&clock);
+        sim.run_until(
+            async {
+                ip.configure(config("10.0.0.1/24", Some(Ipv4Addr::new(10, 0, 0, 254)))).await.unwrap();
+                while raw.queued() > 0 {
+                    raw.receive().await.unwrap();
+                }
+                for dst in [[10, 0, 0, 1], [0, 0, 0, 0], [0, 1, 2, 3], [127, 0, 0, 1], [240, 0, 0, 1]] {
+                    let dst = Ipv4Addr::from(dst);
+                    let e = ip.write(dst, IpProtocol::UDP, WriteOptions::default(), 1, |_| ()).await.unwrap_err();
+                    assert_eq!(e, IpError::NoRoute(IpAddr::V4(dst)));
+                }
+            },
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(raw.queued(), 0, "no ARP request for ourselves, nothing to the gateway");
     }
 
     #[test]

@@ -52,7 +52,7 @@ use crate::ethernet::EthernetLayer;
 use crate::icmp::{IcmpConfig, IcmpLayer};
 use crate::ipv4::reassembly::ReassemblyConfig;
 use crate::ipv4::{Ipv4Config, Ipv4Layer};
-use crate::tcp::{TcpConfig, TcpLayer, TcpLimits};
+use crate::tcp::{RecvMemory, TcpConfig, TcpLayer, TcpLimits};
 use crate::udp::{UdpConfig, UdpInput, UdpLayer, UdpSocketHandle};
 
 /// The Ethernet layer of a [`NetStack`].
@@ -358,6 +358,11 @@ pub struct StackUsage {
     pub tcp_half_open: usize,
     /// Established TCP connections waiting for `accept`.
     pub tcp_accept_queue: usize,
+    /// What the TCP connections' receive sides hold, summed: data,
+    /// frames kept alive by payloads held as slices of them, and memory
+    /// allocated ([`crate::tcp::TcpConnection::recv_memory`]; bounds in
+    /// [`crate::tcp`]'s module docs).
+    pub tcp_recv: RecvMemory,
 }
 
 type Response<'a> = Pin<alloc::boxed::Box<dyn Future<Output = ()> + 'a>>;
@@ -444,6 +449,7 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> NetStack<N, P> {
             tcp_listeners: tcp.listeners,
             tcp_half_open: tcp.half_open,
             tcp_accept_queue: tcp.accept_queue,
+            tcp_recv: tcp.recv,
         }
     }
 

@@ -24,18 +24,31 @@
 //!
 //! # Resources
 //!
-//! Receiving reads each frame into a block of [`RX_BLOCK_FRAMES`] maximum
-//! frames and splits it off as [`Bytes`]: one allocation per block, not per
-//! frame; a block is freed once every frame cut from it is dropped (so one
-//! frame kept for long keeps its whole block alive). Transmitting fills one
-//! scratch buffer owned by the device, so the steady state allocates
-//! nothing. The kernel's queue towards us is bounded by the interface's
-//! `txqueuelen` (500 frames by default); frames beyond it are dropped and
-//! counted by the kernel, not here.
+//! Receiving reads each frame straight into a buffer of its own, one
+//! maximum frame long (`mtu + 14 + 4 + 1` bytes: 1519 for MTU 1500), and
+//! hands it up as [`Bytes`] without copying. The buffers come from a pool
+//! of at most [`RX_POOL_BUFFERS`], least recently used first: a buffer
+//! whose frame (every slice of it) has been dropped is reused as it is;
+//! when the oldest ones are still held, a new buffer is allocated and the
+//! pool grows (frames are released roughly in the order they came, so in
+//! a steady stream it settles at the number of frames in use and recycles
+//! them all), up to its bound, beyond which the oldest held buffer is left
+//! to its frame. So a frame, or any slice of it that the stack keeps (a
+//! TCP payload waiting to be read), keeps alive exactly one frame's buffer
+//! (and its reference count, tens of bytes), and the pool keeps at most
+//! [`RX_POOL_BUFFERS`] buffers for reuse (380 KiB for MTU 1500). Frames
+//! used to be cut from shared blocks of 32 maximum-sized frames: one byte
+//! of one frame kept for long kept its whole 48 KiB block alive, and a
+//! peer could make us hold tens of kilobytes of memory per byte it sent.
+//! Transmitting fills one scratch buffer owned by the device, so the
+//! steady state allocates nothing. The kernel's queue towards us is bounded
+//! by the interface's `txqueuelen` (500 frames by default); frames beyond
+//! it are dropped and counted by the kernel, not here.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
@@ -47,8 +60,10 @@ use tokio::io::unix::AsyncFd;
 /// frames whose payload is a full MTU, so receive buffers leave room for one.
 pub const VLAN_TAG_LEN: usize = 4;
 
-/// How many maximum-sized frames one receive block holds.
-pub const RX_BLOCK_FRAMES: usize = 32;
+/// Receive buffers the device keeps for reuse at most, each holding one
+/// frame at a time: enough for a 256 KiB TCP window of full-sized
+/// segments (181) and more; 380 KiB for MTU 1500.
+pub const RX_POOL_BUFFERS: usize = 256;
 
 /// Longest wait between retries while the interface is down (the kernel
 /// reports no readiness event for an interface coming up, so we poll).
@@ -171,7 +186,8 @@ pub struct TapNetwork {
     name: String,
     mac: MacAddress,
     mtu: usize,
-    rx_block: RefCell<BytesMut>,
+    /// The receive buffers, one per frame (see the module docs).
+    rx_pool: RefCell<RxPool>,
     tx_scratch: RefCell<Vec<u8>>,
     stats: Cell<NetStats>,
 }
@@ -263,7 +279,7 @@ impl TapNetwork {
             name,
             mac,
             mtu,
-            rx_block: RefCell::new(BytesMut::new()),
+            rx_pool: RefCell::new(RxPool::default()),
             tx_scratch: RefCell::new(Vec::new()),
             stats: Cell::new(NetStats::default()),
         })
@@ -301,26 +317,18 @@ impl TapNetwork {
         }
     }
 
-    /// Reads one frame if one is queued. Never holds the buffer borrow
-    /// across an await, so concurrent callers cannot collide.
+    /// Reads one frame if one is queued, into a buffer of its own (see
+    /// the module docs). Never holds the pool's borrow across an await, so
+    /// concurrent callers cannot collide.
     fn try_read_frame(&self, file: &File) -> io::Result<Option<Bytes>> {
         let read_len = self.max_rx_frame() + 1;
-        let mut block = self.rx_block.borrow_mut();
-        if block.capacity() < read_len {
-            // Reclaims the block in place if every frame cut from it is gone.
-            block.reserve((RX_BLOCK_FRAMES * read_len).max(read_len));
-        }
-        block.resize(read_len, 0);
-        let result = Read::read(&mut &*file, &mut block[..]);
-        let n = match result {
-            Ok(n) => n,
-            Err(e) => {
-                block.clear();
-                return Err(e);
-            }
-        };
+        let mut pool = self.rx_pool.borrow_mut();
+        let mut buffer = pool.take(read_len);
+        let read = sys::read_into(file, &mut buffer, read_len);
+        let frame = buffer.split().freeze();
+        pool.put(buffer);
+        let n = read?;
         if n > self.max_rx_frame() {
-            block.clear();
             self.update_stats(|s| s.rx_dropped += 1);
             log::warn!(
                 "TAP interface {}: dropped a frame longer than {} bytes (was the MTU raised after opening?)",
@@ -329,8 +337,6 @@ impl TapNetwork {
             );
             return Ok(None);
         }
-        let frame = block.split_to(n).freeze();
-        block.clear();
         self.update_stats(|s| {
             s.rx_frames += 1;
             s.rx_bytes += n as u64;
@@ -447,6 +453,102 @@ impl NetworkDevice for TapNetwork {
     }
 }
 
+/// The receive buffers: each holds one frame at a time, and is reused once
+/// the frame is gone (see the module docs).
+#[derive(Debug, Default)]
+struct RxPool {
+    /// Least recently used first; at most [`RX_POOL_BUFFERS`].
+    buffers: VecDeque<BytesMut>,
+}
+
+impl RxPool {
+    /// An empty buffer with room for `len` bytes: one of the two least
+    /// recently used if every slice of its last frame is gone, else a new
+    /// one (at the bound, the oldest buffer is then left to its frame).
+    fn take(&mut self, len: usize) -> BytesMut {
+        for i in 0..self.buffers.len().min(2) {
+            let buffer = &mut self.buffers[i];
+            buffer.clear();
+            if buffer.try_reclaim(len) {
+                return self.buffers.remove(i).unwrap_or_default();
+            }
+        }
+        if self.buffers.len() >= RX_POOL_BUFFERS {
+            self.buffers.pop_front();
+        }
+        BytesMut::with_capacity(len)
+    }
+
+    /// Takes back a buffer from [`Self::take`] after its frame was split
+    /// off (there is room: `take` made it).
+    fn put(&mut self, buffer: BytesMut) {
+        self.buffers.push_back(buffer);
+    }
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use super::*;
+
+    /// What a receive does with the pool: a frame of `len` bytes.
+    fn receive(pool: &mut RxPool, len: usize) -> Bytes {
+        let mut buffer = pool.take(1519);
+        assert!(buffer.is_empty() && buffer.capacity() >= 1519);
+        buffer.extend_from_slice(&vec![0xab; len]);
+        let frame = buffer.split().freeze();
+        pool.put(buffer);
+        frame
+    }
+
+    #[test]
+    fn buffers_are_reused_once_their_frames_are_gone() {
+        let mut pool = RxPool::default();
+        let first = receive(&mut pool, 60);
+        let at = first.as_ptr();
+        // A slice of the frame keeps its buffer: the next frame gets a new
+        // one, and the pool grows.
+        let slice = first.slice(14..20);
+        drop(first);
+        let second = receive(&mut pool, 1514);
+        assert_ne!(second.as_ptr(), at);
+        assert_eq!(pool.buffers.len(), 2);
+        assert_eq!(&slice[..], &[0xab; 6], "the held frame is intact");
+        // Both gone: the oldest buffer is reused in place.
+        drop((slice, second));
+        let third = receive(&mut pool, 1514);
+        assert_eq!(third.as_ptr(), at);
+        assert_eq!(pool.buffers.len(), 2);
+    }
+
+    #[test]
+    fn a_stream_of_frames_released_in_order_settles_and_allocates_nothing() {
+        let mut pool = RxPool::default();
+        let mut held = std::collections::VecDeque::new();
+        let mut addresses = std::collections::BTreeSet::new();
+        // Frames kept 100 at a time, as a TCP receive buffer keeps them.
+        for _ in 0..1000 {
+            let frame = receive(&mut pool, 1514);
+            addresses.insert(frame.as_ptr() as usize);
+            held.push_back(frame);
+            if held.len() > 100 {
+                held.pop_front();
+            }
+        }
+        assert!(addresses.len() <= 102, "{} buffers for 100 frames in use", addresses.len());
+        assert!(pool.buffers.len() <= 102);
+    }
+
+    #[test]
+    fn the_pool_is_bounded_whatever_is_held() {
+        let mut pool = RxPool::default();
+        let held: Vec<Bytes> = (0..2 * RX_POOL_BUFFERS).map(|_| receive(&mut pool, 60)).collect();
+        assert_eq!(pool.buffers.len(), RX_POOL_BUFFERS);
+        // Every frame has a buffer of its own.
+        let distinct: std::collections::BTreeSet<_> = held.iter().map(|f| f.as_ptr()).collect();
+        assert_eq!(distinct.len(), held.len());
+    }
+}
+
 /// The transmit scratch buffer, taken out of its cell while a frame is in
 /// flight and returned when dropped.
 struct ScratchLoan<'a> {
@@ -544,6 +646,25 @@ mod sys {
             return Err(io::Error::last_os_error());
         }
         Ok(IfName::from_raw(req.ifr_name))
+    }
+
+    /// Reads one frame from `tun` into the spare capacity of `buffer` (at
+    /// most `max` bytes, and at most that capacity) and returns its
+    /// length; the bytes read are appended to `buffer`. No byte is written
+    /// twice: the kernel fills the capacity, which need not be zeroed first.
+    pub(super) fn read_into(tun: &File, buffer: &mut bytes::BytesMut, max: usize) -> io::Result<usize> {
+        let spare = buffer.spare_capacity_mut();
+        let len = spare.len().min(max);
+        // SAFETY: read(2) writes at most `len` bytes at the pointer, which
+        // is valid for writes of `len` bytes (the buffer's spare capacity,
+        // exclusively borrowed for the call); the fd is open (borrowed from
+        // `tun`).
+        let n = unsafe { libc::read(tun.as_raw_fd(), spare.as_mut_ptr().cast(), len) };
+        let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+        // SAFETY: the kernel initialized the first `n` bytes (`n <= len`)
+        // of the spare capacity, which follow the initialized ones.
+        unsafe { buffer.set_len(buffer.len() + n) };
+        Ok(n)
     }
 
     /// Registers `tun` with the current tokio reactor. The caller has

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mirage_platform_unix::{FileBlock, FileBlockOptions, OpenError};
+use mirage_test_env::skip;
 use mirage_types::block::{BlockDevice, Error as _, ErrorKind};
 
 const RW: FileBlockOptions = FileBlockOptions { read_only: false, sector_size: 512, direct: false };
@@ -140,8 +141,11 @@ async fn direct_io_round_trips_aligned_and_unaligned_buffers() {
         Ok(dev) => dev,
         Err(e @ OpenError::DirectUnsupported(_)) => {
             assert!(e.to_string().contains("without direct I/O"), "{e}");
-            println!("SKIP: the file system under {} refuses O_DIRECT: {e}", dir.path().display());
-            return;
+            return skip(format!(
+                "the file system under {} refuses O_DIRECT (tmpfs before Linux 6.6 does): put the target \
+                 directory (CARGO_TARGET_DIR) on ext4 or xfs: {e}",
+                dir.path().display()
+            ));
         }
         Err(e) => panic!("open with O_DIRECT: {e}"),
     };
@@ -185,13 +189,13 @@ async fn block_devices_report_their_size() {
     let device = match attached {
         Ok(out) if out.status.success() => LoopDevice(String::from_utf8_lossy(&out.stdout).trim().to_string()),
         Ok(out) => {
-            println!("SKIP: losetup cannot attach a loop device: {}", String::from_utf8_lossy(&out.stderr).trim());
-            return;
+            let why = String::from_utf8_lossy(&out.stderr);
+            return skip(format!(
+                "losetup cannot attach a loop device (run the tests as root, with /dev/loop-control): {}",
+                why.trim()
+            ));
         }
-        Err(e) => {
-            println!("SKIP: losetup (Debian package mount) is not available: {e}");
-            return;
-        }
+        Err(e) => return skip(format!("`losetup` cannot run (Debian package mount): {e}")),
     };
     let dev = FileBlock::open(&device.0, RW).expect("open the loop device");
     assert_eq!(dev.info().sector_count, 2048, "BLKGETSIZE64 of a 1 MiB loop device");

@@ -2,8 +2,8 @@
 //! network namespace this test creates (and deletes, also on failure), where
 //! the kernel answers our ARP request.
 //!
-//! Needs root (or CAP_NET_ADMIN) and iproute2's `ip`; skips only when
-//! `/dev/net/tun` is absent.
+//! Needs root (or CAP_NET_ADMIN) and iproute2's `ip`; skips when
+//! `/dev/net/tun` is absent, or fails under CI (`mirage_test_env`).
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mirage_platform_unix::tap::{TapError, TapNetwork, TapOptions};
+use mirage_test_env::require;
 use mirage_types::net::{Error as _, ErrorKind, MacAddress, NetworkDevice, ETHERNET_HEADER_LEN};
 use tokio::task::LocalSet;
 use tokio::time::timeout;
@@ -26,13 +27,11 @@ const OUR_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 
 const ETHERTYPE_ARP: u16 = 0x0806;
 
-fn tun_present() -> bool {
-    if Path::new("/dev/net/tun").exists() {
-        true
-    } else {
-        println!("SKIP: /dev/net/tun not present");
-        false
-    }
+/// Why TAP devices cannot be opened here, if they cannot.
+fn missing_tun() -> Option<&'static str> {
+    (!Path::new("/dev/net/tun").exists()).then_some(
+        "/dev/net/tun is absent (the tun driver: a kernel with CONFIG_TUN, the device passed into a container)",
+    )
 }
 
 fn run<F: std::future::Future<Output = ()>>(test: F) {
@@ -100,9 +99,7 @@ fn arp_reply_to(frame: &Bytes, mac: MacAddress) -> Option<MacAddress> {
 
 #[test]
 fn arp_with_the_kernel_in_a_namespace() {
-    if !tun_present() {
-        return;
-    }
+    require!(missing_tun());
     let ns = Netns::create("tap");
     let name = tap_name("a");
     run(async {
@@ -182,9 +179,7 @@ fn arp_with_the_kernel_in_a_namespace() {
 
 #[test]
 fn given_mac_is_reported() {
-    if !tun_present() {
-        return;
-    }
+    require!(missing_tun());
     let name = tap_name("m");
     run(async {
         let mac: MacAddress = "02:00:5e:00:53:01".parse().unwrap();
@@ -218,9 +213,7 @@ fn bad_interface_names_are_refused_with_the_reason() {
 
 #[test]
 fn a_non_tap_interface_is_refused() {
-    if !tun_present() {
-        return;
-    }
+    require!(missing_tun());
     run(async {
         let e = TapNetwork::open("lo").expect_err("lo is not a TAP interface");
         assert!(matches!(e, TapError::Unusable { .. }), "{e}");

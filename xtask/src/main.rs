@@ -23,9 +23,12 @@
 //! - `xen` drives the Xen harness (`cargo_mirage::xen`) in
 //!   `target/xen-harness`.
 //! - `test` is the project's whole test command (the README's and CI's):
-//!   it installs the Debian packages the suite needs, then checks
+//!   it installs the Debian packages the suite needs and prepares the Xen
+//!   harness (the tests themselves reach no network), then checks
 //!   formatting, lints, runs every test and builds the documentation,
-//!   stopping at the first failure.
+//!   stopping at the first failure; at the end it lists the tests that
+//!   skipped because the machine lacks something (with the environment
+//!   variable `CI` set, those fail instead: `mirage-test-env`).
 //! - `bench www-unix` measures the www example against nginx serving the
 //!   same files, in the same run, and appends the figures to
 //!   `docs/benchmarks.md`.

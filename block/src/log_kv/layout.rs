@@ -2,8 +2,11 @@
 //! log records, all little-endian. See the module documentation of
 //! `log_kv` for how they are used.
 
+use alloc::format;
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::fmt;
 
 use mirage_types::kv::Key;
 use mirage_types::time::PosixTime;
@@ -92,19 +95,32 @@ impl Superblock {
         out
     }
 
-    /// Parses a superblock sector, checking its magic, version, CRC and
-    /// that its geometry is self-consistent and fits a device of
-    /// `dev_sectors` sectors of `dev_sector_size` bytes. The error says
-    /// what is wrong, for the mount error message.
-    pub(crate) fn decode(sector: &[u8], dev_sector_size: u32, dev_sectors: u64) -> Result<Superblock, &'static str> {
-        if sector.len() < SUPER_LEN || sector[0..8] != SUPER_MAGIC {
-            return Err("no LogKv superblock magic");
+    /// Parses the superblock sector of slot `slot` (0 or 1), checking its
+    /// magic, version, CRC, that its generation belongs in that slot, and
+    /// that its geometry and epochs are self-consistent and fit a device of
+    /// `dev_sectors` sectors of `dev_sector_size` bytes, so that no
+    /// arithmetic on them can overflow. The error says which field is wrong
+    /// and why, for the mount error message and the check report.
+    pub(crate) fn decode(
+        sector: &[u8],
+        slot: u64,
+        dev_sector_size: u32,
+        dev_sectors: u64,
+    ) -> Result<Superblock, SlotError> {
+        if sector.iter().all(|&b| b == 0) {
+            return Err(SlotError::Blank);
         }
-        if le_u32(&sector[8..12]) != VERSION {
-            return Err("unsupported LogKv format version (version 1 images: rebuild them with `mirage-kv build`)");
+        if sector.len() < SUPER_LEN || sector[0..8] != SUPER_MAGIC {
+            return Err(SlotError::Damaged("no LogKv superblock magic".into()));
+        }
+        let version = le_u32(&sector[8..12]);
+        if version != VERSION {
+            return Err(SlotError::Damaged(format!(
+                "unsupported LogKv format version {version} (version 1 images: rebuild them with `mirage-kv build`)"
+            )));
         }
         if crc32fast::hash(&sector[..SUPER_CRC_AT]) != le_u32(&sector[SUPER_CRC_AT..SUPER_LEN]) {
-            return Err("superblock checksum mismatch");
+            return Err(SlotError::Damaged("superblock checksum mismatch (a torn write, or damage)".into()));
         }
         let sb = Superblock {
             sector_size: le_u32(&sector[12..16]),
@@ -116,23 +132,79 @@ impl Superblock {
             log_epoch: le_u64(&sector[56..64]),
             next_epoch: le_u64(&sector[64..72]),
         };
+        let bad = |message: String| Err(SlotError::Inconsistent { generation: sb.generation, message });
         if sb.sector_size != dev_sector_size {
-            return Err("superblock sector size differs from the device's");
+            return bad(format!(
+                "sector_size (bytes 12..16) is {}, but the device's sectors are {dev_sector_size} bytes",
+                sb.sector_size
+            ));
         }
         if sb.sector_count > dev_sectors {
-            return Err("store is larger than the device (truncated image?)");
+            return bad(format!(
+                "sector_count (bytes 16..24) is {}: the store is larger than the device of {dev_sectors} sectors \
+                 (truncated image?)",
+                sb.sector_count
+            ));
+        }
+        if sb.sector_count.checked_mul(u64::from(sb.sector_size)).is_none() {
+            return bad(format!(
+                "sector_count (bytes 16..24) is {}: {}-byte sectors make more than 2^64 bytes",
+                sb.sector_count, sb.sector_size
+            ));
         }
         let log_end = sb.half_sectors.checked_mul(2).and_then(|n| n.checked_add(LOG_START));
         if sb.half_sectors == 0 || log_end.is_none_or(|end| end > sb.sector_count) {
-            return Err("log halves do not fit in the store");
+            return bad(format!(
+                "half_sectors (bytes 32..40) is {}: two log halves of that size after the {LOG_START} superblock \
+                 sectors do not fit in the store's sector_count of {}",
+                sb.half_sectors, sb.sector_count
+            ));
         }
         if sb.active_half > 1 {
-            return Err("active half is neither 0 nor 1");
+            return bad(format!("active_half (bytes 48..52) is {}, neither 0 nor 1", sb.active_half));
+        }
+        if sb.slot() != slot {
+            return bad(format!(
+                "generation (bytes 24..32) is {}, which belongs in sector {}, not sector {slot}",
+                sb.generation,
+                sb.slot()
+            ));
         }
         if sb.log_epoch >= sb.next_epoch {
-            return Err("the live log's epoch is not below the next epoch to hand out");
+            return bad(format!(
+                "next_epoch (bytes 64..72) is {}, not above the live log's log_epoch (bytes 56..64) of {}: \
+                 epochs would be reused",
+                sb.next_epoch, sb.log_epoch
+            ));
         }
         Ok(sb)
+    }
+}
+
+/// Why a superblock slot holds no usable superblock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SlotError {
+    /// Every byte is zero: a slot never written (slot 0 of a new store).
+    Blank,
+    /// No superblock of this format: no magic, another version, or a
+    /// checksum mismatch, which is what a torn write (or damage) leaves.
+    Damaged(String),
+    /// The checksum is right, so this is no torn write, but a field is
+    /// impossible (or does not fit the device). `generation` is what the
+    /// superblock claims, so mount can refuse to fall back to an older
+    /// superblock than this one.
+    Inconsistent { generation: u64, message: String },
+}
+
+impl fmt::Display for SlotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SlotError::Blank => f.write_str("all zero, no superblock"),
+            SlotError::Damaged(message) => f.write_str(message),
+            SlotError::Inconsistent { generation, message } => {
+                write!(f, "superblock of generation {generation} with a valid checksum: {message}")
+            }
+        }
     }
 }
 
@@ -147,7 +219,11 @@ pub(crate) fn epoch_floor(sector: &[u8]) -> Option<u64> {
         return None;
     }
     match le_u32(&sector[8..12]) {
-        1 if crc32fast::hash(&sector[..52]) == le_u32(&sector[52..56]) => le_u64(&sector[24..32]).checked_add(2),
+        // A generation this close to the end used (up to) every epoch: the
+        // floor saturates, so format then says the epochs are used up.
+        1 if crc32fast::hash(&sector[..52]) == le_u32(&sector[52..56]) => {
+            Some(le_u64(&sector[24..32]).saturating_add(2))
+        }
         VERSION if crc32fast::hash(&sector[..SUPER_CRC_AT]) == le_u32(&sector[SUPER_CRC_AT..SUPER_LEN]) => {
             Some(le_u64(&sector[64..72]))
         }
@@ -318,20 +394,32 @@ mod tests {
     #[test]
     fn superblock_round_trips_and_rejects_damage() {
         let bytes = sb().encode();
-        assert_eq!(Superblock::decode(&bytes, 512, 100), Ok(sb()));
+        assert_eq!(Superblock::decode(&bytes, 1, 512, 100), Ok(sb()));
         for at in [0, 9, 20, 30, 53, 60, 70, 73] {
             let mut bad = bytes.clone();
             bad[at] ^= 1;
-            assert!(Superblock::decode(&bad, 512, 100).is_err(), "flip at {at} accepted");
+            assert!(Superblock::decode(&bad, 1, 512, 100).is_err(), "flip at {at} accepted");
         }
-        assert_eq!(Superblock::decode(&bytes, 512, 99), Err("store is larger than the device (truncated image?)"));
-        assert!(Superblock::decode(&bytes, 4096, 100).is_err());
-        let mut odd = sb();
-        odd.half_sectors = u64::MAX;
-        assert!(Superblock::decode(&odd.encode(), 512, 100).is_err());
-        let mut reused = sb();
-        reused.next_epoch = reused.log_epoch;
-        assert!(Superblock::decode(&reused.encode(), 512, 100).is_err());
+        assert_eq!(Superblock::decode(&[0; 512], 0, 512, 100), Err(SlotError::Blank));
+        let err = |bytes: &[u8], slot, sectors| match Superblock::decode(bytes, slot, 512, sectors) {
+            Err(SlotError::Inconsistent { generation: 7, message }) => message,
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            err(&bytes, 1, 99).starts_with("sector_count (bytes 16..24) is 100: the store is larger than the device")
+        );
+        assert!(err(&bytes, 0, 100).starts_with("generation (bytes 24..32) is 7, which belongs in sector 1"));
+        assert!(Superblock::decode(&bytes, 1, 4096, 100).is_err());
+        for half_sectors in [0, 50, u64::MAX, u64::MAX / 2, u64::MAX / 2 + 1] {
+            let odd = Superblock { half_sectors, ..sb() };
+            assert!(err(&odd.encode(), 1, 100).starts_with("half_sectors (bytes 32..40)"), "{half_sectors}");
+        }
+        let reused = Superblock { next_epoch: sb().log_epoch, ..sb() };
+        assert!(err(&reused.encode(), 1, 100).starts_with("next_epoch (bytes 64..72) is 40"));
+        let last = Superblock { log_epoch: u64::MAX, next_epoch: u64::MAX, ..sb() };
+        assert!(err(&last.encode(), 1, 100).starts_with("next_epoch"));
+        let active = Superblock { active_half: 2, ..sb() };
+        assert!(err(&active.encode(), 1, 100).starts_with("active_half (bytes 48..52) is 2"));
     }
 
     #[test]
@@ -342,6 +430,10 @@ mod tests {
         let crc = crc32fast::hash(&v1[..52]);
         v1[52..56].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(epoch_floor(&v1), Some(9));
+        v1[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
+        let crc = crc32fast::hash(&v1[..52]);
+        v1[52..56].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(epoch_floor(&v1), Some(u64::MAX));
         let mut bad = sb().encode();
         bad[64] ^= 1;
         assert_eq!(epoch_floor(&bad), None);

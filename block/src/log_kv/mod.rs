@@ -14,7 +14,18 @@
 //!   so a torn superblock write leaves the previous one intact. Each holds
 //!   a magic, a version, the geometry, the generation, which half holds the
 //!   live log, the live log's *epoch*, the next epoch to hand out, and a
-//!   CRC-32. Mount uses the valid one with the highest generation.
+//!   CRC-32. Mount uses the valid one with the highest generation. Valid
+//!   means more than the CRC: the generation belongs in its slot, the
+//!   geometry fits the device (so no offset computed from it overflows),
+//!   the epochs are in order; a superblock with a right CRC and an
+//!   impossible field is a `Corrupt` mount error naming the field and the
+//!   sector if it claims to be newer than the other slot's, since falling
+//!   back to the older superblock would silently roll the store back to
+//!   before the last compaction. A slot skipped for any reason (blank after
+//!   a compaction, torn, damaged, inconsistent) is reported by
+//!   [`LogKv::check`]. The generation and the epochs are counters: a
+//!   compaction that would need one past `u64::MAX` fails (before writing
+//!   anything) with an error saying so, never wraps.
 //! - **The log.** The live half holds an append-only sequence of records,
 //!   each starting on a sector boundary: a 96-byte header (kind, the log's
 //!   epoch, sequence number, modification time, key
@@ -128,7 +139,7 @@ use mirage_types::Bytes;
 use sha2::{Digest as _, Sha256};
 
 use crate::exclusive::Exclusive;
-use layout::{sectors_for, RecordHeader, RecordKind, RecordSpec, Superblock, HEADER_LEN, LOG_START};
+use layout::{sectors_for, RecordHeader, RecordKind, RecordSpec, SlotError, Superblock, HEADER_LEN, LOG_START};
 
 /// Small records are gathered up to this many bytes before compaction
 /// writes them, so compacting many small keys is not one write per key.
@@ -239,9 +250,25 @@ impl fmt::Display for CheckReport {
     }
 }
 
-/// Reads the superblocks and replays the log of the store on `dev`: the
-/// checks of [`LogKv::mount`], which builds the store from the result.
-async fn replay<B: BlockDevice>(dev: &B) -> Result<State, KvError> {
+/// The superblock in force on a device, and what is wrong with the other
+/// slot, if anything.
+struct Superblocks {
+    sb: Superblock,
+    /// Why the slot not in force does not hold the superblock before this
+    /// one: `None` if it does, or if it is the blank slot of a new store.
+    /// Mount goes on without it; [`LogKv::check`] reports it.
+    other: Option<String>,
+}
+
+/// Reads both superblock slots of `dev` and picks the one in force: the
+/// valid one with the higher generation. A slot without a valid superblock
+/// (blank, torn, damaged) is skipped, and said so in
+/// [`Superblocks::other`]; but a slot whose checksum is right and whose
+/// fields are impossible is no torn write, and if it claims a newer
+/// generation than the valid slot, falling back to the older superblock
+/// would silently roll the store back to before the last compaction, so
+/// that is a `Corrupt` error.
+async fn read_superblocks<B: BlockDevice>(dev: &B) -> Result<Superblocks, KvError> {
     let info = dev.info();
     if info.sector_count < LOG_START {
         return Err(corrupt(format!(
@@ -252,22 +279,79 @@ async fn replay<B: BlockDevice>(dev: &B) -> Result<State, KvError> {
     let mut slots = vec![0u8; 2 * info.sector_size as usize];
     dev.read(0, &mut slots).await.map_err(storage("reading the superblocks"))?;
     let (a, b) = slots.split_at(info.sector_size as usize);
-    let sb = match (
-        Superblock::decode(a, info.sector_size, info.sector_count),
-        Superblock::decode(b, info.sector_size, info.sector_count),
-    ) {
+    let a = Superblock::decode(a, 0, info.sector_size, info.sector_count);
+    let b = Superblock::decode(b, 1, info.sector_size, info.sector_count);
+    let (sb, other) = match (a, b) {
         (Ok(a), Ok(b)) => {
-            if a.generation >= b.generation {
-                a
-            } else {
-                b
-            }
+            let (live, old) = if a.generation > b.generation { (a, b) } else { (b, a) };
+            return Ok(Superblocks { sb: live, other: compare_superblocks(&live, &old) });
         }
-        (Ok(sb), Err(_)) | (Err(_), Ok(sb)) => sb,
+        (Ok(sb), Err(e)) | (Err(e), Ok(sb)) => (sb, e),
         (Err(ea), Err(eb)) => {
-            return Err(corrupt(format!("not a LogKv store: sector 0: {ea}; sector 1: {eb}")));
+            let what = if matches!(ea, SlotError::Inconsistent { .. }) || matches!(eb, SlotError::Inconsistent { .. }) {
+                "no usable LogKv superblock"
+            } else {
+                "not a LogKv store"
+            };
+            return Err(corrupt(format!("{what}: sector 0: {ea}; sector 1: {eb}")));
         }
     };
+    let (slot, live_slot) = (1 - sb.slot(), sb.slot());
+    let other = match other {
+        SlotError::Blank if sb.generation == 1 => None,
+        SlotError::Inconsistent { generation, message } if generation > sb.generation => {
+            return Err(corrupt(format!(
+                "LogKv superblock in sector {slot} (generation {generation}, valid checksum): {message}; mounting \
+                 the older superblock in sector {live_slot} (generation {}) instead would roll the store back",
+                sb.generation
+            )));
+        }
+        e => Some(format!(
+            "superblock slot in sector {slot} skipped: {e}; the store uses the superblock in sector {live_slot} \
+             (generation {}), and has no valid previous one",
+            sb.generation
+        )),
+    };
+    Ok(Superblocks { sb, other })
+}
+
+/// What is wrong with `old`, the valid superblock in the slot not in force,
+/// beside `live`: it should be the one written just before (generation one
+/// lower, the same geometry).
+fn compare_superblocks(live: &Superblock, old: &Superblock) -> Option<String> {
+    let mut wrong = Vec::new();
+    if live.generation.checked_sub(1) != Some(old.generation) {
+        wrong.push(format!(
+            "generation {}, not {} (the superblock written before the one in force)",
+            old.generation,
+            live.generation.saturating_sub(1)
+        ));
+    }
+    for (field, theirs, ours) in [
+        ("sector_count", old.sector_count, live.sector_count),
+        ("half_sectors", old.half_sectors, live.half_sectors),
+        ("max_keys", old.max_keys, live.max_keys),
+    ] {
+        if theirs != ours {
+            wrong.push(format!("{field} {theirs}, not {ours} as in the superblock in force"));
+        }
+    }
+    (!wrong.is_empty()).then(|| {
+        format!(
+            "superblock in sector {} (generation {}) has {}; the store uses the superblock in sector {} (generation {})",
+            old.slot(),
+            old.generation,
+            wrong.join(", "),
+            live.slot(),
+            live.generation
+        )
+    })
+}
+
+/// Reads the superblocks and replays the log of the store on `dev`: the
+/// checks of [`LogKv::mount`], which builds the store from the result.
+async fn replay<B: BlockDevice>(dev: &B) -> Result<State, KvError> {
+    let sb = read_superblocks(dev).await?.sb;
     let scan = scan(dev, &sb).await?;
     if let Some(damage) = scan.damage {
         return Err(corrupt(damage));
@@ -369,9 +453,14 @@ impl<B: BlockDevice, C: WallClock> LogKv<B, C> {
             .flatten()
             .max()
             .unwrap_or(1);
-        let next_epoch = log_epoch
-            .checked_add(1)
-            .ok_or_else(|| other(ErrorKind::Other, "the old store used up every record epoch".to_string()))?;
+        let next_epoch = log_epoch.checked_add(1).ok_or_else(|| {
+            other(
+                ErrorKind::Other,
+                "the old store on the device used up every record epoch, so none is safe from its records: \
+                     zero the device (or at least its first two sectors) to format it"
+                    .to_string(),
+            )
+        })?;
         let sb = Superblock {
             sector_size: info.sector_size,
             sector_count: info.sector_count,
@@ -440,11 +529,14 @@ impl<B: BlockDevice, C: WallClock> LogKv<B, C> {
         Ok((LogKv::format(dev, clock, options).await?, Opened::Formatted))
     }
 
-    /// Checks the whole store against the device: re-reads and re-checks
-    /// every record of the log, compares the result with the store's view,
-    /// checks the SHA-256 of every live value, and looks past the end of
-    /// the log for valid records (which would mean records were lost to a
-    /// damaged one before them).
+    /// Checks the whole store against the device: re-reads both superblock
+    /// slots (reporting the one not in force if it is blank, damaged or
+    /// inconsistent, even though mount went on without it, and the one in
+    /// force if it is not the store's), re-reads and re-checks every record
+    /// of the log, compares the result with the store's view, checks the
+    /// SHA-256 of every live value, and looks past the end of the log for
+    /// valid records (which would mean records were lost to a damaged one
+    /// before them).
     ///
     /// `Ok` carries the report, whose `errors` list every problem found;
     /// `Err` only if the device fails or the log no longer replays.
@@ -454,18 +546,37 @@ impl<B: BlockDevice, C: WallClock> LogKv<B, C> {
             let state = self.state.borrow();
             (state.sb, state.head, state.next_seq, state.index.clone())
         };
+        let superblocks = read_superblocks(&self.dev).await;
         let scan = scan(&self.dev, &sb).await?;
         let sector_size = u64::from(sb.sector_size);
         let mut report = CheckReport {
             generation: sb.generation,
             records: scan.records,
             live_keys: index.len() as u64,
-            live_bytes: index.values().map(|e| e.len).sum(),
-            free_bytes: (sb.log_end() - head) * sector_size,
+            live_bytes: index.values().fold(0u64, |sum, e| sum.saturating_add(e.len)),
+            free_bytes: sb.log_end().saturating_sub(head).saturating_mul(sector_size),
             ..CheckReport::default()
         };
-        let live_sectors: u64 = index.values().map(|e| sectors_for(e.value_offset + e.len, sb.sector_size)).sum();
-        report.dead_bytes = scan.used_sectors.saturating_sub(live_sectors) * sector_size;
+        match superblocks {
+            Ok(found) => {
+                if found.sb != sb {
+                    report.errors.push(format!(
+                        "the superblock in force on the device (sector {}, generation {}) is not the store's \
+                         (sector {}, generation {})",
+                        found.sb.slot(),
+                        found.sb.generation,
+                        sb.slot(),
+                        sb.generation
+                    ));
+                }
+                report.errors.extend(found.other);
+            }
+            Err(e) => report.errors.push(format!("the superblocks on the device no longer mount: {e}")),
+        }
+        let live_sectors = index
+            .values()
+            .fold(0u64, |sum, e| sum.saturating_add(sectors_for(e.value_offset.saturating_add(e.len), sb.sector_size)));
+        report.dead_bytes = scan.used_sectors.saturating_sub(live_sectors).saturating_mul(sector_size);
         if scan.head != head || scan.next_seq != next_seq {
             report.errors.push(format!(
                 "the log on the device ends at sector {} (sequence {}), the store's view at sector {head} (sequence {next_seq})",
@@ -555,40 +666,50 @@ impl<B: BlockDevice, C: WallClock> LogKv<B, C> {
             Change::Put { key, .. } => Some(key),
             _ => None,
         };
-        let needed: u64 =
-            plan.iter().map(|(k, e)| sectors_for((HEADER_LEN + k.len()) as u64 + e.len, sb.sector_size)).sum();
+        let needed = record_sectors(&plan, sb.sector_size);
         let sector_size = u64::from(sb.sector_size);
         if needed > sb.half_sectors {
-            let old: u64 = self
-                .state
-                .borrow()
-                .index
-                .iter()
-                .map(|(k, e)| sectors_for((HEADER_LEN + k.len()) as u64 + e.len, sb.sector_size))
-                .sum();
+            let old = record_sectors(&self.state.borrow().index, sb.sector_size);
             return Err(KvError::NoSpace {
                 key: error_key.clone(),
                 needed: spec.len() as u64,
-                free: sb.half_sectors.saturating_sub(old) * sector_size,
+                free: sb.half_sectors.saturating_sub(old).saturating_mul(sector_size),
             });
         }
         // Take a fresh epoch for the new log and make that durable before
         // any record carries it, so an interrupted compaction's records are
         // never mistaken for a later log's (see "Damage" in the module docs).
+        // The two superblocks take the next two generations. Both counters
+        // are checked before anything is written.
         let epoch = sb.next_epoch;
-        let next_epoch = epoch
-            .checked_add(1)
-            .ok_or_else(|| other(ErrorKind::Other, "the store has used up every record epoch".to_string()))?;
-        let reserved = Superblock { generation: sb.generation + 1, next_epoch, ..sb };
+        let used_up = |what: String| {
+            other(
+                ErrorKind::Other,
+                format!(
+                    "cannot compact the store: {what}, so no compaction can ever run again (the store stays \
+                     readable, and writes go on while its live half has room): copy its data to a new store"
+                ),
+            )
+        };
+        let next_epoch = epoch.checked_add(1).ok_or_else(|| {
+            used_up(format!("it has used up every record epoch (next_epoch {epoch} in sector {})", sb.slot()))
+        })?;
+        let (Some(reserved_generation), Some(next_generation)) =
+            (sb.generation.checked_add(1), sb.generation.checked_add(2))
+        else {
+            return Err(used_up(format!(
+                "its superblock generation {} (sector {}) leaves no room for the two superblocks a compaction \
+                 writes",
+                sb.generation,
+                sb.slot()
+            )));
+        };
+        let reserved = Superblock { generation: reserved_generation, next_epoch, ..sb };
         self.dev.write(reserved.slot(), &reserved.encode()).await.map_err(storage("writing the superblock"))?;
         self.dev.flush().await.map_err(storage("flushing the superblock"))?;
         self.state.borrow_mut().sb = reserved;
-        let next = Superblock {
-            generation: reserved.generation + 1,
-            active_half: 1 - sb.active_half,
-            log_epoch: epoch,
-            ..reserved
-        };
+        let next =
+            Superblock { generation: next_generation, active_half: 1 - sb.active_half, log_epoch: epoch, ..reserved };
         let mut at = next.log_start();
         let mut batch_start = at;
         let mut batch = Vec::new();
@@ -680,8 +801,7 @@ impl<B: BlockDevice, C: WallClock> KvRead for LogKv<B, C> {
         let (entry, sector_size) = self.value_entry(key)?;
         let start = offset.min(entry.len);
         let end = start.saturating_add(len as u64).min(entry.len);
-        let at = entry.sector * u64::from(sector_size) + entry.value_offset + start;
-        read_bytes(&self.dev, at, end - start).await
+        read_bytes(&self.dev, value_byte(&entry, sector_size, start)?, end - start).await
     }
 
     async fn list(&self, key: &Key) -> Result<Vec<(String, EntryKind)>, KvError> {
@@ -741,7 +861,7 @@ impl<B: BlockDevice, C: WallClock> KvWrite for LogKv<B, C> {
         let _guard = self.lock.lock().await;
         let (old, half_bytes) = {
             let state = self.state.borrow();
-            let half_bytes = state.sb.half_sectors * u64::from(state.sb.sector_size);
+            let half_bytes = state.sb.half_sectors.saturating_mul(u64::from(state.sb.sector_size));
             (lookup(&state.index, key.as_str())?, half_bytes)
         };
         let end = offset.checked_add(data.len() as u64).filter(|&end| end <= half_bytes).ok_or_else(|| {
@@ -806,7 +926,7 @@ impl<B: BlockDevice, C: WallClock> LogKv<B, C> {
         }
         let half_bytes = {
             let sb = self.state.borrow().sb;
-            sb.half_sectors * u64::from(sb.sector_size)
+            sb.half_sectors.saturating_mul(u64::from(sb.sector_size))
         };
         let needed = (HEADER_LEN + key.as_str().len()) as u64 + value.len() as u64;
         if needed > half_bytes {
@@ -964,6 +1084,15 @@ async fn later_record<B: BlockDevice>(
     Ok(None)
 }
 
+/// Sectors the records of a compaction of `index` take (a put record per
+/// value), saturating: a sum that large fails the caller's bound anyway.
+fn record_sectors(index: &Index, sector_size: u32) -> u64 {
+    index.iter().fold(0u64, |sum, (key, entry)| {
+        let len = ((HEADER_LEN + key.len()) as u64).saturating_add(entry.len);
+        sum.saturating_add(sectors_for(len, sector_size))
+    })
+}
+
 fn parse_key(bytes: &[u8]) -> Option<Key> {
     Key::parse(core::str::from_utf8(bytes).ok()?).ok()
 }
@@ -1113,7 +1242,19 @@ pub(crate) fn tree_digest<'a>(values: impl Iterator<Item = (&'a str, [u8; 32])>)
 }
 
 async fn read_value<B: BlockDevice>(dev: &B, entry: &Entry, sector_size: u32) -> Result<Bytes, KvError> {
-    read_bytes(dev, entry.sector * u64::from(sector_size) + entry.value_offset, entry.len).await
+    read_bytes(dev, value_byte(entry, sector_size, 0)?, entry.len).await
+}
+
+/// The device byte of byte `offset` of `entry`'s value. Mount bounded every
+/// record by the store, whose size in bytes fits a `u64`, so this overflows
+/// only on a corrupt index; it is checked all the same.
+fn value_byte(entry: &Entry, sector_size: u32, offset: u64) -> Result<u64, KvError> {
+    entry
+        .sector
+        .checked_mul(u64::from(sector_size))
+        .and_then(|at| at.checked_add(entry.value_offset))
+        .and_then(|at| at.checked_add(offset))
+        .ok_or_else(|| corrupt(format!("the value of the record at sector {} lies past 2^64 bytes", entry.sector)))
 }
 
 /// Reads `len` bytes from byte `at` of the device, reading only the
@@ -1126,8 +1267,10 @@ pub(crate) async fn read_bytes<B: BlockDevice>(dev: &B, at: u64, len: u64) -> Re
     let first = at / ss;
     let end = at.checked_add(len).ok_or_else(|| corrupt(format!("{len} bytes at byte {at} overflow")))?;
     let sectors = end.div_ceil(ss) - first;
-    let buf_len = usize::try_from(sectors * ss)
-        .map_err(|_| other(ErrorKind::Other, format!("{len} bytes at byte {at} do not fit in memory")))?;
+    let buf_len = sectors
+        .checked_mul(ss)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| other(ErrorKind::Other, format!("{len} bytes at byte {at} do not fit in memory")))?;
     let mut buf = Vec::new();
     buf.try_reserve_exact(buf_len)
         .map_err(|_| other(ErrorKind::Other, format!("cannot allocate {buf_len} bytes to read byte {at}")))?;

@@ -4,8 +4,8 @@
 //!
 //! The test builds the image itself (as `cargo mirage build -t virtio`
 //! does), in a target directory of its own under `CARGO_TARGET_TMPDIR`. It
-//! needs `qemu-system-x86_64` (Debian: `qemu-system-x86`) and prints a SKIP
-//! line when it is absent.
+//! needs `qemu-system-x86_64` (Debian: `qemu-system-x86`); without it the
+//! tests skip, or fail under CI (`mirage_test_env`).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use mirage_kernel_host::kernel_image;
 use mirage_kernel_host::qemu::{exit_code, missing_qemu, Machine, Qemu};
+use mirage_test_env::require;
 
 /// How long one boot may take before the test kills QEMU: the 16 MiB run
 /// takes about 4 s; TCG on a loaded 2-core machine can be much slower.
@@ -45,18 +46,9 @@ fn boot_on(machine: Machine, disk: Option<&Path>, append: &str) -> (Option<i32>,
     (exit.code, exit.output)
 }
 
-macro_rules! require_qemu {
-    () => {
-        if let Some(reason) = missing_qemu() {
-            println!("SKIP: {reason}");
-            return;
-        }
-    };
-}
-
 #[test]
 fn verifies_a_16_mib_disk_on_microvm() {
-    require_qemu!();
+    require!(missing_qemu());
     let (_dir, path) = disk(16 << 20);
     let (status, output) = boot(Some(&path), "--block disk");
     assert_eq!(status, Some(exit_code(0)), "output:\n{output}");
@@ -73,7 +65,7 @@ fn verifies_a_16_mib_disk_on_microvm() {
 
 #[test]
 fn virtio_pci_on_q35_passes_the_block_example() {
-    require_qemu!();
+    require!(missing_qemu());
     let (_dir, path) = disk(4 << 20);
     let (status, output) = boot_on(Machine::Q35, Some(&path), "--block disk");
     assert_eq!(status, Some(exit_code(0)), "output:\n{output}");
@@ -82,7 +74,7 @@ fn virtio_pci_on_q35_passes_the_block_example() {
 
 #[test]
 fn a_missing_device_and_a_bad_flag_stop_the_kernel_with_a_message() {
-    require_qemu!();
+    require!(missing_qemu());
     let (status, output) = boot(None, "--block disk");
     assert_eq!(status, Some(exit_code(2)), "output:\n{output}");
     assert!(

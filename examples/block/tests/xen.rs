@@ -6,9 +6,9 @@
 //! byte. (blkfront's own tests are `platform-xen/selftest`'s.)
 //!
 //! The test builds the image itself (as `cargo mirage build -t xen` does,
-//! in a target directory of its own under `CARGO_TARGET_TMPDIR`) and
-//! prepares the harness (see `examples/hello/tests/xen.rs`); it prints a
-//! SKIP line when the Debian mirror cannot be reached.
+//! in a target directory of its own under `CARGO_TARGET_TMPDIR`) and needs
+//! the prepared harness (see `examples/hello/tests/xen.rs`); without it
+//! the test skips, or fails under CI.
 
 use mirage_kernel_host::{kernel_image, xen_harness};
 

@@ -8,12 +8,14 @@
 //! while its kernel end already has the Linux address.
 //!
 //! Needs root, /dev/net/tun, `ip` (iproute2), `nc` (netcat-openbsd) and
-//! `timeout` (coreutils); without them the test prints SKIP and passes.
+//! `timeout` (coreutils); without them the test skips, or fails under CI
+//! (`mirage_test_env`).
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use mirage_net_stack_linux_tests::{iface_name, missing, run_in_netns, KillOnDrop, Netns};
+use mirage_test_env::require;
 
 const OURS: &str = "10.88.0.2";
 
@@ -53,17 +55,8 @@ fn wait_until_echoing(ns: &Netns, server: &mut KillOnDrop) {
 
 #[test]
 fn echo_tap_echoes_10_mib_byte_exact() {
-    if let Some(reason) = missing(&[("nc", "netcat-openbsd"), ("timeout", "coreutils")]) {
-        println!("SKIP: {reason}");
-        return;
-    }
-    let ns = match Netns::new("mirage-echotap") {
-        Ok(ns) => ns,
-        Err(e) => {
-            println!("SKIP: cannot create a network namespace: {e}");
-            return;
-        }
-    };
+    require!(missing(&[("nc", "netcat-openbsd"), ("timeout", "coreutils")]));
+    let Some(ns) = Netns::new_or_skip("mirage-echotap") else { return };
     let iface = iface_name("e");
     ns.exec(&["ip", "tuntap", "add", "dev", &iface, "mode", "tap"]).unwrap();
     ns.exec(&["ip", "addr", "add", "10.88.0.1/24", "dev", &iface]).unwrap();

@@ -7,8 +7,8 @@
 //! the image itself (as `cargo mirage build -t virtio` does, under
 //! `CARGO_TARGET_TMPDIR`). It needs root, /dev/net/tun,
 //! `qemu-system-x86_64` (Debian `qemu-system-x86`), `ip` (iproute2), `nc`
-//! (netcat-openbsd) and `timeout` (coreutils); without one it prints SKIP
-//! and the reason.
+//! (netcat-openbsd) and `timeout` (coreutils); without one it skips, or
+//! fails under CI (`mirage_test_env`), naming it.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -17,6 +17,7 @@ use std::time::Duration;
 use mirage_kernel_host::kernel_image;
 use mirage_kernel_host::qemu::{missing_qemu, Machine, Qemu};
 use mirage_net_stack_linux_tests::{iface_name, missing, Netns};
+use mirage_test_env::require;
 
 /// How long the boot may take to reach the listening server.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
@@ -36,14 +37,8 @@ fn payload() -> Vec<u8> {
 
 #[test]
 fn echoes_what_nc_sends() {
-    if let Some(reason) = missing_qemu() {
-        println!("SKIP: {reason}");
-        return;
-    }
-    if let Some(reason) = missing(&[("nc", "netcat-openbsd"), ("timeout", "coreutils")]) {
-        println!("SKIP: {reason}");
-        return;
-    }
+    require!(missing_qemu());
+    require!(missing(&[("nc", "netcat-openbsd"), ("timeout", "coreutils")]));
     let tap = iface_name("ve");
     let ns = Netns::new("mirage-vecho").expect("create a network namespace");
     ns.exec(&["ip", "tuntap", "add", "dev", &tap, "mode", "tap"]).unwrap();

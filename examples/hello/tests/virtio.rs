@@ -4,13 +4,14 @@
 //! The test builds the image itself (as `cargo mirage build -t virtio`
 //! does), in a target directory of its own under `CARGO_TARGET_TMPDIR`
 //! (the outer `cargo test` holds the lock of the usual one). It needs
-//! `qemu-system-x86_64` (Debian: `qemu-system-x86`) and prints a SKIP line
-//! when it is absent.
+//! `qemu-system-x86_64` (Debian: `qemu-system-x86`); without it the tests
+//! skip, or fail under CI (`mirage_test_env`).
 
 use std::time::Duration;
 
 use mirage_kernel_host::kernel_image;
 use mirage_kernel_host::qemu::{exit_code, missing_qemu, Machine, Qemu};
+use mirage_test_env::require;
 
 /// How long one boot may take before the test kills QEMU: hello needs
 /// about 3 s, TCG on a loaded 2-core machine can be several times slower.
@@ -21,15 +22,6 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 fn boot(machine: Machine, append: &str) -> (Option<i32>, String) {
     let exit = Qemu::new(&kernel_image!(virtio), machine).append(append).run(BOOT_TIMEOUT);
     (exit.code, exit.output)
-}
-
-macro_rules! require_qemu {
-    () => {
-        if let Some(reason) = missing_qemu() {
-            println!("SKIP: {reason}");
-            return;
-        }
-    };
 }
 
 fn check_greetings(machine: Machine) {
@@ -64,19 +56,19 @@ fn check_greetings(machine: Machine) {
 
 #[test]
 fn greets_four_times_one_second_apart_and_exits_zero_on_microvm() {
-    require_qemu!();
+    require!(missing_qemu());
     check_greetings(Machine::Microvm);
 }
 
 #[test]
 fn greets_on_q35_too() {
-    require_qemu!();
+    require!(missing_qemu());
     check_greetings(Machine::Q35);
 }
 
 #[test]
 fn a_bad_command_line_is_a_usage_error() {
-    require_qemu!();
+    require!(missing_qemu());
     let (status, output) = boot(Machine::Microvm, "--frobnicate");
     assert_eq!(status, Some(exit_code(2)), "output:\n{output}");
     assert!(output.contains("hello: error: unknown flag \"--frobnicate\""), "{output}");
@@ -85,7 +77,7 @@ fn a_bad_command_line_is_a_usage_error() {
 
 #[test]
 fn the_log_filter_comes_from_the_command_line() {
-    require_qemu!();
+    require!(missing_qemu());
     let (status, output) = boot(Machine::Microvm, "-l debug");
     assert_eq!(status, Some(exit_code(0)), "output:\n{output}");
     assert!(output.contains("DEBUG mirage_kernel::platform: heap"), "{output}");

@@ -4,11 +4,13 @@
 //! (The platform's own probes are tested by `platform-xen/selftest`.)
 //!
 //! The test builds the image itself (as `cargo mirage build -t xen` does,
-//! in a target directory of its own under `CARGO_TARGET_TMPDIR`), and runs `cargo
-//! xtask xen prepare` first, which downloads Xen's Debian packages once
-//! into `target/xen-harness` and installs QEMU >= 10 from bookworm-backports
-//! (Debian: `qemu-system-x86`, `cpio`, `gzip`). It prints a SKIP line when
-//! the harness cannot be prepared because the Debian mirror is unreachable.
+//! in a target directory of its own under `CARGO_TARGET_TMPDIR`). It needs
+//! the harness prepared in `target/xen-harness` by `cargo xtask xen
+//! prepare`, which downloads Xen's Debian packages once and installs
+//! QEMU >= 10 from bookworm-backports (Debian: `qemu-system-x86`, `cpio`,
+//! `gzip`); `cargo xtask test` runs it before the tests, which never reach
+//! the network themselves. Without it the tests skip, or fail under CI
+//! (`mirage_test_env`).
 
 use mirage_kernel_host::xen::XenRun;
 use mirage_kernel_host::{kernel_image, xen_harness};

@@ -2,7 +2,8 @@
 //! raw disk image: the first boot formats the blank image, the second
 //! finds the counter the first left. Builds the image itself (see
 //! `examples/hello/tests/virtio.rs`); needs `qemu-system-x86_64` (Debian:
-//! `qemu-system-x86`) and prints a SKIP line without it.
+//! `qemu-system-x86`); without it the test skips, or fails under CI
+//! (`mirage_test_env`).
 
 use std::fs::File;
 use std::path::Path;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use mirage_kernel_host::kernel_image;
 use mirage_kernel_host::qemu::{exit_code, missing_qemu, Machine, Qemu};
+use mirage_test_env::require;
 
 /// How long one boot may take before the test kills QEMU.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -21,10 +23,7 @@ fn boot(image: &Path, disk: &Path, append: &str) -> (Option<i32>, String) {
 
 #[test]
 fn counts_boots_across_two_runs_on_one_image() {
-    if let Some(reason) = missing_qemu() {
-        println!("SKIP: {reason}");
-        return;
-    }
+    require!(missing_qemu());
     let image = kernel_image!(virtio);
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temporary directory");
     let disk = dir.path().join("store.img");

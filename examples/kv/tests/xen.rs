@@ -3,9 +3,9 @@
 //! harness's zeroed 8 MiB `xvda` blank and formats a store, the second
 //! finds the boot counter the first left there through blkback.
 //!
-//! Builds the image and prepares the harness as
-//! `examples/hello/tests/xen.rs` does; prints a SKIP line when the
-//! Debian mirror cannot be reached.
+//! Builds the image and needs the prepared harness as
+//! `examples/hello/tests/xen.rs` does; without it the test skips, or fails
+//! under CI.
 
 use mirage_kernel_host::{kernel_image, xen_harness};
 

@@ -7,12 +7,13 @@
 //! the binary runs inside the namespace, so it attaches to that interface
 //! while its kernel end already has the Linux address.
 //!
-//! Needs root, /dev/net/tun and `ip` (iproute2); without them the test
-//! prints SKIP and passes.
+//! Needs root, /dev/net/tun, `ip` (iproute2) and `timeout` (coreutils);
+//! without them the test skips, or fails under CI (`mirage_test_env`).
 
 use std::process::{Command, Output};
 
 use mirage_net_stack_linux_tests::{iface_name, missing, Netns};
+use mirage_test_env::require;
 
 fn ping_unix(ns: &Netns, iface: &str, app_args: &[&str]) -> Output {
     // `timeout` bounds the run even if the binary misbehaves.
@@ -27,17 +28,8 @@ fn ping_unix(ns: &Netns, iface: &str, app_args: &[&str]) -> Output {
 
 #[test]
 fn ping_unix_pings_linux_over_tap() {
-    if let Some(reason) = missing(&[("timeout", "coreutils")]) {
-        println!("SKIP: {reason}");
-        return;
-    }
-    let ns = match Netns::new("mirage-ping") {
-        Ok(ns) => ns,
-        Err(e) => {
-            println!("SKIP: cannot create a network namespace: {e}");
-            return;
-        }
-    };
+    require!(missing(&[("timeout", "coreutils")]));
+    let Some(ns) = Netns::new_or_skip("mirage-ping") else { return };
     let iface = iface_name("p");
     ns.exec(&["ip", "tuntap", "add", "dev", &iface, "mode", "tap"]).unwrap();
     ns.exec(&["ip", "addr", "add", "10.80.0.1/24", "dev", &iface]).unwrap();

@@ -8,13 +8,15 @@
 //! image itself (as `cargo mirage build -t virtio` does, under
 //! `CARGO_TARGET_TMPDIR`). It needs root, /dev/net/tun,
 //! `qemu-system-x86_64` (Debian `qemu-system-x86`), `ip` (iproute2) and
-//! `timeout` (coreutils); without one it prints SKIP and the reason.
+//! `timeout` (coreutils); without one it skips, or fails under CI
+//! (`mirage_test_env`), naming it.
 
 use std::time::Duration;
 
 use mirage_kernel_host::kernel_image;
 use mirage_kernel_host::qemu::{exit_code, missing_qemu, Exit, Machine, Qemu};
 use mirage_net_stack_linux_tests::{iface_name, missing, Netns};
+use mirage_test_env::require;
 
 /// How long one run may take: QEMU is stopped then.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
@@ -31,14 +33,8 @@ fn boot(ns: &Netns, tap: &str, append: &str) -> Exit {
 
 #[test]
 fn pings_linux_and_reports_a_silent_address() {
-    if let Some(reason) = missing_qemu() {
-        println!("SKIP: {reason}");
-        return;
-    }
-    if let Some(reason) = missing(&[("timeout", "coreutils")]) {
-        println!("SKIP: {reason}");
-        return;
-    }
+    require!(missing_qemu());
+    require!(missing(&[("timeout", "coreutils")]));
     let tap = iface_name("vp");
     let ns = Netns::new("mirage-vping").expect("create a network namespace");
     ns.exec(&["ip", "tuntap", "add", "dev", &tap, "mode", "tap"]).unwrap();

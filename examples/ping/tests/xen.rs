@@ -5,10 +5,10 @@
 //! on its PV console.
 //!
 //! The test builds the image itself (as `cargo mirage build -t xen` does,
-//! in a target directory of its own under `CARGO_TARGET_TMPDIR`), and runs
-//! `cargo xtask xen prepare` first (see `examples/hello/tests/xen.rs`); it
-//! prints a SKIP line when the harness cannot be prepared because the
-//! Debian mirror is unreachable. One boot takes a minute or more.
+//! in a target directory of its own under `CARGO_TARGET_TMPDIR`) and needs
+//! the harness prepared by `cargo xtask xen prepare` (see
+//! `examples/hello/tests/xen.rs`); without it the test skips, or fails
+//! under CI. One boot takes a minute or more.
 
 use mirage_kernel_host::{kernel_image, xen_harness};
 

@@ -2,9 +2,37 @@
 //! head, turning its target into a store key, and writing a response head.
 //!
 //! Reading list: RFC 9110 (HTTP semantics: methods §9, status codes §15,
-//! `Allow` §10.2.1, dates §5.6.7), RFC 9112 (HTTP/1.1 message syntax:
-//! request target §3.2, `Host` §3.2, persistence §9.3), RFC 3986 §2.1
-//! (percent-encoding), RFC 6585 §5 (431).
+//! `Allow` §10.2.1, `Retry-After` §10.2.3, dates §5.6.7, lists §5.6.1,
+//! `Content-Length` §8.6), RFC 9112 (HTTP/1.1 message syntax: line
+//! endings §2.2, request target §3.2, `Host` §3.2, `Transfer-Encoding`
+//! §6.1, message body length §6.3, persistence §9.3, request smuggling
+//! §11.2), RFC 3986 §2.1 (percent-encoding), RFC 6585 §5 (431).
+//!
+//! # Framing is parsed strictly
+//!
+//! The server reads no request bodies, but it must still agree with
+//! every other HTTP parser on the path (a proxy in front, say) about where
+//! a request ends, or a second request can be smuggled inside the first
+//! (RFC 9112 §11.2). So a head is refused with 400, and the connection
+//! closed after the answer, when its framing is ambiguous:
+//!
+//! - a line (request line, field line or the final empty line) that ends
+//!   in a bare LF instead of CRLF. RFC 9112 §2.2 lets a recipient accept a
+//!   bare LF, but a proxy that does not would see other line boundaries
+//!   than we do; we choose strictness. (A bare CR, an `obs-fold`
+//!   continuation line and white space before a field's colon are already
+//!   refused by `httparse`, as §2.2, §5.2 and §5.1 allow or require.)
+//! - `Content-Length` values that are not all the same, or not all
+//!   `1*DIGIT` (§8.6 of RFC 9110: no sign, no spaces inside). Several
+//!   field lines, or a comma-separated list, of one identical value are
+//!   that value (RFC 9112 §6.3 item 5: "unless the field value can be
+//!   successfully parsed as a comma-separated list, all values in the list
+//!   are valid, and all values in the list are the same");
+//! - `Transfer-Encoding` together with `Content-Length` (§6.1: a server
+//!   MAY reject such a request and MUST close the connection after
+//!   answering it; §6.3 item 3: it "ought to be handled as an error"), or
+//!   a `Transfer-Encoding` whose final coding is not `chunked` (§6.3 item
+//!   3: the server MUST answer 400 and close).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -27,6 +55,7 @@ pub(crate) enum Status {
     RequestHeaderFieldsTooLarge,
     InternalServerError,
     NotImplemented,
+    ServiceUnavailable,
 }
 
 impl Status {
@@ -39,6 +68,7 @@ impl Status {
             Status::RequestHeaderFieldsTooLarge => 431,
             Status::InternalServerError => 500,
             Status::NotImplemented => 501,
+            Status::ServiceUnavailable => 503,
         }
     }
 
@@ -51,6 +81,7 @@ impl Status {
             Status::RequestHeaderFieldsTooLarge => "Request Header Fields Too Large",
             Status::InternalServerError => "Internal Server Error",
             Status::NotImplemented => "Not Implemented",
+            Status::ServiceUnavailable => "Service Unavailable",
         }
     }
 
@@ -60,6 +91,11 @@ impl Status {
         matches!(self, Status::MethodNotAllowed | Status::NotImplemented)
     }
 }
+
+/// The `Retry-After` of a 503 (RFC 9110 §10.2.3), in seconds: the server
+/// answers 503 only when every connection slot is busy answering a
+/// request, which for a static server lasts seconds.
+pub(crate) const RETRY_AFTER_SECS: u32 = 5;
 
 /// The request method, as far as a static server cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,8 +133,9 @@ pub(crate) struct Request<'b> {
     /// (RFC 9112 §9.3).
     pub(crate) keep_alive: bool,
     /// Whether a body follows the head (`Content-Length` other than 0, or
-    /// `Transfer-Encoding`). The server does not read bodies, so it closes
-    /// the connection after answering such a request.
+    /// `Transfer-Encoding`). The server does not read bodies, so it ends
+    /// the connection after answering such a request (with a lingering
+    /// close: it reads and discards what the client still sends).
     pub(crate) has_body: bool,
 }
 
@@ -114,18 +151,27 @@ pub(crate) enum Parsed<'b> {
     Invalid(Status, &'static str),
 }
 
-/// Parses the request head at the start of `buf`.
+/// Parses the request head at the start of `buf`; see the module notes
+/// for what is refused.
 pub(crate) fn parse_request(buf: &[u8]) -> Parsed<'_> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     let len = match request.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
+        // The whole buffer is head so far: a bare LF in it is refused
+        // now rather than when the head is complete.
+        Ok(httparse::Status::Partial) if has_bare_lf(buf) => return Parsed::Invalid(Status::BadRequest, BARE_LF),
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(httparse::Error::TooManyHeaders) => {
             return Parsed::Invalid(Status::RequestHeaderFieldsTooLarge, "too many header fields")
         }
         Err(_) => return Parsed::Invalid(Status::BadRequest, "malformed request head"),
     };
+    // httparse accepts LF alone as a line ending (RFC 9112 §2.2's MAY);
+    // only the head is checked, not the bytes after it.
+    if has_bare_lf(&buf[..len]) {
+        return Parsed::Invalid(Status::BadRequest, BARE_LF);
+    }
     // httparse fills all three once the head is complete.
     let (Some(method_name), Some(target), Some(minor_version)) = (request.method, request.path, request.version) else {
         return Parsed::Invalid(Status::BadRequest, "incomplete request line");
@@ -134,25 +180,37 @@ pub(crate) fn parse_request(buf: &[u8]) -> Parsed<'_> {
     let mut hosts = 0;
     let mut close = false;
     let mut keep_alive = false;
-    let mut has_body = false;
+    let mut content_length = None;
+    let mut transfer_encoding = false;
+    // The last coding of all Transfer-Encoding lines read as one list
+    // (RFC 9110 §5.3), if there is one.
+    let mut final_coding: Option<&[u8]> = None;
     for header in request.headers.iter() {
         let name = header.name;
         if name.eq_ignore_ascii_case("host") {
             hosts += 1;
         } else if name.eq_ignore_ascii_case("connection") {
-            for option in header.value.split(|&b| b == b',') {
-                let option = option.trim_ascii();
+            for option in list_elements(header.value) {
                 close |= option.eq_ignore_ascii_case(b"close");
                 keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
             }
         } else if name.eq_ignore_ascii_case("content-length") {
-            match core::str::from_utf8(header.value).ok().and_then(|v| v.trim().parse::<u64>().ok()) {
-                Some(0) => {}
-                Some(_) => has_body = true,
-                None => return Parsed::Invalid(Status::BadRequest, "invalid Content-Length"),
+            let mut values = list_elements(header.value).peekable();
+            if values.peek().is_none() {
+                return Parsed::Invalid(Status::BadRequest, "empty Content-Length");
+            }
+            for value in values {
+                let Some(length) = decimal(value) else {
+                    return Parsed::Invalid(Status::BadRequest, "invalid Content-Length");
+                };
+                if content_length.is_some_and(|l| l != length) {
+                    return Parsed::Invalid(Status::BadRequest, "conflicting Content-Length values");
+                }
+                content_length = Some(length);
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            has_body = true;
+            transfer_encoding = true;
+            final_coding = list_elements(header.value).last().or(final_coding);
         }
     }
     // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request with no
@@ -160,10 +218,40 @@ pub(crate) fn parse_request(buf: &[u8]) -> Parsed<'_> {
     if minor_version == 1 && hosts != 1 {
         return Parsed::Invalid(Status::BadRequest, "HTTP/1.1 request needs exactly one Host field");
     }
+    if transfer_encoding {
+        if content_length.is_some() {
+            return Parsed::Invalid(Status::BadRequest, "both Transfer-Encoding and Content-Length");
+        }
+        if !final_coding.is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked")) {
+            return Parsed::Invalid(Status::BadRequest, "chunked is not the final transfer coding");
+        }
+    }
+    let has_body = transfer_encoding || content_length.is_some_and(|l| l > 0);
     let keep_alive = if minor_version == 0 { keep_alive && !close } else { !close };
     let request =
         Request { method: Method::parse(method_name), method_name, target, minor_version, keep_alive, has_body };
     Parsed::Complete(request, len)
+}
+
+const BARE_LF: &str = "a line of the request head ends in a bare LF, not CRLF";
+
+/// Whether an LF in `head` is not preceded by a CR.
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.iter().enumerate().any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+}
+
+/// The elements of a field value that is a comma-separated list (RFC 9110
+/// §5.6.1): trimmed of optional white space, empty ones skipped.
+fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii).filter(|element| !element.is_empty())
+}
+
+/// A `1*DIGIT` value (RFC 9110 §8.6) that fits in a u64.
+fn decimal(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    value.iter().try_fold(0u64, |n, &digit| n.checked_mul(10)?.checked_add(u64::from(digit - b'0')))
 }
 
 /// Where a request target points in the store.
@@ -327,6 +415,9 @@ impl ResponseHead<'_> {
         if self.status.needs_allow() {
             let _ = w.write_str("Allow: GET, HEAD\r\n");
         }
+        if self.status == Status::ServiceUnavailable {
+            let _ = write!(w, "Retry-After: {RETRY_AFTER_SECS}\r\n");
+        }
         if !self.keep_alive {
             let _ = w.write_str("Connection: close\r\n");
         } else if self.http10 {
@@ -409,6 +500,115 @@ mod tests {
         assert!(!r.has_body);
     }
 
+    fn refused(buf: &[u8]) -> &'static str {
+        match parse_request(buf) {
+            Parsed::Invalid(Status::BadRequest, why) => why,
+            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(buf)),
+        }
+    }
+
+    #[test]
+    fn lines_ending_in_a_bare_lf_are_refused() {
+        // RFC 9112 §2.2 allows accepting them; we do not (module notes).
+        for head in [
+            &b"GET / HTTP/1.1\nHost: x\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: x\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\n",
+            b"GET / HTTP/1.1\nHost: x\n\n",
+            b"\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        ] {
+            assert_eq!(refused(head), BARE_LF, "{:?}", String::from_utf8_lossy(head));
+        }
+        // Refused as soon as it is seen, before the head is complete.
+        assert_eq!(refused(b"GET / HTTP/1.1\nHo"), BARE_LF);
+        // A leading empty line with CRLF is ignored (§2.2), and the bytes
+        // after the head are not the head's.
+        let (r, len) = complete(b"\r\nPOST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\na\nb");
+        assert_eq!((r.method, r.has_body, len), (Method::NotAllowed, true, 49));
+    }
+
+    #[test]
+    fn content_length_values_must_agree() {
+        let with = |fields: &str| alloc::format!("POST / HTTP/1.1\r\nHost: x\r\n{fields}\r\n");
+        for fields in [
+            "Content-Length: 5\r\nContent-Length: 6\r\n",
+            "Content-Length: 5, 6\r\n",
+            "Content-Length: 5\r\nContent-Length: 5, 6\r\n",
+            "Content-Length: 0\r\nContent-Length: 1\r\n",
+        ] {
+            assert_eq!(refused(with(fields).as_bytes()), "conflicting Content-Length values", "{fields:?}");
+        }
+        for fields in [
+            "Content-Length: +5\r\n",
+            "Content-Length: -5\r\n",
+            "Content-Length: 5 5\r\n",
+            "Content-Length: 0x5\r\n",
+            "Content-Length: 5, five\r\n",
+            "Content-Length: 18446744073709551616\r\n",
+        ] {
+            assert_eq!(refused(with(fields).as_bytes()), "invalid Content-Length", "{fields:?}");
+        }
+        assert_eq!(refused(with("Content-Length: \r\n").as_bytes()), "empty Content-Length");
+        assert_eq!(refused(with("Content-Length: ,\r\n").as_bytes()), "empty Content-Length");
+        // RFC 9112 §6.3 item 5: identical values, in one list or on several
+        // lines, are that one value.
+        for (fields, has_body) in [
+            ("Content-Length: 5\r\nContent-Length: 5\r\n", true),
+            ("Content-Length: 5, 5\r\n", true),
+            ("Content-Length: 5 ,5,,\t5\r\nContent-Length: 005\r\n", true),
+            ("Content-Length: 0, 0\r\nContent-Length: 0\r\n", false),
+            ("Content-Length: 18446744073709551615\r\n", true),
+        ] {
+            let head = with(fields);
+            let (r, _) = complete(head.as_bytes());
+            assert_eq!(r.has_body, has_body, "{fields:?}");
+        }
+    }
+
+    #[test]
+    fn transfer_encoding_must_end_in_chunked_and_come_alone() {
+        let with = |fields: &str| alloc::format!("POST / HTTP/1.1\r\nHost: x\r\n{fields}\r\n");
+        for fields in [
+            "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+            "Content-Length: 0\r\nTransfer-Encoding: chunked\r\n",
+        ] {
+            assert_eq!(refused(with(fields).as_bytes()), "both Transfer-Encoding and Content-Length", "{fields:?}");
+        }
+        for fields in [
+            "Transfer-Encoding: chunked, gzip\r\n",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n",
+            "Transfer-Encoding: xchunked\r\n",
+            "Transfer-Encoding: \r\n",
+        ] {
+            assert_eq!(refused(with(fields).as_bytes()), "chunked is not the final transfer coding", "{fields:?}");
+        }
+        for fields in [
+            "Transfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: gzip, Chunked\r\n",
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: \r\n",
+        ] {
+            let head = with(fields);
+            let (r, _) = complete(head.as_bytes());
+            assert!(r.has_body && r.keep_alive, "{fields:?}");
+        }
+    }
+
+    #[test]
+    fn other_ambiguous_lines_are_refused_by_httparse() {
+        // RFC 9112 §2.2: a bare CR; §5.2: obs-fold in a request; §5.1: white
+        // space between a field name and its colon.
+        for head in [
+            &b"GET / HTTP/1.1\r\nHost: x\rY\r\n\r\n"[..],
+            b"GET / HTTP/1.1\rHost: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\n",
+        ] {
+            assert_eq!(refused(head), "malformed request head", "{:?}", String::from_utf8_lossy(head));
+        }
+    }
+
     fn lookup(target: &str) -> Result<(String, bool), &'static str> {
         resolve_target(target).map(|l| (l.key.as_str().to_string(), l.index))
     }
@@ -489,5 +689,13 @@ mod tests {
         assert!(text.contains("\r\nContent-Length: 5\r\n"), "{text}");
         assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
         assert!(text.ends_with("\r\n\r\n"), "{text}");
+        assert!(!text.contains("Retry-After"), "{text}");
+
+        out.clear();
+        ResponseHead { status: Status::ServiceUnavailable, ..head }.write_to(&mut out);
+        let text = core::str::from_utf8(&out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{text}");
+        assert!(text.contains("\r\nRetry-After: 5\r\n"), "{text}");
+        assert!(!text.contains("Allow:"), "{text}");
     }
 }

@@ -1,17 +1,58 @@
 //! Accepting connections and serving requests on them.
+//!
+//! # Connection slots
+//!
+//! A client can hold a connection without asking for anything (a
+//! "slowloris": request heads trickled a byte at a time, idle keep-alive
+//! connections), so connections are admitted and evicted by these rules,
+//! all applied by the accept loop as a connection arrives ([`Slots`]):
+//!
+//! 1. A peer address with [`Config::max_connections_per_address`]
+//!    connections open gets no more (loopback addresses are exempt).
+//! 2. From three quarters of [`Config::max_connections`] on ("pressure"),
+//!    each new connection evicts one that is waiting for a request, reading
+//!    a request head or lingering after its last answer: the one that has
+//!    waited longest. A connection that is answering a request is never
+//!    evicted.
+//! 3. With [`Config::max_connections`] open and none evictable, the new
+//!    connection is refused.
+//!
+//! A refused connection gets a `503 Service Unavailable` with
+//! `Retry-After` and is closed, from a task of its own; at most
+//! [`MAX_REFUSING`] are being refused at once, and one beyond that is
+//! closed at once (a reset). Besides, a request head must be complete
+//! within [`Config::head_timeout`], however slowly it trickles in.
+//!
+//! # Endings
+//!
+//! After the peer's end of stream, a connection is closed gracefully.
+//! After an answer that ends it (`Connection: close`, HTTP/1.0, a body
+//! the server does not read, an error), it gets a lingering close
+//! ([`LINGER_BYTES`]): graceful once the peer has closed its side too.
+//! A connection the server ends without the peer's end of stream (a
+//! timeout, an eviction, a lingering close or refusal that ran out of
+//! time) is reset instead: its flow is dropped without [`Flow::close`].
+//! A graceful close would leave it in FIN-WAIT-2 until the peer closes its
+//! side, and our own stack (mirage-net-stack) has no FIN-WAIT-2 timeout:
+//! a peer that never closes would hold an entry of the stack's connection
+//! table (1024 entries) for ever, and evicted slowloris connections waiting
+//! for their peers' FIN filled that table in the TAP test. On host
+//! sockets the kernel ends such orphans itself, and dropping a flow with
+//! nothing unread sends a FIN there anyway.
 
 use alloc::rc::Rc;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::cell::Cell;
+use core::cell::RefCell;
 use core::convert::Infallible;
 use core::fmt;
 use core::future::Future;
-use core::net::{Ipv4Addr, SocketAddr};
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use core::pin::pin;
+use core::task::{Poll, Waker};
 use core::time::Duration;
 
-use futures::future::{select, Either};
+use futures::future::{poll_fn, select, Either};
 use log::{debug, info, warn};
 use mirage::devices::Devices;
 use mirage::flow::{self, Flow, Shutdown};
@@ -56,16 +97,47 @@ pub async fn start<P: Platform, D: Devices>(platform: P, devices: D) -> Result<I
 /// chunks of [`Config::chunk_size`].
 const SMALL_BODY: usize = 16 * 1024;
 
-/// After answering a malformed request the server shuts its side down and
-/// reads (and discards) at most this much, for at most [`LINGER_TIME`],
-/// before closing. Closing with unread data makes the kernel send a reset
-/// that can destroy the error response before the client reads it; this
-/// "lingering close" lets the response arrive without letting the client
-/// hold the connection open.
-const LINGER_BYTES: usize = 64 * 1024;
+/// The most bytes a lingering close reads and discards.
+///
+/// After an answer that ends the connection (a request with a body the
+/// server does not read, a malformed one, one with a head too long,
+/// `Connection: close`, HTTP/1.0), the server shuts its sending side down
+/// and reads and discards what the client still sends until the client's
+/// end of stream, for at most [`LINGER_TIME`] and this many bytes; then it
+/// closes (or, past the bounds, resets: see the module notes).
+///
+/// Closing with received data unread makes a TCP stack reset the
+/// connection (RFC 2525 §2.17; our stack also resets for data that
+/// arrives after the close), and the reset fails the client's writes and
+/// can destroy the answer before the client reads it: a client that sends
+/// its whole body before it reads got a reset instead of the answer (on
+/// host sockets and on our stack over TAP alike), and curl uploading 50 MB
+/// to our stack, which reads while it sends, mostly did too (`Recv
+/// failure: Connection reset by peer`). Once the client has sent its end
+/// of stream, the close is graceful.
+///
+/// The bounds keep a client from holding the connection: past them the
+/// connection is reset, also when the client is still sending. Time is
+/// the bound that matters for the connection slot (and a lingering
+/// connection is evicted like an idle one under pressure); the byte bound,
+/// far above a body anyone uploads to a static site, limits the work done
+/// for a client already answered on fast links.
+const LINGER_BYTES: usize = 64 * 1024 * 1024;
 
 /// See [`LINGER_BYTES`].
-const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_TIME: Duration = Duration::from_secs(5);
+
+/// Connections being answered with a 503 at most; one refused beyond this
+/// is closed at once.
+const MAX_REFUSING: usize = 32;
+
+/// A refused connection's 503 must be accepted, and its lingering close
+/// ended, within this long.
+const REFUSAL_TIME: Duration = Duration::from_secs(1);
+
+/// The most bytes the lingering close of a refused connection reads (the
+/// request the 503 answers, typically).
+const REFUSAL_LINGER_BYTES: usize = 64 * 1024;
 
 /// The pause after a failed accept, so a persistent failure (out of file
 /// descriptors, say) does not spin the event loop.
@@ -104,21 +176,29 @@ where
 /// Serves the values of `store` over HTTP/1.1 to the connections of
 /// `listener`, for ever.
 ///
-/// Each connection runs as its own task ([`Platform::spawn`]); at most
-/// [`Config::max_connections`] run at once and a connection accepted
-/// beyond that is dropped at once (a reset). A failed accept is logged and
-/// retried after 100 ms.
+/// Each connection runs as its own task ([`Platform::spawn`]). At most
+/// [`Config::max_connections`] are served at once, at most
+/// [`Config::max_connections_per_address`] from one (non-loopback)
+/// address; from three quarters of the limit on, a new connection evicts
+/// the one that has waited longest for a request; a connection over the
+/// limits gets a 503 with `Retry-After` (see the module notes). A failed
+/// accept is logged and retried after 100 ms.
 ///
 /// On a connection: `GET` and `HEAD` of a path percent-decode it and look
 /// it up as a [`Key`]; a path that ends in `/` or names a dictionary serves
 /// the `index.html` below it. Answers are 200 with `Content-Type` (from the
 /// extension) and `Content-Length`; 404 when there is no such value; 400
-/// for a malformed request or a path that is not a valid key (traversal
-/// with `..` in any spelling is one); 405 (known methods) or 501 (unknown
-/// ones) with `Allow: GET, HEAD`; 431 for a head longer than
-/// [`Config::head_limit`]; 500 when the store fails. Connections persist
-/// as HTTP/1.1 says (RFC 9112 §9.3) and pipelined requests are answered in
-/// order.
+/// for a malformed request, ambiguous framing (see the `http` module) or a
+/// path that is not a valid key (traversal with `..` in any spelling is
+/// one); 405 (known methods) or 501 (unknown ones) with `Allow: GET,
+/// HEAD`; 431 for a head longer than [`Config::head_limit`]; 500 when the
+/// store fails. Connections persist as HTTP/1.1 says (RFC 9112 §9.3) and
+/// pipelined requests are answered in order. A connection the server ends
+/// after an answer (a request with a body, which it does not read,
+/// `Connection: close`, an error) ends with a lingering close: it reads
+/// and discards what the client still sends until the client closes its
+/// side, for at most 5 s, so that closing does not reset a client still
+/// sending.
 pub async fn serve<P, L, K>(platform: P, listener: L, store: K, config: Config) -> Infallible
 where
     P: Platform,
@@ -127,7 +207,8 @@ where
     L::Flow: 'static,
 {
     let store = Rc::new(store);
-    let open = Rc::new(Cell::new(0usize));
+    let slots = Rc::new(Slots::default());
+    let mut refusals = RefusalLog::default();
     loop {
         let flow = match listener.accept().await {
             Ok(flow) => flow,
@@ -137,48 +218,343 @@ where
                 continue;
             }
         };
-        if open.get() >= config.max_connections {
-            warn!(
-                "{}: closed at once, {} connections are open (the limit, --max-connections)",
-                flow.remote_addr(),
-                open.get()
-            );
-            drop(flow);
-            continue;
-        }
-        let slot = ConnectionSlot::take(&open);
+        let peer = flow.remote_addr();
+        let now = platform.now();
+        let slot = match slots.admit(peer.ip(), now, &config) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                let Some(refusing) = slots.start_refusal() else {
+                    refusals.log(
+                        now,
+                        format_args!(
+                            "{peer}: reset at once: {refusal}, and {MAX_REFUSING} connections are being refused"
+                        ),
+                    );
+                    drop(flow);
+                    continue;
+                };
+                refusals.log(now, format_args!("{peer}: answered 503: {refusal}"));
+                let clock = platform.clone();
+                platform.spawn(async move {
+                    let _refusing = refusing;
+                    let mut flow = flow;
+                    refuse(&clock, &mut flow).await;
+                });
+                continue;
+            }
+        };
         let (clock, store) = (platform.clone(), store.clone());
         platform.spawn(async move {
-            let _slot = slot;
             let mut flow = flow;
-            let peer = flow.remote_addr();
             // Responses are written whole; waiting for more data to fill a
             // segment would only delay the end of each one.
             if let Err(e) = flow.set_nodelay(true) {
                 debug!("{peer}: cannot turn Nagle's algorithm off: {e}");
             }
-            if let Err(failure) = serve_connection(&clock, &mut flow, &*store, &config, &peer).await {
-                failure.log(&peer);
+            let served = {
+                let serving = serve_connection(&clock, &mut flow, &*store, &config, &peer, &slot);
+                // Eviction is checked first, so a connection is never cut
+                // in the middle of an answer it started in the same poll.
+                match select(pin!(slot.evicted()), pin!(serving)).await {
+                    Either::Left(((), _)) => None,
+                    Either::Right((result, _)) => Some(result),
+                }
+            };
+            match served {
+                Some(Ok(())) => {}
+                Some(Err(failure)) => failure.log(&peer),
+                // Reset by the drop, not closed: see the module notes.
+                None => debug!("{peer}: reset to make room for a new connection"),
             }
         });
     }
 }
 
-/// One of the [`Config::max_connections`] connections; frees its place when
-/// dropped, whichever way the task ends.
-struct ConnectionSlot(Rc<Cell<usize>>);
+/// Refusals are logged as warnings at most once per this long; the others
+/// at debug level, and counted in the next warning. A flood of refused
+/// connections must not become a flood of log lines (a serial console is
+/// slow).
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-impl ConnectionSlot {
-    fn take(open: &Rc<Cell<usize>>) -> ConnectionSlot {
-        open.set(open.get() + 1);
-        ConnectionSlot(open.clone())
+/// See [`REFUSAL_LOG_INTERVAL`].
+#[derive(Default)]
+struct RefusalLog {
+    last_warning: Option<Instant>,
+    unreported: u64,
+}
+
+impl RefusalLog {
+    fn log(&mut self, now: Instant, what: fmt::Arguments<'_>) {
+        if self.last_warning.is_some_and(|last| now < last + REFUSAL_LOG_INTERVAL) {
+            self.unreported += 1;
+            debug!("{what}");
+            return;
+        }
+        match core::mem::take(&mut self.unreported) {
+            0 => warn!("{what}"),
+            n => warn!("{what} ({n} more refused since the last warning)"),
+        }
+        self.last_warning = Some(now);
     }
 }
 
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
+/// The connections being served, shared by the accept loop (which admits
+/// and evicts them) and their tasks (which say when they may be evicted).
+///
+/// A slab: a connection keeps its index for its life, so its task finds
+/// its entry at once; admission and eviction, once per accepted
+/// connection, scan the table (at most [`Config::max_connections`]
+/// entries, plus those evicted and not yet ended).
+#[derive(Default)]
+pub(crate) struct Slots(RefCell<SlotTable>);
+
+#[derive(Default)]
+struct SlotTable {
+    entries: Vec<Option<Entry>>,
+    /// Indexes of `entries` that are `None`.
+    free: Vec<usize>,
+    /// Entries marked evicted whose task has not ended yet: they no longer
+    /// count against the limit.
+    evicted: usize,
+    /// Connections being answered with a 503.
+    refusing: usize,
+}
+
+struct Entry {
+    address: IpAddr,
+    /// Since when the connection may be evicted (it waits for a request,
+    /// reads a head, or lingers before closing); `None` while it answers a
+    /// request.
+    evictable_since: Option<Instant>,
+    evicted: bool,
+    /// The connection's task, waiting for [`Slot::evicted`].
+    waker: Option<Waker>,
+}
+
+/// Why a connection was not admitted (for the log).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Its address has this many connections open.
+    PerAddress(usize),
+    /// This many connections are open, none of them evictable.
+    Full(usize),
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::PerAddress(n) => {
+                write!(f, "its address has {n} connections open (the limit, --max-connections-per-address)")
+            }
+            Refusal::Full(n) => {
+                write!(f, "{n} connections are open (the limit, --max-connections), all busy answering")
+            }
+        }
     }
+}
+
+/// From this many connections open on, a new one evicts a waiting one:
+/// three quarters of `max_connections`.
+fn pressure(max_connections: usize) -> usize {
+    max_connections - max_connections / 4
+}
+
+impl Slots {
+    /// Admits a connection from `address` at `now`, evicting a waiting one
+    /// under pressure (see the module notes), or says why not.
+    pub(crate) fn admit(self: &Rc<Self>, address: IpAddr, now: Instant, config: &Config) -> Result<Slot, Refusal> {
+        let mut table = self.0.borrow_mut();
+        if !address.is_loopback() {
+            let from_address = table.live().filter(|entry| entry.address == address).count();
+            if from_address >= config.max_connections_per_address {
+                return Err(Refusal::PerAddress(from_address));
+            }
+        }
+        let mut open = table.live().count();
+        let mut woken = None;
+        if open >= pressure(config.max_connections) {
+            if let Some(waker) = table.evict_oldest() {
+                open -= 1;
+                woken = waker;
+            }
+        }
+        if open >= config.max_connections {
+            return Err(Refusal::Full(open));
+        }
+        // A new connection waits for its first request.
+        let entry = Some(Entry { address, evictable_since: Some(now), evicted: false, waker: None });
+        let index = match table.free.pop() {
+            Some(index) => {
+                table.entries[index] = entry;
+                index
+            }
+            None => {
+                table.entries.push(entry);
+                table.entries.len() - 1
+            }
+        };
+        drop(table);
+        if let Some(waker) = woken {
+            waker.wake();
+        }
+        Ok(Slot { slots: self.clone(), index })
+    }
+
+    /// A place among the [`MAX_REFUSING`] connections being refused, if one
+    /// is free.
+    fn start_refusal(self: &Rc<Self>) -> Option<Refusing> {
+        let mut table = self.0.borrow_mut();
+        if table.refusing >= MAX_REFUSING {
+            return None;
+        }
+        table.refusing += 1;
+        Some(Refusing(self.clone()))
+    }
+}
+
+impl SlotTable {
+    /// The connections that count against the limits: not evicted.
+    fn live(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().flatten().filter(|entry| !entry.evicted)
+    }
+
+    /// Marks the evictable connection that has waited longest as evicted;
+    /// `None` if there is none, else its task's waker, if it has one (to
+    /// wake once the table is no longer borrowed).
+    fn evict_oldest(&mut self) -> Option<Option<Waker>> {
+        let (_, index) = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter_map(|(index, entry)| {
+                let entry = entry.as_ref().filter(|entry| !entry.evicted)?;
+                Some((entry.evictable_since?, index))
+            })
+            .min()?;
+        let entry = self.entries[index].as_mut()?;
+        entry.evicted = true;
+        let waker = entry.waker.take();
+        self.evicted += 1;
+        Some(waker)
+    }
+}
+
+/// A connection's place among those served; frees it when dropped,
+/// whichever way the task ends.
+pub(crate) struct Slot {
+    slots: Rc<Slots>,
+    index: usize,
+}
+
+impl Slot {
+    fn with_entry<T>(&self, f: impl FnOnce(&mut Entry) -> T) -> Option<T> {
+        self.slots.0.borrow_mut().entries[self.index].as_mut().map(f)
+    }
+
+    /// The connection waits for a request, reads a head or lingers, and
+    /// has since `since`: it may be evicted.
+    fn evictable_since(&self, since: Instant) {
+        self.with_entry(|entry| entry.evictable_since = Some(since));
+    }
+
+    /// The connection answers a request: it may not be evicted.
+    fn busy(&self) {
+        self.with_entry(|entry| entry.evictable_since = None);
+    }
+
+    /// Completes once the connection has been evicted.
+    fn evicted(&self) -> impl Future<Output = ()> + '_ {
+        poll_fn(move |cx| {
+            let evicted = self.with_entry(|entry| {
+                if !entry.evicted && !entry.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    entry.waker = Some(cx.waker().clone());
+                }
+                entry.evicted
+            });
+            if evicted == Some(false) {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut table = self.slots.0.borrow_mut();
+        if let Some(entry) = table.entries[self.index].take() {
+            if entry.evicted {
+                table.evicted -= 1;
+            }
+            table.free.push(self.index);
+        }
+    }
+}
+
+/// One of the [`MAX_REFUSING`] connections being refused; frees its place
+/// when dropped.
+struct Refusing(Rc<Slots>);
+
+impl Drop for Refusing {
+    fn drop(&mut self) {
+        self.0 .0.borrow_mut().refusing -= 1;
+    }
+}
+
+/// Answers a connection refused for capacity: a 503 with `Retry-After` and
+/// `Connection: close`, before reading anything (the request it answers
+/// is read and discarded by the lingering close), all within
+/// [`REFUSAL_TIME`]; closes it if the peer has closed its side by then,
+/// else leaves it to be reset (see the module notes).
+async fn refuse<C: Sleep + WallClock, F: Flow>(clock: &C, flow: &mut F) {
+    let body = error_body(Status::ServiceUnavailable);
+    let mut out = Vec::new();
+    ResponseHead {
+        status: Status::ServiceUnavailable,
+        content_type: "text/plain; charset=utf-8",
+        content_length: body.len() as u64,
+        keep_alive: false,
+        http10: false,
+        date: clock.wall_time(),
+        last_modified: None,
+    }
+    .write_to(&mut out);
+    out.extend_from_slice(body.as_bytes());
+    let deadline = clock.now() + REFUSAL_TIME;
+    if let Some(Ok(())) = race(flow.write_all(&out), clock.sleep_until(deadline)).await {
+        if drain(clock, flow, &mut [0u8; 512], deadline, REFUSAL_LINGER_BYTES).await {
+            let _ = race(flow.close(), clock.sleep_until(deadline)).await;
+        }
+    }
+    // Otherwise the caller's drop resets it: see the module notes.
+}
+
+/// The first half of a lingering close (see [`LINGER_BYTES`]): shuts the
+/// sending side down, then reads and discards until the peer's end of
+/// stream, `deadline` or `max_bytes`, whichever comes first. Whether the
+/// peer's end of stream came (then a close is graceful; else see
+/// the module notes).
+async fn drain<C: Sleep, F: Flow>(
+    clock: &C,
+    flow: &mut F,
+    buf: &mut [u8],
+    deadline: Instant,
+    max_bytes: usize,
+) -> bool {
+    if flow.shutdown(Shutdown::Write).await.is_err() {
+        return false;
+    }
+    let mut drained = 0;
+    while drained < max_bytes {
+        match race(flow.read(buf), clock.sleep_until(deadline)).await {
+            Some(Ok(0)) => return true,
+            Some(Ok(n)) => drained += n,
+            // An error or the deadline.
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// Why a connection ended early.
@@ -186,7 +562,8 @@ impl Drop for ConnectionSlot {
 pub(crate) enum Failure<FE, KE> {
     /// The flow failed.
     Flow(FE),
-    /// The peer was silent, or accepted no data, for the idle timeout.
+    /// The peer was silent, too slow with a request head, or accepted no
+    /// data, for too long.
     Timeout(&'static str),
     /// The store failed while a response body was being sent.
     Store(Key, KE),
@@ -205,7 +582,7 @@ impl<FE: flow::Error, KE: kv::Error> Failure<FE, KE> {
                 }
                 _ => warn!("{peer}: connection failed: {e}"),
             },
-            Failure::Timeout(phase) => debug!("{peer}: closed after the idle timeout while {phase}"),
+            Failure::Timeout(phase) => debug!("{peer}: reset after a timeout while {phase}"),
             Failure::Store(key, e) => warn!("{peer}: reading {key} from the store failed mid-response: {e}"),
             Failure::Truncated { key, offset, size } => {
                 warn!("{peer}: the store ended {key} at byte {offset} of the {size} it announced")
@@ -215,14 +592,29 @@ impl<FE: flow::Error, KE: kv::Error> Failure<FE, KE> {
 }
 
 /// Serves requests on `flow` until the peer closes it, a request asks for
-/// the connection to end, or something fails. Generic over the clock so
-/// that tests can drive it with in-memory doubles.
+/// the connection to end, or something fails; tells `slot` when the
+/// connection may be evicted (while it waits for or reads a request head,
+/// and while it lingers). Generic over the clock so that tests can drive
+/// it with in-memory doubles.
+///
+/// Deadlines: the first request head must be complete within
+/// [`Config::head_timeout`] of the start; after an answer, the next
+/// request must start within [`Config::idle_timeout`], and its head be
+/// complete within `head_timeout` of its first byte (and within the idle
+/// timeout).
+///
+/// Endings: after the peer's end of stream, a graceful close. After an
+/// answer that ends the connection, a lingering close ([`LINGER_BYTES`]):
+/// graceful once the peer has closed its side too. On a timeout, or when
+/// the lingering runs out, the flow is left unclosed, so the caller's
+/// dropping it resets the connection (see the module notes).
 pub(crate) async fn serve_connection<C, F, K>(
     clock: &C,
     flow: &mut F,
     store: &K,
     config: &Config,
     peer: &dyn fmt::Display,
+    slot: &Slot,
 ) -> Result<(), Failure<F::Error, K::Error>>
 where
     C: Sleep + WallClock,
@@ -232,11 +624,18 @@ where
     let mut buf = vec![0u8; config.head_limit];
     let mut filled = 0;
     let mut conn = Connection { clock, flow, store, config, peer, out: Vec::new() };
+    let mut first = true;
     loop {
-        let deadline = clock.now() + config.idle_timeout;
+        let waiting_since = clock.now();
+        slot.evictable_since(waiting_since);
+        let idle_deadline = waiting_since + config.idle_timeout;
+        // Pipelined bytes already received start the next head.
+        let mut head_deadline = (first || filled > 0).then(|| waiting_since + config.head_timeout);
+        first = false;
         let keep_open = loop {
             match parse_request(&buf[..filled]) {
                 Parsed::Complete(request, len) => {
+                    slot.busy();
                     let keep_open = conn.respond(&request).await?;
                     // Pipelined requests already received move to the front.
                     buf.copy_within(len..filled, 0);
@@ -244,33 +643,44 @@ where
                     break keep_open;
                 }
                 Parsed::Invalid(status, why) => {
+                    slot.busy();
                     debug!("{peer}: {why}: {}", status.code());
                     conn.respond_error(status, false, false, false).await?;
-                    conn.linger(&mut buf).await;
-                    return Ok(());
+                    break false;
                 }
                 Parsed::Partial if filled == buf.len() => {
+                    slot.busy();
                     debug!("{peer}: request head longer than {} bytes", buf.len());
                     conn.respond_error(Status::RequestHeaderFieldsTooLarge, false, false, false).await?;
-                    conn.linger(&mut buf).await;
-                    return Ok(());
+                    break false;
                 }
-                Parsed::Partial => match conn.read_by(&mut buf[filled..], deadline).await? {
-                    Some(0) => {
-                        // The peer is done (if it left half a head, it gets no answer).
-                        conn.close().await;
-                        return Ok(());
+                Parsed::Partial => {
+                    let deadline = head_deadline.map_or(idle_deadline, |head| head.min(idle_deadline));
+                    match conn.read_by(&mut buf[filled..], deadline).await? {
+                        Some(0) => {
+                            // The peer is done (if it left half a head, it gets no answer).
+                            conn.close().await;
+                            return Ok(());
+                        }
+                        Some(n) => {
+                            filled += n;
+                            head_deadline.get_or_insert_with(|| clock.now() + config.head_timeout);
+                        }
+                        None => {
+                            // Reset by the caller's drop, not closed: see the module notes.
+                            return Err(Failure::Timeout(if filled == 0 {
+                                "waiting for a request"
+                            } else {
+                                "reading a request head"
+                            }));
+                        }
                     }
-                    Some(n) => filled += n,
-                    None => {
-                        conn.close().await;
-                        return Err(Failure::Timeout("waiting for a request"));
-                    }
-                },
+                }
             }
         };
         if !keep_open {
-            conn.close().await;
+            slot.evictable_since(clock.now());
+            conn.linger(&mut buf).await;
             return Ok(());
         }
     }
@@ -458,19 +868,14 @@ impl<C: Sleep + WallClock, F: Flow, K: KvRead> Connection<'_, C, F, K> {
         }
     }
 
-    /// Ends the connection after an error response: see [`LINGER_BYTES`].
+    /// Ends the connection with a lingering close (see [`LINGER_BYTES`]):
+    /// closes it once the peer has closed its side, else leaves it to be
+    /// reset (see the module notes).
     async fn linger(&mut self, buf: &mut [u8]) {
-        if self.flow.shutdown(Shutdown::Write).await.is_ok() {
-            let deadline = self.clock.now() + LINGER_TIME;
-            let mut drained = 0;
-            while drained < LINGER_BYTES {
-                match self.read_by(buf, deadline).await {
-                    Ok(Some(n)) if n > 0 => drained += n,
-                    _ => break,
-                }
-            }
+        let deadline = self.clock.now() + LINGER_TIME;
+        if drain(self.clock, self.flow, buf, deadline, LINGER_BYTES).await {
+            self.close().await;
         }
-        self.close().await;
     }
 
     /// Closes the flow, giving up after the idle timeout. Failures are of
@@ -491,6 +896,7 @@ fn error_body(status: Status) -> &'static str {
         Status::RequestHeaderFieldsTooLarge => "431 Request Header Fields Too Large\n",
         Status::InternalServerError => "500 Internal Server Error\n",
         Status::NotImplemented => "501 Not Implemented\n",
+        Status::ServiceUnavailable => "503 Service Unavailable\n",
     }
 }
 
@@ -525,8 +931,7 @@ mod tests {
     use super::*;
     use alloc::collections::{BTreeMap, VecDeque};
     use alloc::string::{String, ToString};
-    use core::cell::RefCell;
-    use core::task::Poll;
+    use core::cell::Cell;
 
     use bytes::Bytes;
     use futures::executor::{block_on, LocalPool, LocalSpawner};
@@ -537,22 +942,34 @@ mod tests {
     use mirage::tcp::{Keepalive, TcpError};
     use mirage::time::{MonotonicClock, PosixTime};
 
-    /// Timers fire at once (`expire`) or never.
+    /// Timers fire at once (`expire`), never, or, on a manual clock
+    /// (`manual`), once its time has reached their deadline; flows advance
+    /// a manual clock as they read (see [`ScriptFlow::clock`]).
     #[derive(Clone, Default)]
     struct TestClock {
         expire: bool,
+        manual: Option<Rc<Cell<Instant>>>,
+    }
+
+    impl TestClock {
+        fn manual() -> TestClock {
+            TestClock { expire: false, manual: Some(Rc::new(Cell::new(Instant::from_millis(1_000)))) }
+        }
     }
 
     impl MonotonicClock for TestClock {
         fn now(&self) -> Instant {
-            Instant::from_millis(1_000)
+            self.manual.as_ref().map_or(Instant::from_millis(1_000), |now| now.get())
         }
     }
 
     impl Sleep for TestClock {
-        async fn sleep_until(&self, _deadline: Instant) {
-            if !self.expire {
-                futures::future::pending::<()>().await;
+        async fn sleep_until(&self, deadline: Instant) {
+            match &self.manual {
+                // Polled again whenever the flow in the same race wakes the task.
+                Some(now) => poll_fn(|_| if now.get() >= deadline { Poll::Ready(()) } else { Poll::Pending }).await,
+                None if self.expire => {}
+                None => futures::future::pending::<()>().await,
             }
         }
     }
@@ -564,13 +981,28 @@ mod tests {
     }
 
     /// A flow that reads `input` (at most `max_read` bytes per call) and
-    /// then reports end of stream, or waits for ever if `hang`.
+    /// then reports end of stream, or waits for ever if `hang`, or reads
+    /// `b'a'`s for ever if `endless`. Writes are kept in `output` (and in
+    /// `written`, which outlives the flow), or wait for ever once a
+    /// complete request has been read if `write_hangs`.
     struct ScriptFlow {
         input: Vec<u8>,
         at: usize,
         max_read: usize,
         hang: bool,
+        endless: bool,
+        /// With a manual `clock`, each read first takes the next of `steps`
+        /// (then `step`, once they are used up): its first poll moves the
+        /// clock on and wakes the task, the next one reads, so a timer
+        /// racing the read sees the time pass.
+        clock: Option<TestClock>,
+        steps: VecDeque<Duration>,
+        step: Duration,
+        waited: bool,
+        write_hangs: bool,
         output: Vec<u8>,
+        written: Rc<RefCell<Vec<u8>>>,
+        remote: SocketAddr,
         closed: bool,
         dropped: Rc<Cell<bool>>,
     }
@@ -582,7 +1014,15 @@ mod tests {
                 at: 0,
                 max_read: usize::MAX,
                 hang: false,
+                endless: false,
+                clock: None,
+                steps: VecDeque::new(),
+                step: Duration::ZERO,
+                waited: false,
+                write_hangs: false,
                 output: Vec::new(),
+                written: Rc::default(),
+                remote: SocketAddr::from(([127, 0, 0, 1], 40000)),
                 closed: false,
                 dropped: Rc::new(Cell::new(false)),
             }
@@ -598,16 +1038,48 @@ mod tests {
     impl Flow for ScriptFlow {
         type Error = FlowError;
         async fn read(&mut self, buf: &mut [u8]) -> Result<usize, FlowError> {
-            if self.at == self.input.len() && self.hang {
-                futures::future::pending::<()>().await;
+            if let Some(clock) = &self.clock {
+                if !self.waited {
+                    let now = clock.manual.as_ref().expect("a ScriptFlow's clock must be manual");
+                    let step = self.steps.pop_front().unwrap_or(self.step);
+                    now.set(now.get() + step);
+                    self.waited = true;
+                    // Let the timer in the same race see the new time first.
+                    let mut yielded = false;
+                    poll_fn(|cx| {
+                        if yielded {
+                            return Poll::Ready(());
+                        }
+                        yielded = true;
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    })
+                    .await;
+                }
+                self.waited = false;
             }
-            let n = buf.len().min(self.max_read).min(self.input.len() - self.at);
+            if self.at >= self.input.len() {
+                if self.endless {
+                    let n = buf.len().min(self.max_read);
+                    buf[..n].fill(b'a');
+                    self.at += n;
+                    return Ok(n);
+                }
+                if self.hang {
+                    futures::future::pending::<()>().await;
+                }
+            }
+            let n = buf.len().min(self.max_read).min(self.input.len().saturating_sub(self.at));
             buf[..n].copy_from_slice(&self.input[self.at..self.at + n]);
             self.at += n;
             Ok(n)
         }
         async fn write(&mut self, buf: &[u8]) -> Result<usize, FlowError> {
+            if self.write_hangs {
+                futures::future::pending::<()>().await;
+            }
             self.output.extend_from_slice(buf);
+            self.written.borrow_mut().extend_from_slice(buf);
             Ok(buf.len())
         }
         async fn shutdown(&mut self, _how: Shutdown) -> Result<(), FlowError> {
@@ -624,7 +1096,7 @@ mod tests {
             SocketAddr::from(([127, 0, 0, 1], 80))
         }
         fn remote_addr(&self) -> SocketAddr {
-            SocketAddr::from(([127, 0, 0, 1], 40000))
+            self.remote
         }
         fn set_nodelay(&mut self, _nodelay: bool) -> Result<(), FlowError> {
             Ok(())
@@ -733,7 +1205,18 @@ mod tests {
     }
 
     fn run(flow: &mut ScriptFlow, store: &MapKv, config: &Config) -> Result<(), Failure<FlowError, KvError>> {
-        block_on(serve_connection(&TestClock::default(), flow, store, config, &"test"))
+        run_with(&TestClock::default(), flow, store, config)
+    }
+
+    fn run_with(
+        clock: &TestClock,
+        flow: &mut ScriptFlow,
+        store: &MapKv,
+        config: &Config,
+    ) -> Result<(), Failure<FlowError, KvError>> {
+        let slots = Rc::new(Slots::default());
+        let slot = slots.admit(IpAddr::from([127, 0, 0, 1]), clock.now(), config).unwrap();
+        block_on(serve_connection(clock, flow, store, config, &"test", &slot))
     }
 
     fn exchange(input: &str, head_only: &[bool]) -> Vec<Response> {
@@ -858,15 +1341,65 @@ mod tests {
 
     #[test]
     fn an_oversized_head_is_refused_without_reading_it_all() {
-        let mut input = b"GET /".to_vec();
-        input.resize(1024 * 1024, b'a');
-        let mut flow = ScriptFlow::new(&input);
+        let mut flow = ScriptFlow::new(b"GET /");
+        // The client never stops sending.
+        flow.endless = true;
         let config = Config::default();
         run(&mut flow, &site(), &config).unwrap();
         let r = responses(&flow.output, &[false]);
         assert_eq!((r[0].status, r[0].header("connection")), (431, Some("close")));
-        // The head buffer, then at most the lingering drain.
+        // The head buffer, then at most the lingering drain (in reads of
+        // the head buffer's size).
         assert!(flow.at <= config.head_limit + LINGER_BYTES + config.head_limit, "read {} bytes", flow.at);
+        // The client never closed its side: left to be reset.
+        assert!(!flow.closed);
+    }
+
+    #[test]
+    fn a_body_is_read_and_discarded_to_the_end_of_stream_after_the_answer() {
+        // A lingering close: the answer first, then everything the client
+        // sends, so that closing does not reset a client still sending.
+        let body = vec![b'x'; 1 << 20];
+        for (head, status) in [("POST /index.html", 405), ("GET /style.css", 200), ("BREW /", 501)] {
+            let mut input =
+                alloc::format!("{head} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+            input.extend_from_slice(&body);
+            let mut flow = ScriptFlow::new(&input);
+            flow.max_read = 1000;
+            run(&mut flow, &site(), &Config::default()).unwrap();
+            let r = responses(&flow.output, &[false]);
+            assert_eq!((r[0].status, r[0].header("connection")), (status, Some("close")), "{head}");
+            assert_eq!(flow.at, input.len(), "{head}: the body was not read to its end");
+            assert!(flow.closed, "{head}");
+        }
+        // The same after a refused head, and after pipelined bytes behind a
+        // request that ends the connection.
+        for input in [
+            &b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1, 2\r\n\r\nab"[..],
+            b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\n",
+        ] {
+            let mut flow = ScriptFlow::new(input);
+            flow.max_read = 10;
+            run(&mut flow, &site(), &Config::default()).unwrap();
+            assert_eq!(flow.at, input.len());
+            assert!(flow.closed);
+        }
+    }
+
+    #[test]
+    fn a_lingering_close_ends_at_its_time_bound() {
+        let clock = TestClock::manual();
+        let start = clock.now();
+        let mut flow = ScriptFlow::new(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\n");
+        // The body comes in a buffer a second, for ever.
+        flow.endless = true;
+        flow.clock = Some(clock.clone());
+        flow.steps.push_back(Duration::ZERO);
+        flow.step = Duration::from_secs(1);
+        run_with(&clock, &mut flow, &site(), &Config::default()).unwrap();
+        assert_eq!(responses(&flow.output, &[false])[0].status, 405);
+        assert_eq!(clock.now() - start, LINGER_TIME);
+        assert!(!flow.closed);
     }
 
     #[test]
@@ -886,12 +1419,123 @@ mod tests {
     fn an_idle_connection_times_out() {
         let mut flow = ScriptFlow::new(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET /sty");
         flow.hang = true;
-        let clock = TestClock { expire: true };
+        let clock = TestClock { expire: true, manual: None };
         // Timers firing at once would also cut the first read, so hand the
         // first request over in one piece and let only the wait time out.
-        let result = block_on(serve_connection(&clock, &mut flow, &site(), &Config::default(), &"test"));
+        let result = run_with(&clock, &mut flow, &site(), &Config::default());
         assert!(matches!(result, Err(Failure::Timeout(_))), "{result:?}");
-        assert!(flow.closed);
+        // Left to be reset by the drop, not closed (see the module notes).
+        assert!(!flow.closed);
+    }
+
+    #[test]
+    fn a_trickled_head_is_cut_at_the_head_timeout() {
+        let clock = TestClock::manual();
+        let start = clock.now();
+        // A slowloris: a head that never ends, a byte a second.
+        let mut flow = ScriptFlow::new(b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ");
+        flow.endless = true;
+        flow.max_read = 1;
+        flow.clock = Some(clock.clone());
+        flow.step = Duration::from_secs(1);
+        let config = Config::default();
+        let result = run_with(&clock, &mut flow, &site(), &config);
+        assert!(matches!(result, Err(Failure::Timeout("reading a request head"))), "{result:?}");
+        // The idle timeout (30 s) alone would have let it go on three times as long.
+        assert_eq!(clock.now() - start, config.head_timeout);
+        assert!(flow.output.is_empty());
+        assert!(!flow.closed);
+    }
+
+    #[test]
+    fn a_kept_alive_connection_waits_the_idle_timeout_for_its_next_request() {
+        let clock = TestClock::manual();
+        let start = clock.now();
+        let mut flow = ScriptFlow::new(
+            b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET /style.css HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        );
+        // The first request in the first read, the next one in two more.
+        flow.max_read = 27;
+        flow.clock = Some(clock.clone());
+        // The second request starts 25 s after the first one's answer: more
+        // than a head may take, less than the idle timeout.
+        flow.steps.extend([Duration::ZERO, Duration::from_secs(25)]);
+        run_with(&clock, &mut flow, &site(), &Config::default()).unwrap();
+        let r = responses(&flow.output, &[false, false]);
+        assert_eq!((r[0].status, r[1].status, r[1].body.as_slice()), (200, 200, b"body {}".as_slice()));
+        assert_eq!(clock.now() - start, Duration::from_secs(25));
+        // Silence after an answer ends at the idle timeout, not the head's.
+        let clock = TestClock::manual();
+        let start = clock.now();
+        let mut flow = ScriptFlow::new(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        flow.clock = Some(clock.clone());
+        flow.steps.extend([Duration::ZERO, Duration::from_secs(45)]);
+        let result = run_with(&clock, &mut flow, &site(), &Config::default());
+        assert!(matches!(result, Err(Failure::Timeout("waiting for a request"))), "{result:?}");
+        assert_eq!(clock.now() - start, Duration::from_secs(45));
+    }
+
+    #[test]
+    fn slots_evict_the_longest_waiting_and_count_per_address() {
+        assert_eq!([1, 2, 4, 16, 960, 1024].map(pressure), [1, 2, 3, 12, 720, 768]);
+        let config = Config { max_connections: 4, max_connections_per_address: 2, ..Config::default() };
+        let slots = Rc::new(Slots::default());
+        let at = Instant::from_millis;
+        let (a, b, c, d) = (
+            IpAddr::from([10, 0, 0, 1]),
+            IpAddr::from([10, 0, 0, 2]),
+            IpAddr::from([10, 0, 0, 3]),
+            IpAddr::from([10, 0, 0, 4]),
+        );
+        let first = slots.admit(a, at(1), &config).unwrap();
+        let second = slots.admit(b, at(2), &config).unwrap();
+        let third = slots.admit(c, at(3), &config).unwrap();
+        // The first is answering a request; the second has waited since 5.
+        first.busy();
+        second.evictable_since(at(5));
+        let evicted = |slot: &Slot| block_on(async { futures::poll!(pin!(slot.evicted())).is_ready() });
+        // Three of four open is pressure: the fourth evicts the third (waiting since 3).
+        let fourth = slots.admit(d, at(6), &config).unwrap();
+        assert_eq!([&first, &second, &third, &fourth].map(evicted), [false, false, true, false]);
+        // An evicted connection no longer counts; its address's share is freed once it ends.
+        drop(third);
+        let fifth = slots.admit(c, at(7), &config).unwrap();
+        assert!(evicted(&second));
+        // Nothing left to evict and four open: full.
+        second.busy();
+        drop(second);
+        fourth.busy();
+        fifth.busy();
+        let sixth = slots.admit(b, at(8), &config).unwrap();
+        sixth.busy();
+        assert_eq!(slots.admit(d, at(9), &config).err(), Some(Refusal::Full(4)));
+        // Per address: a has one; two more from a are one too many.
+        drop(sixth);
+        let seventh = slots.admit(a, at(10), &config).unwrap();
+        assert_eq!(slots.admit(a, at(11), &config).err(), Some(Refusal::PerAddress(2)));
+        // Loopback is exempt from the per-address limit.
+        drop((first, seventh));
+        let local = IpAddr::from([127, 0, 0, 1]);
+        let roomy = Config { max_connections: 100, ..config };
+        let locals: Vec<Slot> = (0..3).map(|i| slots.admit(local, at(12 + i), &roomy).unwrap()).collect();
+        assert!(!locals.iter().any(evicted));
+        drop((locals, fourth, fifth));
+        let table = slots.0.borrow();
+        assert!(table.live().next().is_none() && table.evicted == 0);
+        assert_eq!(table.free.len(), table.entries.len());
+    }
+
+    #[test]
+    fn refusals_are_warned_about_at_most_once_per_interval() {
+        let mut log = RefusalLog::default();
+        let at = |secs: u64| Instant::from_millis(secs * 1000);
+        for secs in [0, 1, 2, 9, 10, 11, 25] {
+            log.log(at(secs), format_args!("refused"));
+        }
+        // Warnings at 0, 10 (three counted since) and 25 (one since).
+        assert_eq!((log.last_warning, log.unreported), (Some(at(25)), 0));
+        log.log(at(26), format_args!("refused"));
+        assert_eq!((log.last_warning, log.unreported), (Some(at(25)), 1));
     }
 
     /// A platform on a `LocalPool`; never exits.
@@ -933,8 +1577,8 @@ mod tests {
         }
     }
 
-    /// Hands out queued flows, yielding once before each so that spawned
-    /// connection tasks run in between; waits for ever when empty.
+    /// Hands out queued flows, yielding before each so that the connection
+    /// tasks spawned run in between; waits for ever when empty.
     #[derive(Default)]
     struct QueueListener {
         queue: RefCell<VecDeque<ScriptFlow>>,
@@ -947,12 +1591,15 @@ mod tests {
             SocketAddr::from(([127, 0, 0, 1], 80))
         }
         async fn accept(&self) -> Result<ScriptFlow, TcpError> {
-            let mut yielded = false;
-            futures::future::poll_fn(|cx| {
-                if yielded {
+            // Several times: the pool may poll a task that woke itself
+            // again before one spawned after that, so a single yield can let
+            // the accept loop run on before the task it just spawned starts.
+            let mut yields = 0;
+            poll_fn(|cx| {
+                if yields == 8 {
                     return Poll::Ready(());
                 }
-                yielded = true;
+                yields += 1;
                 cx.waker().wake_by_ref();
                 Poll::Pending
             })
@@ -965,28 +1612,128 @@ mod tests {
         }
     }
 
-    #[test]
-    fn connections_beyond_the_limit_are_closed_at_once() {
+    /// What had become of a flow handed to the accept loop once nothing
+    /// could go on.
+    struct Outcome {
+        dropped: bool,
+        written: Vec<u8>,
+    }
+
+    impl Outcome {
+        fn dropped(&self) -> bool {
+            self.dropped
+        }
+        fn status(&self) -> Option<u16> {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut r = httparse::Response::new(&mut headers);
+            r.parse(&self.written).ok()?;
+            r.code
+        }
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.written).into_owned()
+        }
+    }
+
+    /// An idle flow (it sends nothing and never closes) from `remote`.
+    fn idle(remote: [u8; 4]) -> ScriptFlow {
+        let mut flow = ScriptFlow::new(b"");
+        flow.hang = true;
+        flow.remote = SocketAddr::from((remote, 40000));
+        flow
+    }
+
+    /// A flow whose request is being answered for ever (the peer accepts
+    /// no response bytes).
+    fn busy() -> ScriptFlow {
+        let mut flow = ScriptFlow::new(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        flow.hang = true;
+        flow.write_hangs = true;
+        flow
+    }
+
+    /// Hands `flows` to [`serve`] with `config`, one accept at a time, and
+    /// runs everything until nothing can go on.
+    fn serve_flows(config: Config, flows: Vec<ScriptFlow>) -> Vec<Outcome> {
         let mut pool = LocalPool::new();
         let platform = TestPlatform { spawner: pool.spawner(), clock: TestClock::default() };
         let listener = QueueListener::default();
-        let mut dropped = Vec::new();
-        // The first request finishes and frees its place; the next two hang
-        // and hold the limit of 2; the fourth is over it.
-        for (input, hang) in [(&b"GET / HTTP/1.0\r\n\r\n"[..], false), (b"", true), (b"", true), (b"", true)] {
-            let mut flow = ScriptFlow::new(input);
-            flow.hang = hang;
-            dropped.push(flow.dropped.clone());
-            listener.queue.borrow_mut().push_back(flow);
-        }
-        let config = Config { max_connections: 2, ..Config::default() };
+        let watched: Vec<_> = flows
+            .into_iter()
+            .map(|flow| {
+                let watch = (flow.dropped.clone(), flow.written.clone());
+                listener.queue.borrow_mut().push_back(flow);
+                watch
+            })
+            .collect();
         pool.spawner()
             .spawn_local(async move {
                 serve(platform, listener, site(), config).await;
             })
             .unwrap();
         pool.run_until_stalled();
-        let dropped: Vec<bool> = dropped.iter().map(|d| d.get()).collect();
-        assert_eq!(dropped, [true, false, false, true]);
+        // Before the pool, and the flows its tasks hold, are dropped.
+        watched.iter().map(|(dropped, written)| Outcome { dropped: dropped.get(), written: written.take() }).collect()
+    }
+
+    #[test]
+    fn under_pressure_new_connections_evict_the_longest_waiting() {
+        // Pressure starts at 3 of 4. The first request finishes and frees
+        // its place; then three idle connections; each later one evicts the
+        // oldest idle one, never the busy one.
+        let mut done = ScriptFlow::new(b"GET / HTTP/1.0\r\n\r\n");
+        done.remote = SocketAddr::from(([10, 0, 0, 1], 1));
+        let flows =
+            vec![done, idle([10, 0, 0, 2]), idle([10, 0, 0, 3]), busy(), idle([10, 0, 0, 4]), idle([10, 0, 0, 5])];
+        let config = Config { max_connections: 4, ..Config::default() };
+        let outcomes = serve_flows(config, flows);
+        let dropped: Vec<bool> = outcomes.iter().map(Outcome::dropped).collect();
+        assert_eq!(dropped, [true, true, true, false, false, false]);
+        // Evicted connections are closed without a word.
+        assert!(outcomes[1].written.is_empty() && outcomes[2].written.is_empty());
+    }
+
+    #[test]
+    fn a_connection_over_the_limit_with_none_evictable_gets_503() {
+        let flows = vec![busy(), busy(), idle([10, 0, 0, 9]), idle([10, 0, 0, 9])];
+        let outcomes = serve_flows(Config { max_connections: 2, ..Config::default() }, flows);
+        for refused in &outcomes[2..] {
+            assert_eq!(refused.status(), Some(503), "{}", refused.text());
+            assert!(refused.text().contains("\r\nRetry-After: 5\r\n"), "{}", refused.text());
+            assert!(refused.text().contains("\r\nConnection: close\r\n"), "{}", refused.text());
+        }
+        // The refused connections linger (their peers send nothing and the
+        // test's timers never fire); the busy ones go on.
+        assert!(outcomes.iter().all(|o| !o.dropped()));
+    }
+
+    #[test]
+    fn one_address_gets_at_most_its_share_but_loopback_is_exempt() {
+        let config = Config { max_connections_per_address: 2, ..Config::default() };
+        let flows = vec![
+            idle([10, 0, 0, 1]),
+            idle([10, 0, 0, 1]),
+            idle([10, 0, 0, 1]),
+            idle([10, 0, 0, 2]),
+            idle([127, 0, 0, 1]),
+            idle([127, 0, 0, 1]),
+            idle([127, 0, 0, 1]),
+        ];
+        let outcomes = serve_flows(config, flows);
+        let statuses: Vec<Option<u16>> = outcomes.iter().map(Outcome::status).collect();
+        assert_eq!(statuses, [None, None, Some(503), None, None, None, None]);
+    }
+
+    #[test]
+    fn refusals_beyond_their_bound_are_closed_at_once() {
+        // One busy slot; every later connection is refused. The refusals
+        // hang (silent peers, timers that never fire), so they pile up to
+        // MAX_REFUSING; the next one is closed without an answer.
+        let mut flows = vec![busy()];
+        flows.extend((0..=MAX_REFUSING).map(|i| idle([10, 1, (i / 256) as u8, i as u8])));
+        let outcomes = serve_flows(Config { max_connections: 1, ..Config::default() }, flows);
+        let refused = &outcomes[1..];
+        assert!(refused[..MAX_REFUSING].iter().all(|o| o.status() == Some(503) && !o.dropped()));
+        let last = &refused[MAX_REFUSING];
+        assert!(last.dropped() && last.written.is_empty(), "{}", last.text());
     }
 }

@@ -9,13 +9,14 @@
 //!
 //! Needs root, /dev/net/tun, `ip` (iproute2), `curl` (curl), `ping`
 //! (iputils-ping), `tar` (tar) and `timeout` (coreutils); without them the
-//! test prints SKIP and passes.
+//! test skips, or fails under CI (`mirage_test_env`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use mirage_net_stack_linux_tests::{iface_name, missing, run_in_netns, KillOnDrop, Netns};
+use mirage_test_env::require;
 
 const OURS: &str = "10.87.0.2";
 
@@ -75,19 +76,8 @@ fn wait_until_serving(ns: &Netns, server: &mut KillOnDrop) {
 
 #[test]
 fn www_tap_serves_10_mib_from_a_tar_archive_and_answers_ping() {
-    if let Some(reason) =
-        missing(&[("curl", "curl"), ("ping", "iputils-ping"), ("tar", "tar"), ("timeout", "coreutils")])
-    {
-        println!("SKIP: {reason}");
-        return;
-    }
-    let ns = match Netns::new("mirage-wwwtap") {
-        Ok(ns) => ns,
-        Err(e) => {
-            println!("SKIP: cannot create a network namespace: {e}");
-            return;
-        }
-    };
+    require!(missing(&[("curl", "curl"), ("ping", "iputils-ping"), ("tar", "tar"), ("timeout", "coreutils")]));
+    let Some(ns) = Netns::new_or_skip("mirage-wwwtap") else { return };
     let dir = TempDir(std::env::temp_dir().join(format!("www-test-{}", std::process::id())));
     let big = content(10 << 20);
     let archive = make_site(&dir.0, &big);

@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use mirage_test_env::{missing_program, require};
+
 /// Every socket operation of these tests gives up after this long.
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -192,10 +194,7 @@ fn every_file_is_served_byte_exact_on_one_connection() {
 
 #[test]
 fn curl_fetches_every_file_byte_exact() {
-    if Command::new("curl").arg("--version").stdout(Stdio::null()).status().is_err() {
-        println!("SKIP: curl is not installed (Debian package curl; `cargo xtask test` installs it)");
-        return;
-    }
+    require!(missing_program("curl", "curl"));
     let server = Server::start();
     for (path, contents) in site_files() {
         let out = Command::new("curl")

@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use mirage_test_env::{missing_program, require};
+
 /// A running `www`, killed when dropped.
 struct Server(Child);
 
@@ -33,10 +35,7 @@ fn get(port: u16, path: &str) -> (u16, Vec<u8>) {
 
 #[test]
 fn serves_a_gnu_tar_archive_from_a_block_device() {
-    if Command::new("tar").arg("--version").output().is_err() {
-        println!("SKIP: GNU tar is not installed (Debian package tar)");
-        return;
-    }
+    require!(missing_program("tar", "tar"));
     let dir = std::env::temp_dir().join(format!("www-tar-store-{}", std::process::id()));
     let site = dir.join("site");
     std::fs::create_dir_all(site.join("notes")).unwrap();

@@ -15,7 +15,7 @@
 //! root, /dev/net/tun, `qemu-system-x86_64` (Debian `qemu-system-x86`),
 //! `ip` (iproute2), `curl`, `ping` (iputils-ping), `tar`, `timeout`
 //! (coreutils) and, for the DHCP run, `dnsmasq` (dnsmasq-base); without one
-//! it prints SKIP and the reason.
+//! it skips, or fails under CI (`mirage_test_env`), naming it.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -24,6 +24,7 @@ use std::time::Duration;
 use mirage_kernel_host::kernel_image;
 use mirage_kernel_host::qemu::{exit_code, missing_qemu, Guest, Machine, Qemu};
 use mirage_net_stack_linux_tests::{iface_name, missing, KillOnDrop, Netns};
+use mirage_test_env::require;
 
 /// How long a boot may take to reach the point a test waits for: about
 /// 5 s on an idle machine, much more under TCG on a loaded 2-core one.
@@ -32,15 +33,6 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 /// Why this test cannot run here, if it cannot.
 fn cannot_run(tools: &[(&str, &str)]) -> Option<String> {
     missing_qemu().or_else(|| missing(&[&[("timeout", "coreutils")], tools].concat()))
-}
-
-macro_rules! require {
-    ($tools:expr) => {
-        if let Some(reason) = cannot_run($tools) {
-            println!("SKIP: {reason}");
-            return;
-        }
-    };
 }
 
 /// A namespace with a persistent TAP interface `iface` holding the Linux
@@ -98,7 +90,7 @@ fn assert_pings(ns: &Netns, address: &str, guest: &Guest) {
 
 #[test]
 fn serves_the_index_and_10_mib_from_a_tar_disk_and_answers_ping() {
-    require!(&[("curl", "curl"), ("ping", "iputils-ping"), ("tar", "tar")]);
+    require!(cannot_run(&[("curl", "curl"), ("ping", "iputils-ping"), ("tar", "tar")]));
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temporary directory");
     let site = dir.path().join("site");
     std::fs::create_dir(&site).unwrap();
@@ -130,7 +122,7 @@ fn serves_the_index_and_10_mib_from_a_tar_disk_and_answers_ping() {
 
 #[test]
 fn takes_a_dhcp_lease_from_dnsmasq_and_serves() {
-    require!(&[("curl", "curl"), ("dnsmasq", "dnsmasq-base")]);
+    require!(cannot_run(&[("curl", "curl"), ("dnsmasq", "dnsmasq-base")]));
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temporary directory");
     let tap = iface_name("vd");
     let ns = namespace("mirage-vdhcp", &tap, "10.82.0.1/24");
@@ -163,7 +155,7 @@ fn takes_a_dhcp_lease_from_dnsmasq_and_serves() {
 
 #[test]
 fn serves_over_virtio_net_pci_on_q35() {
-    require!(&[("curl", "curl"), ("ping", "iputils-ping")]);
+    require!(cannot_run(&[("curl", "curl"), ("ping", "iputils-ping")]));
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temporary directory");
     let tap = iface_name("vq");
     let ns = namespace("mirage-vq35", &tap, "10.84.0.1/24");
@@ -178,7 +170,7 @@ fn serves_over_virtio_net_pci_on_q35() {
 
 #[test]
 fn a_missing_net_flag_stops_the_kernel_with_a_message() {
-    require!(&[]);
+    require!(cannot_run(&[]));
     let exit = Qemu::new(&kernel_image!(virtio), Machine::Microvm).run(BOOT_TIMEOUT);
     let (status, output) = (exit.code, exit.output);
     assert_eq!(status, Some(exit_code(1)), "{output}");

@@ -6,7 +6,8 @@
 //! QEMU exit with `status * 2 + 1` ([`exit_code`]). Needs
 //! `qemu-system-x86_64` (Debian `qemu-system-x86`) and, for
 //! [`Qemu::in_netns`], `ip` (iproute2) and `timeout` (coreutils); tests
-//! print [`missing_qemu`]'s reason as a SKIP line when QEMU is absent.
+//! give [`missing_qemu`] to `mirage_test_env::require!`, so that they skip
+//! (fail under CI) when QEMU is absent.
 
 use std::fmt;
 use std::io::Read;

@@ -6,8 +6,8 @@
 //! ```ignore
 //! #[test]
 //! fn boots() {
-//!     let xen = mirage_kernel_host::xen_harness!();   // None: SKIP printed (no Debian mirror)
-//!     let Some(xen) = xen else { return };
+//!     // None: not prepared; skipped (see mirage_test_env), or failed under CI.
+//!     let Some(xen) = mirage_kernel_host::xen_harness!() else { return };
 //!     let run = xen.domu(&mirage_kernel_host::kernel_image!(xen), &["--runs", "2", "--", "/boot/count"]);
 //!     assert_eq!(run.status, Some(0), "{}", run.output);
 //!     assert_eq!(run.consoles().len(), 2);
@@ -19,13 +19,14 @@
 //! (`--runs N`, `--dom0-script FILE`, `--disk NAME=FILE`, `--memory MIB`),
 //! then `--` and the guest's command line.
 //!
-//! The harness downloads its Debian packages once (prepare); when the
-//! mirror cannot be reached the tests print `SKIP:` and pass, since the
-//! machine, not the code, is what is missing. Any other failure to prepare
-//! panics with the harness's message.
+//! The tests never prepare the harness (which installs QEMU >= 10 and
+//! downloads Debian packages): `cargo xtask test` does before it runs
+//! them, and so does `cargo xtask xen prepare`. In a test, an unprepared
+//! harness is missing from the machine like a tool: the test skips, or
+//! fails under CI ([`mirage_test_env::skip`]), saying which command
+//! prepares it.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use cargo_mirage::xen::{
     DomuOptions, Guest, Harness, DOM0_SCRIPT_END, DOM0_SCRIPT_START, GUEST_CONSOLE_END, GUEST_CONSOLE_START,
@@ -87,38 +88,30 @@ fn sections<'a>(text: &'a str, start: &str, end: &str) -> Vec<&'a str> {
 
 /// The harness's directory: the workspace's `target/xen-harness`.
 pub fn harness_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/xen-harness")
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.ancestors().nth(2).unwrap_or(manifest).join("target/xen-harness")
 }
 
-/// The harness, prepared once per process; `None` (after printing
-/// `SKIP:` and why) when the Debian mirror cannot be reached. Use
+/// The harness, if it is prepared ([`Harness::missing`]); `None` after
+/// [`mirage_test_env::skip`] (the test skips) when it is not. Never
+/// prepares it, so a test reaches no network. Use
 /// [`xen_harness!`](crate::xen_harness). (`_target_tmpdir` is no longer
 /// used: the harness runs in this process.)
 ///
 /// # Panics
 ///
-/// When preparing fails for any other reason (its message is the panic's).
+/// When the harness is not prepared and the environment variable `CI` is
+/// set: a CI machine must run the Xen tests.
+#[track_caller]
 pub fn harness(_target_tmpdir: &str) -> Option<XenHarness> {
-    static PREPARED: OnceLock<Result<(), String>> = OnceLock::new();
     let harness = Harness::at(&harness_dir());
-    let prepared = PREPARED.get_or_init(|| match harness.prepare() {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let text = e.to_string();
-            if text.contains("apt-get download")
-                || text.contains("apt-get update")
-                || text.contains("Temporary failure")
-            {
-                Err(format!("the Xen harness cannot download its Debian packages: {text}"))
-            } else {
-                panic!("preparing the Xen harness failed: {text}")
-            }
-        }
-    });
-    match prepared {
-        Ok(()) => Some(XenHarness { harness }),
-        Err(reason) => {
-            println!("SKIP: {reason}");
+    match harness.missing() {
+        None => Some(XenHarness { harness }),
+        Some(reason) => {
+            mirage_test_env::skip(format!(
+                "{reason}; prepare it with `cargo xtask xen prepare` (as root: it installs QEMU >= 10, cpio and \
+                 gzip and downloads Xen's Debian packages), which `cargo xtask test` runs before the tests"
+            ));
             None
         }
     }

@@ -1,12 +1,12 @@
 //! Interoperation tests of `mirage-net-stack` against the Linux kernel: see `tests/`.
 //!
 //! This library holds what those tests share: running host commands,
-//! checking for the tools a test needs (so it can print SKIP with the
-//! Debian package to install), a network namespace deleted however the
-//! test ends, a TAP device whose kernel end lives in that namespace, and
-//! child processes killed when the test ends; and [`FaultyNetwork`], which
-//! makes the path to the kernel lossy on our side of the TAP device, for
-//! kernels without `tc netem`.
+//! checking for the tools a test needs (so it can skip, or fail under CI,
+//! naming the Debian package to install: `mirage_test_env`), a network
+//! namespace deleted however the test ends, a TAP device whose kernel end
+//! lives in that namespace, and child processes killed when the test ends;
+//! and [`FaultyNetwork`], which makes the path to the kernel lossy on our
+//! side of the TAP device, for kernels without `tc netem`.
 //!
 //! Every test needs root and /dev/net/tun. The Debian packages the tests
 //! use: iproute2 (`ip`, `tc`), iputils-ping (`ping`), dnsmasq-base
@@ -77,16 +77,15 @@ pub fn on_path(tool: &str) -> bool {
 
 /// Why the test cannot run here, if it cannot: /dev/net/tun is absent or
 /// one of `tools` (program, Debian package) is not installed. `ip`
-/// (iproute2) is always needed.
+/// (iproute2) is always needed. Give it to [`mirage_test_env::require!`].
 pub fn missing(tools: &[(&str, &str)]) -> Option<String> {
     if !Path::new("/dev/net/tun").exists() {
-        return Some("/dev/net/tun is absent".into());
+        return Some(
+            "/dev/net/tun is absent (the tun driver: a kernel with CONFIG_TUN, the device passed into a container)"
+                .into(),
+        );
     }
-    [("ip", "iproute2")]
-        .iter()
-        .chain(tools)
-        .find(|(tool, _)| !on_path(tool))
-        .map(|(tool, package)| format!("`{tool}` is not installed (Debian package {package})"))
+    mirage_test_env::missing_program("ip", "iproute2").or_else(|| mirage_test_env::missing_programs(tools))
 }
 
 /// A network namespace, deleted when dropped.
@@ -104,6 +103,20 @@ impl Netns {
         let _ = sh(&["ip", "netns", "del", &name]);
         sh(&["ip", "netns", "add", &name])?;
         Ok(Netns { name })
+    }
+
+    /// [`Netns::new`] for a test: `None` when the namespace cannot be
+    /// created (the tests need root), after [`mirage_test_env::skip`]: the
+    /// test skips, or fails under CI.
+    #[track_caller]
+    pub fn new_or_skip(prefix: &str) -> Option<Netns> {
+        match Netns::new(prefix) {
+            Ok(ns) => Some(ns),
+            Err(e) => {
+                mirage_test_env::skip(format!("cannot create a network namespace (run the tests as root): {e}"));
+                None
+            }
+        }
     }
 
     /// The namespace's name.

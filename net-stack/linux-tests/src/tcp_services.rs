@@ -22,6 +22,7 @@ use mirage_types::stack::Stack;
 use mirage_types::tcp::{Tcp, TcpListener};
 
 use crate::{iface_name, missing, run_in_netns, Netns};
+use mirage_test_env::require;
 
 /// The TCP port of the echo service on our stack.
 pub const ECHO_PORT: u16 = 7;
@@ -111,14 +112,16 @@ pub struct Session<D> {
 /// `body_len` pattern bytes on [`HTTP_PORT`], and runs `body`. Afterwards
 /// it checks that no connection is left open but TIME-WAIT ones.
 ///
-/// Prints SKIP and returns without running `body` when /dev/net/tun,
-/// `ip`, `curl`, `nc` or `timeout` is absent or a namespace cannot be
-/// created. `wrap` runs inside a tokio `LocalSet`.
+/// Skips (returns without running `body`), or fails under CI
+/// ([`mirage_test_env::skip`]), when /dev/net/tun, `ip`, `curl`, `nc` or
+/// `timeout` is absent or a namespace cannot be created. `wrap` runs
+/// inside a tokio `LocalSet`.
 ///
 /// # Panics
 ///
 /// When the set-up fails after those checks, when `body` panics, or when
 /// connections are left open.
+#[track_caller]
 pub fn with_tcp_services<D, Fut>(
     prefix: &str,
     tag: &str,
@@ -130,17 +133,8 @@ pub fn with_tcp_services<D, Fut>(
     D: NetworkDevice + Clone + 'static,
     Fut: Future<Output = ()>,
 {
-    if let Some(reason) = missing(&[("curl", "curl"), ("nc", "netcat-openbsd"), ("timeout", "coreutils")]) {
-        println!("SKIP: {reason}");
-        return;
-    }
-    let ns = match Netns::new(prefix) {
-        Ok(ns) => ns,
-        Err(e) => {
-            println!("SKIP: cannot create a network namespace: {e}");
-            return;
-        }
-    };
+    require!(missing(&[("curl", "curl"), ("nc", "netcat-openbsd"), ("timeout", "coreutils")]));
+    let Some(ns) = Netns::new_or_skip(prefix) else { return };
     let iface = iface_name(tag);
     let ours = Ipv4Addr::new(10, net, 0, 2);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("building a tokio runtime");

@@ -7,7 +7,7 @@
 //! lease.
 //!
 //! Needs root, /dev/net/tun, `ip` (iproute2) and `dnsmasq` (dnsmasq-base);
-//! without them the test prints SKIP and passes.
+//! without them the test skips, or fails under CI (`mirage_test_env`).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
@@ -18,6 +18,7 @@ use mirage_net_stack::dhcp::{DhcpConfig, DhcpState};
 use mirage_net_stack::stack::StackBuilder;
 use mirage_net_stack_linux_tests::{iface_name, missing, KillOnDrop, Netns};
 use mirage_platform_unix::UnixPlatform;
+use mirage_test_env::require;
 use mirage_types::icmp::Icmp;
 use mirage_types::ip::Ipv4Cidr;
 use mirage_types::stack::Stack;
@@ -26,17 +27,8 @@ const LINUX_IP: Ipv4Addr = Ipv4Addr::new(10, 78, 0, 1);
 
 #[test]
 fn dnsmasq_leases_us_an_address_and_renews_it_at_t1() {
-    if let Some(reason) = missing(&[("dnsmasq", "dnsmasq-base")]) {
-        println!("SKIP: {reason}");
-        return;
-    }
-    let ns = match Netns::new("mirage-dhcp") {
-        Ok(ns) => ns,
-        Err(e) => {
-            println!("SKIP: cannot create a network namespace: {e}");
-            return;
-        }
-    };
+    require!(missing(&[("dnsmasq", "dnsmasq-base")]));
+    let Some(ns) = Netns::new_or_skip("mirage-dhcp") else { return };
     let iface = iface_name("d");
     let dir = std::env::temp_dir().join(format!("mirage-dhcp-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -3,7 +3,7 @@
 //! fragment, and learns our MAC address by ARP.
 //!
 //! Needs root, /dev/net/tun, `ip` (iproute2) and `ping` (iputils-ping);
-//! without them the test prints SKIP and passes.
+//! without them the test skips, or fails under CI (`mirage_test_env`).
 
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use mirage_net_stack::ipv4::Ipv4Config;
 use mirage_net_stack::stack::StackBuilder;
+use mirage_net_stack_linux_tests::missing;
 use mirage_platform_unix::tap::TapNetwork;
 use mirage_platform_unix::UnixPlatform;
+use mirage_test_env::{require, skip};
 use mirage_types::ip::Ipv4Cidr;
 
 const OUR_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
@@ -27,18 +29,6 @@ fn sh(args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn missing_tool() -> Option<String> {
-    if !std::path::Path::new("/dev/net/tun").exists() {
-        return Some("/dev/net/tun is absent".into());
-    }
-    for tool in ["ip", "ping"] {
-        if Command::new(tool).arg("-V").output().is_err() {
-            return Some(format!("`{tool}` is not installed (Debian: iproute2, iputils-ping)"));
-        }
-    }
-    None
-}
-
 /// Deletes the namespace however the test ends.
 struct Netns(String);
 
@@ -50,15 +40,11 @@ impl Drop for Netns {
 
 #[test]
 fn linux_pings_our_stack_over_tap_with_fragmenting_payloads() {
-    if let Some(reason) = missing_tool() {
-        println!("SKIP: {reason}");
-        return;
-    }
+    require!(missing(&[("ping", "iputils-ping")]));
     let ns = Netns(format!("mirage-nt-{}", std::process::id()));
     let iface = format!("mt{}", std::process::id() % 100_000);
     if let Err(e) = sh(&["ip", "netns", "add", &ns.0]) {
-        println!("SKIP: cannot create a network namespace: {e}");
-        return;
+        return skip(format!("cannot create a network namespace (run the tests as root): {e}"));
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let local = tokio::task::LocalSet::new();

@@ -25,7 +25,8 @@
 //! any segment from past RCV.NXT and sends pure ACKs at SND.MAX.
 //!
 //! Needs root, /dev/net/tun, `ip` (iproute2), `curl` (curl) and `nc`
-//! (netcat-openbsd); without them each test prints SKIP and passes.
+//! (netcat-openbsd); without them each test skips, or fails under CI
+//! (`mirage_test_env`).
 
 use std::rc::Rc;
 use std::sync::{Mutex, MutexGuard};

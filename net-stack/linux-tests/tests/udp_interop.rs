@@ -4,7 +4,7 @@
 //! (fragmented both ways) and must get each back unchanged.
 //!
 //! Needs root, /dev/net/tun, `ip` (iproute2) and `socat` (socat); without
-//! them the test prints SKIP and passes.
+//! them the test skips, or fails under CI (`mirage_test_env`).
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -16,6 +16,7 @@ use mirage_net_stack::ipv4::Ipv4Config;
 use mirage_net_stack::stack::StackBuilder;
 use mirage_net_stack_linux_tests::{iface_name, missing, Netns};
 use mirage_platform_unix::UnixPlatform;
+use mirage_test_env::require;
 use mirage_types::ip::Ipv4Cidr;
 use mirage_types::stack::Stack;
 use mirage_types::udp::{Udp, UdpSocket};
@@ -25,17 +26,8 @@ const ECHO_PORT: u16 = 7;
 
 #[test]
 fn linux_socat_gets_its_datagrams_echoed_by_our_stack() {
-    if let Some(reason) = missing(&[("socat", "socat")]) {
-        println!("SKIP: {reason}");
-        return;
-    }
-    let ns = match Netns::new("mirage-udp") {
-        Ok(ns) => ns,
-        Err(e) => {
-            println!("SKIP: cannot create a network namespace: {e}");
-            return;
-        }
-    };
+    require!(missing(&[("socat", "socat")]));
+    let Some(ns) = Netns::new_or_skip("mirage-udp") else { return };
     let iface = iface_name("u");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let local = tokio::task::LocalSet::new();

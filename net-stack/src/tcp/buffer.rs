@@ -32,24 +32,45 @@
 //! `Bytes` it arrived in, a slice of the received frame, so its payload is
 //! copied once, into the application's buffer, instead of twice; smaller
 //! ones are copied into a ring, so a peer cannot make us pin a whole frame
-//! per byte.
+//! per byte. A slice is a frame's only while the data is read promptly:
+//! once it has been held for the hold time (`TcpConfig::recv_frame_hold`,
+//! 100 ms by default) [`RecvBuffer::compact`] copies it into an allocation
+//! of its own (consecutive ones together, up to [`MAX_COPY`] bytes), so the
+//! frame's buffer is released. A zero hold time copies every payload.
 //!
 //! Bound: the receive buffer holds at most `limit` bytes of data, counted
-//! exactly (the advertised window is `limit` minus that). A held segment
-//! also keeps alive the buffer its frame arrived in, which is larger than
-//! its payload: the headers, the driver's slack, or a whole shared
-//! receive area if the driver cuts frames from one. Since each held
-//! segment carries at least [`MIN_HELD`] bytes of data (but the oldest,
-//! which the application may have read in part), at most
-//! `⌈limit / MIN_HELD⌉` of them are held at once (256 for the default 256
-//! KiB), so the memory pinned is at most that many receive buffers (with
-//! 2 KiB buffers for MTU 1500, twice `limit`), plus the ring's storage of
-//! at most `limit` for small segments.
+//! exactly (the advertised window is `limit` minus that). In real memory:
+//!
+//! - frames kept alive by slices held: each slice held carries at least
+//!   [`MIN_HELD`] bytes when it arrives (the oldest may have been read in
+//!   part since), so at most `⌊limit / MIN_HELD⌋ + 1` frames (257 for the
+//!   default 256 KiB), each for at most the hold time. What one frame
+//!   keeps alive is the device's: on TAP a receive buffer of its own of
+//!   one maximum frame (1519 bytes for MTU 1500) and its reference count,
+//!   on virtio-net and Xen netfront an allocation of exactly the frame's
+//!   length; at most 1.6 KiB with the allocator's overhead, 1.6 times the
+//!   [`MIN_HELD`] bytes it must carry. A device that cuts frames from
+//!   larger shared buffers makes each slice keep a whole shared buffer,
+//!   for at most the hold time;
+//! - our own allocations: the ring's storage (at most `limit`); the copies,
+//!   each allocated at its data's length, whose data together with the
+//!   ring's and the slices' is at most `limit`, and of which only the oldest
+//!   can have been read in part (keeping the whole allocation: at most
+//!   [`MAX_COPY`] bytes, or one segment); and the chunk list of at most
+//!   `2 × (⌊limit / MIN_HELD⌋ + 1) + 1` entries (copies and slices each
+//!   hold [`MIN_HELD`] bytes but the oldest, ring runs lie between them),
+//!   of 48 bytes each, in a list whose capacity is at most twice that.
+//!   So at most `2 × limit + MAX_COPY + 96 × (2 × (⌊limit / MIN_HELD⌋ + 1)
+//!   + 1)` bytes: 577 KiB for the default 256 KiB.
+//!
+//! [`RecvBuffer::memory`] reports these figures as they are.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
+use core::time::Duration;
 
 use bytes::{Buf, Bytes};
+use mirage_types::time::Instant;
 
 /// Segments with at least this much data are held as received; smaller
 /// ones are copied into the ring. Below a full-sized segment of a 1500-byte
@@ -272,8 +293,8 @@ impl<'a> Iterator for SendSlices<'a> {
     }
 }
 
-/// In-order received data, as frames held and bytes copied into a ring, in
-/// arrival order.
+/// In-order received data, as frame slices held, copies and bytes copied
+/// into a ring, in arrival order.
 #[derive(Debug)]
 pub(crate) struct RecvBuffer {
     chunks: VecDeque<Chunk>,
@@ -283,20 +304,97 @@ pub(crate) struct RecvBuffer {
     /// Bytes held in all.
     len: usize,
     limit: usize,
+    /// How long a payload may stay a slice of its frame.
+    hold: Duration,
+    /// `hold` is not zero: payloads may be kept as slices at all.
+    keep_frames: bool,
+    /// At or before the arrival of the oldest [`Chunk::Frame`] held (exact
+    /// after [`RecvBuffer::compact`]; after reads it may be a slice gone
+    /// since, which costs one early timer pass); `None` when none is held.
+    frames_since: Option<Instant>,
 }
 
 #[derive(Debug)]
 enum Chunk {
-    /// A segment's payload, a slice of its frame; never empty.
-    Held(Bytes),
+    /// A segment's payload, a slice of the frame it arrived in at this
+    /// instant (so it keeps the frame's buffer alive); never empty.
+    Frame(Bytes, Instant),
+    /// Bytes copied into an allocation of `size` bytes of our own; never
+    /// empty.
+    Copy(Bytes, usize),
     /// This many bytes at the front of the ring; never 0.
     Ring(usize),
 }
 
+/// What a connection's receive side holds (in-order and out-of-order data
+/// together): see [`super::TcpConnection::recv_memory`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecvMemory {
+    /// Received bytes held, in order and out of order; at most
+    /// [`super::TcpConfig::recv_buffer`].
+    pub data: usize,
+    /// Received frames kept alive, because part of their payload is held
+    /// as a slice of them (zero-copy). Each keeps the buffer the device
+    /// received the frame into: on this project's devices a buffer of the
+    /// frame's own, at most 1.6 KiB. At most `⌊data / 1024⌋ + 1` (so at most
+    /// `⌊recv_buffer / 1024⌋ + 1`), and each for at most
+    /// [`super::TcpConfig::recv_frame_hold`] after it arrived.
+    pub frames: usize,
+    /// Payload bytes held as slices of those frames (part of `data`).
+    pub frame_data: usize,
+    /// Bytes the receive side allocated itself: the ring's storage, the
+    /// copies of payloads, and the chunk and segment lists (capacity times
+    /// entry size). Allocator overhead (tens of bytes per allocation) is
+    /// not counted.
+    pub allocated: usize,
+}
+
+impl core::ops::Add for RecvMemory {
+    type Output = RecvMemory;
+
+    fn add(self, other: RecvMemory) -> RecvMemory {
+        RecvMemory {
+            data: self.data + other.data,
+            frames: self.frames + other.frames,
+            frame_data: self.frame_data + other.frame_data,
+            allocated: self.allocated + other.allocated,
+        }
+    }
+}
+
+impl core::ops::AddAssign for RecvMemory {
+    fn add_assign(&mut self, other: RecvMemory) {
+        *self = *self + other;
+    }
+}
+
+/// The earlier of two optional instants.
+pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Whether a frame slice received at `at` has been held for `hold` at `now`.
+pub(crate) fn hold_over(at: Instant, hold: Duration, now: Instant) -> bool {
+    at.checked_add(hold).is_some_and(|due| due <= now)
+}
+
 impl RecvBuffer {
-    /// An empty buffer for at most `limit` bytes; allocates nothing yet.
-    pub(crate) const fn new(limit: usize) -> RecvBuffer {
-        RecvBuffer { chunks: VecDeque::new(), ring: RingBuffer::new(limit), len: 0, limit }
+    /// An empty buffer for at most `limit` bytes that keeps payloads as
+    /// slices of their frames for at most `hold` (zero: copies every
+    /// payload); allocates nothing yet.
+    pub(crate) const fn new(limit: usize, hold: Duration) -> RecvBuffer {
+        RecvBuffer {
+            chunks: VecDeque::new(),
+            ring: RingBuffer::new(limit),
+            len: 0,
+            limit,
+            hold,
+            keep_frames: !hold.is_zero(),
+            frames_since: None,
+        }
     }
 
     /// Bytes held.
@@ -314,26 +412,42 @@ impl RecvBuffer {
     }
 
     /// Appends as much of `data` as fits and returns how many bytes that
-    /// was: holds `data` itself, cut to what fits (no copy), when that is
-    /// at least [`MIN_HELD`] bytes, else copies it into the ring. Taken by
-    /// value, so holding it costs no reference count of its own.
-    pub(crate) fn write(&mut self, mut data: Bytes) -> usize {
+    /// was. `received` is `Some(instant it arrived)` when `data` is a slice
+    /// of a received frame, `None` when it is a copy of our own. Data of
+    /// at least [`MIN_HELD`] bytes (cut to what fits) is kept as it is,
+    /// no copy (a frame slice only while the buffer's hold time is not
+    /// zero); smaller data is copied into the ring. Taken by value, so
+    /// holding it costs no reference count of its own.
+    pub(crate) fn write(&mut self, mut data: Bytes, received: Option<Instant>) -> usize {
         let n = data.len().min(self.free());
         if n == 0 {
             return 0;
         }
         if n >= MIN_HELD {
-            data.truncate(n);
-            self.chunks.push_back(Chunk::Held(data));
-        } else {
-            // The ring's limit is ours and it holds part of our bytes, so
-            // it takes all `n`.
-            let copied = self.ring.write(&data[..n]);
-            debug_assert_eq!(copied, n);
-            match self.chunks.back_mut() {
-                Some(Chunk::Ring(run)) => *run += copied,
-                _ => self.chunks.push_back(Chunk::Ring(copied)),
+            match received {
+                Some(at) if self.keep_frames => {
+                    data.truncate(n);
+                    self.chunks.push_back(Chunk::Frame(data, at));
+                    self.frames_since = earliest(self.frames_since, Some(at));
+                    self.len += n;
+                    return n;
+                }
+                // A copy cut short would keep its whole allocation.
+                None if n == data.len() => {
+                    self.chunks.push_back(Chunk::Copy(data, n));
+                    self.len += n;
+                    return n;
+                }
+                _ => {}
             }
+        }
+        // The ring's limit is ours and it holds part of our bytes, so
+        // it takes all `n`.
+        let copied = self.ring.write(&data[..n]);
+        debug_assert_eq!(copied, n);
+        match self.chunks.back_mut() {
+            Some(Chunk::Ring(run)) => *run += copied,
+            _ => self.chunks.push_back(Chunk::Ring(copied)),
         }
         self.len += n;
         n
@@ -347,7 +461,7 @@ impl RecvBuffer {
             let Some(front) = self.chunks.front_mut() else { break };
             let rest = &mut out[n..];
             let (k, done) = match front {
-                Chunk::Held(bytes) => {
+                Chunk::Frame(bytes, _) | Chunk::Copy(bytes, _) => {
                     let k = bytes.len().min(rest.len());
                     rest[..k].copy_from_slice(&bytes[..k]);
                     bytes.advance(k);
@@ -370,9 +484,115 @@ impl RecvBuffer {
             }
         }
         self.len -= n;
+        if self.len == 0 {
+            self.frames_since = None;
+        }
         n
     }
+
+    /// At or before the arrival of the oldest frame slice held (exact
+    /// after [`Self::compact`]); `None` if none is.
+    pub(crate) fn frames_since(&self) -> Option<Instant> {
+        self.frames_since
+    }
+
+    /// Copies every frame slice held for the hold time or longer at `now`
+    /// into memory of our own, consecutive ones into one allocation, so
+    /// their frames are released.
+    pub(crate) fn compact(&mut self, now: Instant) {
+        if self.frames_since.is_none() {
+            return;
+        }
+        let hold = self.hold;
+        let due = |c: &Chunk| matches!(c, Chunk::Frame(_, at) if hold_over(*at, hold, now));
+        if !self.chunks.iter().any(due) {
+            self.frames_since = self.chunks.iter().filter_map(Chunk::received).min();
+            return;
+        }
+        // The length of each copy to make, in order: consecutive due
+        // slices go into one copy of at most MAX_COPY bytes (unless one
+        // slice is longer), allocated at its exact size.
+        let mut runs: Vec<usize> = Vec::new();
+        let mut in_run = false;
+        for chunk in &self.chunks {
+            let len = chunk.len();
+            match (due(chunk), runs.last_mut()) {
+                (true, Some(run)) if in_run && *run + len <= MAX_COPY => *run += len,
+                (true, _) => runs.push(len),
+                (false, _) => {}
+            }
+            in_run = due(chunk);
+        }
+        let count = self.chunks.len();
+        let old = core::mem::replace(&mut self.chunks, VecDeque::with_capacity(count));
+        let mut runs = runs.into_iter();
+        let (mut run, mut target): (Vec<u8>, usize) = (Vec::new(), 0);
+        // Each pass moves one chunk; a due slice is copied into `run`,
+        // which becomes one chunk once it has its run's length.
+        for chunk in old {
+            let Chunk::Frame(bytes, at) = chunk else {
+                self.chunks.push_back(chunk);
+                continue;
+            };
+            if !hold_over(at, hold, now) {
+                self.chunks.push_back(Chunk::Frame(bytes, at));
+                continue;
+            }
+            if run.is_empty() {
+                target = runs.next().unwrap_or(bytes.len());
+                run = Vec::with_capacity(target);
+            }
+            run.extend_from_slice(&bytes);
+            if run.len() >= target {
+                let size = run.len();
+                self.chunks.push_back(Chunk::Copy(Bytes::from(core::mem::take(&mut run)), size));
+            }
+        }
+        self.frames_since = self.chunks.iter().filter_map(Chunk::received).min();
+    }
+
+    /// What the buffer holds (`data`, `frames`, `frame_data`, `allocated`).
+    pub(crate) fn memory(&self) -> RecvMemory {
+        let mut m = RecvMemory {
+            data: self.len,
+            allocated: self.ring.storage.len() + self.chunks.capacity() * core::mem::size_of::<Chunk>(),
+            ..RecvMemory::default()
+        };
+        for chunk in &self.chunks {
+            match chunk {
+                Chunk::Frame(bytes, _) => {
+                    m.frames += 1;
+                    m.frame_data += bytes.len();
+                }
+                Chunk::Copy(_, size) => m.allocated += size,
+                Chunk::Ring(_) => {}
+            }
+        }
+        m
+    }
 }
+
+impl Chunk {
+    fn len(&self) -> usize {
+        match self {
+            Chunk::Frame(bytes, _) | Chunk::Copy(bytes, _) => bytes.len(),
+            Chunk::Ring(run) => *run,
+        }
+    }
+
+    /// When a frame slice arrived; `None` for memory of our own.
+    fn received(&self) -> Option<Instant> {
+        match self {
+            Chunk::Frame(_, at) => Some(*at),
+            _ => None,
+        }
+    }
+}
+
+/// The largest copy [`RecvBuffer::compact`] makes of consecutive slices:
+/// the application may read a copy in part, which keeps it whole, so this
+/// bounds what that leaves allocated beyond the data.
+const MAX_COPY: usize = 16 * 1024;
 
 /// The first allocation, in bytes (unless the limit is smaller).
 const MIN_STORAGE: usize = 4096;
@@ -569,20 +789,27 @@ mod tests {
         assert!(ring.is_empty());
     }
 
+    const HOLD: Duration = Duration::from_millis(100);
+
+    fn at(ms: u64) -> Instant {
+        Instant::ZERO + Duration::from_millis(ms)
+    }
+
     #[test]
     fn large_segments_are_held_small_ones_copied() {
-        let mut buf = RecvBuffer::new(10_000);
+        let mut buf = RecvBuffer::new(10_000, HOLD);
         let large = Bytes::from(vec![7u8; MIN_HELD]);
         let small = Bytes::from(vec![9u8; MIN_HELD - 1]);
-        assert_eq!(buf.write(large.clone()), MIN_HELD);
-        assert_eq!(buf.write(small.clone()), MIN_HELD - 1);
+        assert_eq!(buf.write(large.clone(), Some(at(0))), MIN_HELD);
+        assert_eq!(buf.write(small.clone(), Some(at(0))), MIN_HELD - 1);
         // The large one is a reference to the same bytes, the small one a copy.
         assert!(!large.is_unique());
         assert!(small.is_unique());
         match buf.chunks.front() {
-            Some(Chunk::Held(held)) => assert_eq!(held.as_ptr(), large.as_ptr()),
+            Some(Chunk::Frame(held, _)) => assert_eq!(held.as_ptr(), large.as_ptr()),
             other => panic!("expected a held segment, got {other:?}"),
         }
+        assert_eq!(buf.frames_since(), Some(at(0)));
         let mut out = vec![0xa5; 2 * MIN_HELD];
         assert_eq!(buf.read(&mut out), 2 * MIN_HELD - 1);
         assert!(out[..MIN_HELD].iter().all(|&b| b == 7));
@@ -591,18 +818,19 @@ mod tests {
         // Reading released the frame.
         assert!(large.is_unique());
         assert!(buf.is_empty());
+        assert_eq!(buf.frames_since(), None);
     }
 
     #[test]
     fn a_segment_beyond_the_limit_is_cut_and_small_runs_merge() {
-        let mut buf = RecvBuffer::new(MIN_HELD + 10);
-        assert_eq!(buf.write(Bytes::from(vec![1u8; 2 * MIN_HELD])), MIN_HELD + 10);
+        let mut buf = RecvBuffer::new(MIN_HELD + 10, HOLD);
+        assert_eq!(buf.write(Bytes::from(vec![1u8; 2 * MIN_HELD]), Some(at(0))), MIN_HELD + 10);
         assert_eq!(buf.free(), 0);
-        assert_eq!(buf.write(Bytes::from_static(b"x")), 0);
+        assert_eq!(buf.write(Bytes::from_static(b"x"), Some(at(0))), 0);
         let mut out = vec![0; MIN_HELD + 5];
         assert_eq!(buf.read(&mut out), MIN_HELD + 5);
-        assert_eq!(buf.write(Bytes::from_static(b"ab")), 2);
-        assert_eq!(buf.write(Bytes::from_static(b"cd")), 2);
+        assert_eq!(buf.write(Bytes::from_static(b"ab"), Some(at(0))), 2);
+        assert_eq!(buf.write(Bytes::from_static(b"cd"), None), 2);
         // One held chunk (its last 5 bytes) and one ring run of 4.
         assert_eq!(buf.chunks.len(), 2);
         let mut out = [0; 16];
@@ -610,40 +838,156 @@ mod tests {
         assert_eq!(&out[..9], &[1, 1, 1, 1, 1, b'a', b'b', b'c', b'd']);
     }
 
+    #[test]
+    fn slices_held_past_the_hold_time_are_copied_and_release_their_frames() {
+        let mut buf = RecvBuffer::new(100_000, HOLD);
+        // A frame of which the payload is a part, as a device hands it up.
+        let frame = |fill: u8| Bytes::from(vec![fill; 1514]).slice(66..66 + 1448);
+        let (a, b, c) = (frame(1), frame(2), frame(3));
+        buf.write(a.clone(), Some(at(0)));
+        buf.write(b.clone(), Some(at(10)));
+        buf.write(Bytes::from_static(b"small"), Some(at(20)));
+        buf.write(c.clone(), Some(at(150)));
+        assert_eq!(buf.memory().frames, 3);
+        assert_eq!(buf.frames_since(), Some(at(0)));
+        // Before the hold time, nothing moves.
+        buf.compact(at(99));
+        assert_eq!(buf.memory().frames, 3);
+        // At 110 ms the first two are due: copied into one allocation of
+        // exactly their length; the third stays a slice.
+        buf.compact(at(110));
+        assert!(a.is_unique() && b.is_unique() && !c.is_unique());
+        let m = buf.memory();
+        assert_eq!((m.data, m.frames, m.frame_data), (3 * 1448 + 5, 1, 1448));
+        assert_eq!(m.allocated, MIN_STORAGE + 2 * 1448 + buf.chunks.capacity() * core::mem::size_of::<Chunk>());
+        assert!(matches!(buf.chunks.front(), Some(Chunk::Copy(bytes, 2896)) if bytes.len() == 2896));
+        assert_eq!(buf.frames_since(), Some(at(150)));
+        buf.compact(at(250));
+        assert!(c.is_unique());
+        assert_eq!((buf.memory().frames, buf.frames_since()), (0, None));
+        let mut out = vec![0; 10_000];
+        assert_eq!(buf.read(&mut out), 3 * 1448 + 5);
+        let mut want = [vec![1u8; 1448], vec![2; 1448], b"small".to_vec(), vec![3; 1448]].concat();
+        want.resize(10_000, 0);
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn a_zero_hold_time_copies_every_payload() {
+        let mut buf = RecvBuffer::new(100_000, Duration::ZERO);
+        let a = Bytes::from(vec![1u8; 1448]);
+        buf.write(a.clone(), Some(at(0)));
+        assert!(a.is_unique());
+        assert_eq!((buf.memory().frames, buf.frames_since()), (0, None));
+        // A copy of our own is kept without copying it again.
+        let own = Bytes::from(vec![2u8; 1448]);
+        buf.write(own.clone(), None);
+        assert!(!own.is_unique());
+    }
+
+    /// What happens to a receive buffer.
+    #[derive(Clone, Debug)]
+    enum RecvOp {
+        /// A payload of this size arrives (as a slice of a larger frame, or
+        /// as our own copy), this many ms after the previous operation.
+        Write {
+            size: usize,
+            seed: u8,
+            frame: bool,
+            after: u64,
+        },
+        Read(usize),
+        /// The timer runs this many ms after the previous operation.
+        Compact {
+            after: u64,
+        },
+    }
+
+    fn recv_op() -> impl Strategy<Value = RecvOp> {
+        prop_oneof![
+            5 => (0usize..2 * MIN_HELD, any::<u8>(), any::<bool>(), 0u64..60)
+                .prop_map(|(size, seed, frame, after)| RecvOp::Write { size, seed, frame, after }),
+            3 => (0usize..2 * MIN_HELD).prop_map(RecvOp::Read),
+            2 => (0u64..150).prop_map(|after| RecvOp::Compact { after }),
+        ]
+    }
+
     proptest! {
         /// The receive buffer behaves as a `VecDeque` capped at `limit`,
-        /// whatever mix of held and copied segments, and never holds more
-        /// than `⌈limit / MIN_HELD⌉` frames.
+        /// whatever mix of frame slices, copies, reads and compactions;
+        /// it never holds more than `⌊limit / MIN_HELD⌋ + 1` frames, none
+        /// past the hold time after a compaction; its chunk list stays
+        /// within its bound; and its accounting matches what it holds.
         #[test]
-        fn recv_buffer_behaves_as_a_bounded_deque(
-            limit in 0usize..6000,
-            ops in proptest::collection::vec((any::<bool>(), 0usize..2 * MIN_HELD, any::<u8>()), 0..40),
-        ) {
-            let mut buf = RecvBuffer::new(limit);
+        fn recv_buffer_behaves_as_a_bounded_deque(limit in 0usize..6000, ops in proptest::collection::vec(recv_op(), 0..60)) {
+            let mut buf = RecvBuffer::new(limit, HOLD);
             let mut model = VecDeque::new();
-            for (is_write, size, seed) in ops {
-                if is_write {
-                    let data: Vec<u8> = (0..size).map(|i| seed.wrapping_add(i as u8)).collect();
-                    let n = buf.write(Bytes::from(data.clone()));
-                    prop_assert_eq!(n, size.min(limit - model.len()));
-                    model.extend(&data[..n]);
-                } else {
-                    let mut out = vec![0xa5; size];
-                    let got = buf.read(&mut out);
-                    let want: Vec<u8> = model.drain(..size.min(model.len())).collect();
-                    prop_assert_eq!(&out[..got], &want[..]);
-                    prop_assert!(out[got..].iter().all(|&b| b == 0xa5));
+            let mut now = Instant::ZERO;
+            // The frames handed in, to check which ones are still alive.
+            let mut frames: Vec<(Bytes, Instant)> = Vec::new();
+            for op in ops {
+                match op {
+                    RecvOp::Write { size, seed, frame, after } => {
+                        now += Duration::from_millis(after);
+                        let data: Vec<u8> = (0..size).map(|i| seed.wrapping_add(i as u8)).collect();
+                        let bytes = if frame {
+                            let mut whole = vec![0xee; 54];
+                            whole.extend_from_slice(&data);
+                            let whole = Bytes::from(whole);
+                            frames.push((whole.clone(), now));
+                            whole.slice(54..)
+                        } else {
+                            Bytes::from(data.clone())
+                        };
+                        let n = buf.write(bytes, frame.then_some(now));
+                        prop_assert_eq!(n, size.min(limit - model.len()));
+                        model.extend(&data[..n]);
+                    }
+                    RecvOp::Read(size) => {
+                        let mut out = vec![0xa5; size];
+                        let got = buf.read(&mut out);
+                        let want: Vec<u8> = model.drain(..size.min(model.len())).collect();
+                        prop_assert_eq!(&out[..got], &want[..]);
+                        prop_assert!(out[got..].iter().all(|&b| b == 0xa5));
+                    }
+                    RecvOp::Compact { after } => {
+                        now += Duration::from_millis(after);
+                        buf.compact(now);
+                        for (frame, at) in &frames {
+                            prop_assert!(frame.is_unique() || !hold_over(*at, HOLD, now), "a frame held past the hold time");
+                        }
+                        if let Some(since) = buf.frames_since() {
+                            prop_assert!(!hold_over(since, HOLD, now));
+                        }
+                    }
                 }
+                frames.retain(|(frame, _)| !frame.is_unique());
                 prop_assert_eq!(buf.len(), model.len());
                 prop_assert_eq!(buf.free(), limit - model.len());
-                let held = buf.chunks.iter().filter(|c| matches!(c, Chunk::Held(_))).count();
-                prop_assert!(held <= limit.div_ceil(MIN_HELD));
+                let m = buf.memory();
+                prop_assert_eq!(m.frames, frames.len());
+                prop_assert!(m.frames <= limit / MIN_HELD + 1);
+                prop_assert_eq!(m.data, model.len());
+                prop_assert!(m.frame_data <= m.data);
+                let runs: usize = buf.chunks.iter().filter(|c| matches!(c, Chunk::Ring(_))).count();
+                prop_assert!(buf.chunks.len() <= 2 * (limit / MIN_HELD + 1) + 1, "{} chunks, {} runs", buf.chunks.len(), runs);
                 prop_assert!(buf.ring.storage.len() <= limit);
+                // Only the oldest copy may have been read in part; the
+                // others are exactly their allocation.
+                for chunk in buf.chunks.iter().skip(1) {
+                    if let Chunk::Copy(bytes, size) = chunk {
+                        prop_assert_eq!(bytes.len(), *size);
+                    }
+                }
+                if let Some(since) = buf.frames_since() {
+                    prop_assert!(buf.chunks.iter().filter_map(Chunk::received).all(|at| at >= since));
+                }
             }
             let mut rest = vec![0; model.len() + 1];
             let got = buf.read(&mut rest);
             prop_assert_eq!(&rest[..got], &model.iter().copied().collect::<Vec<u8>>()[..]);
             prop_assert!(buf.is_empty());
+            prop_assert_eq!(buf.memory().frames, 0);
         }
     }
 

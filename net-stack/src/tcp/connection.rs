@@ -33,7 +33,7 @@ use bytes::Bytes;
 use mirage_types::tcp::Keepalive;
 use mirage_types::time::Instant;
 
-use super::buffer::{RecvBuffer, SendBuffer, SendSlices};
+use super::buffer::{earliest, RecvBuffer, RecvMemory, SendBuffer, SendSlices};
 use super::congestion::{AckAction, Congestion};
 use super::reassembly::Reassembly;
 use super::rto::RttEstimator;
@@ -390,8 +390,8 @@ impl TcpConnection {
             irs: SeqNumber(0),
             rcv_nxt: SeqNumber(0),
             rcv_wscale: if config.window_scaling { rcv_wscale } else { 0 },
-            recv_buf: RecvBuffer::new(config.recv_buffer),
-            ooo: Reassembly::new(config.max_ooo_segments),
+            recv_buf: RecvBuffer::new(config.recv_buffer, config.recv_frame_hold),
+            ooo: Reassembly::new(config.max_ooo_segments, config.recv_frame_hold),
             ooo_fin: None,
             rcv_adv: SeqNumber(0),
             fin_received: false,
@@ -495,6 +495,13 @@ impl TcpConnection {
     /// receive buffer's bound).
     pub fn recv_out_of_order(&self) -> usize {
         self.ooo.len_bytes()
+    }
+
+    /// What the receive side holds, in order and out of order: data, the
+    /// frames kept alive by payloads held as slices of them, and what it
+    /// allocated itself (see the bounds in the [module docs](super)).
+    pub fn recv_memory(&self) -> RecvMemory {
+        self.recv_buf.memory() + self.ooo.memory()
     }
 
     /// Whether the peer closed its side and every byte before its FIN has
@@ -664,7 +671,7 @@ impl TcpConnection {
             self.error = error;
         }
         self.send_buf.clear();
-        self.ooo = Reassembly::new(0);
+        self.ooo = Reassembly::new(0, Duration::ZERO);
         self.rto_deadline = None;
         self.delack_deadline = None;
         self.persist_deadline = None;
@@ -691,7 +698,15 @@ impl TcpConnection {
         consider(self.connect_deadline);
         consider(self.user_timeout_deadline());
         consider(self.keepalive_deadline());
+        consider(self.frame_hold_deadline());
         deadline
+    }
+
+    /// When the oldest payload held as a slice of its frame has been held
+    /// for [`TcpConfig::recv_frame_hold`] (or earlier: a payload read since
+    /// may leave it early, costing one timer pass).
+    fn frame_hold_deadline(&self) -> Option<Instant> {
+        earliest(self.recv_buf.frames_since(), self.ooo.frames_since())?.checked_add(self.config.recv_frame_hold)
     }
 
     fn user_timeout_deadline(&self) -> Option<Instant> {
@@ -714,6 +729,11 @@ impl TcpConnection {
     /// it early does nothing), then [`Self::poll_transmit`].
     pub fn handle_timeout(&mut self, now: Instant) {
         let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        if due(self.frame_hold_deadline()) {
+            // Payloads held for the hold time no longer keep their frames.
+            self.recv_buf.compact(now);
+            self.ooo.compact(now);
+        }
         if due(self.time_wait_deadline) {
             // RFC 9293 §3.10.8: TIME-WAIT ends after 2·MSL.
             self.enter_closed(None);
@@ -1333,7 +1353,7 @@ impl TcpConnection {
         if start != self.rcv_nxt {
             // Out of order: hold it and send a duplicate ACK at once
             // (RFC 5681 §4.2).
-            self.ooo.insert(start, payload);
+            self.ooo.insert(start, payload, now);
             self.ack_now = true;
             return;
         }
@@ -1341,11 +1361,11 @@ impl TcpConnection {
         // Everything here lies inside the window we offered, so it fits;
         // counting what the buffer took keeps RCV.NXT true to the bytes
         // held even if that ever failed (the peer would resend the rest).
-        let mut taken = self.recv_buf.write(payload);
+        let mut taken = self.recv_buf.write(payload, Some(now));
         self.rcv_nxt += taken;
-        while let Some(chunk) = self.ooo.pop_ready(self.rcv_nxt) {
+        while let Some((chunk, received)) = self.ooo.pop_ready(self.rcv_nxt) {
             let len = chunk.len();
-            let n = self.recv_buf.write(chunk);
+            let n = self.recv_buf.write(chunk, received);
             taken += n;
             self.rcv_nxt += n;
             if n < len {

@@ -13,6 +13,10 @@
 //! Invariants checked:
 //! - `send_queued() + send_capacity() <= send_buffer`;
 //! - `recv_available() + recv_out_of_order() <= recv_buffer`;
+//! - the receive side's memory (`recv_memory()`) within the bounds of
+//!   the module docs: at most `⌊recv_buffer / 1024⌋ + 1` frames kept
+//!   alive, and its own allocations within their bound for the most data
+//!   it has held at once;
 //! - every byte we send lies at the sequence number the user's data put it
 //!   at, and never past the data written (plus SYN and FIN); the bytes
 //!   sent are the bytes written;
@@ -206,8 +210,21 @@ struct Driver {
     /// The last byte read, to check the next one follows it.
     last_read: Option<u8>,
     bytes_received: u64,
+    /// The most data the receive side has held at once.
+    recv_peak: usize,
     backlog: usize,
     syn_backlog: usize,
+}
+
+/// The bound of the module docs on what a connection's receive side
+/// allocates itself after holding at most `peak` bytes at once: the ring
+/// (at most twice the most it held, at least 4 KiB, at most the buffer),
+/// copies (the data, plus a copy of 16 KiB read in part), the chunk list
+/// (96 bytes per entry, `2 × ⌊peak / 1024⌋ + 3` entries) and the
+/// out-of-order list (128 bytes per segment).
+fn recv_allocated_bound(config: &TcpConfig, peak: usize) -> usize {
+    let ring = (2 * peak).max(4096).min(config.recv_buffer);
+    ring + peak + 16 * 1024 + 96 * (2 * (peak / 1024) + 3) + 128 * config.max_ooo_segments
 }
 
 /// Runs the driver over `data`; panics when an invariant breaks (see the
@@ -273,6 +290,7 @@ impl Driver {
             peer_nxt: PEER_ISS,
             last_read: None,
             bytes_received: 0,
+            recv_peak: 0,
             backlog: 2,
             syn_backlog: 4,
         };
@@ -517,7 +535,7 @@ impl Driver {
         }
     }
 
-    fn check_bounds(&self) {
+    fn check_bounds(&mut self) {
         match &self.target {
             Target::Connection(c) => {
                 assert!(
@@ -535,6 +553,13 @@ impl Driver {
                     self.config.recv_buffer
                 );
                 assert!(c.send_queued() as u64 <= self.written, "more queued than written");
+                let m = c.recv_memory();
+                assert_eq!(m.data, c.recv_available() + c.recv_out_of_order(), "receive figures: {m:?}");
+                assert!(m.frame_data <= m.data, "receive figures: {m:?}");
+                assert!(m.frames <= self.config.recv_buffer / 1024 + 1, "{} frames kept alive", m.frames);
+                self.recv_peak = self.recv_peak.max(m.data);
+                let bound = recv_allocated_bound(&self.config, self.recv_peak);
+                assert!(m.allocated <= bound, "receive side allocated {} bytes, over {bound}: {m:?}", m.allocated);
             }
             Target::Listener(l) => {
                 assert!(l.half_open_len() <= self.syn_backlog, "{} half-open connections", l.half_open_len());

@@ -3,7 +3,11 @@
 //!
 //! Reading list:
 //! - RFC 9293 §3.10.7.2: a segment that reaches a listener (RST ignored,
-//!   ACK answered with a reset, SYN starts a connection).
+//!   ACK answered with a reset, SYN starts a connection). A SYN with FIN
+//!   set starts nothing: no stack opens that way (T/TCP, RFC 1644, which
+//!   did, is historic by RFC 6247), scanners send it to fingerprint, and
+//!   Linux's LISTEN state and FreeBSD (`net.inet.tcp.drop_synfin`) drop it
+//!   silently; so do we.
 //! - RFC 4987 §3.6: SYN cookies, the encoding of the ISN (5 bits of time, 3
 //!   of MSS, 24 of keyed hash) and what a cookie cannot carry (§3.6's
 //!   "options": no window scaling, SACK or timestamps).
@@ -28,7 +32,7 @@ use mirage_types::time::Instant;
 use siphasher::sip::SipHasher13;
 
 use super::connection::{reset_for_unknown, TcpConnection};
-use super::TcpConfig;
+use super::{RecvMemory, TcpConfig};
 use crate::wire::tcp::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
 
 /// Stateless answers queued at most; more are dropped (a SYN flood must
@@ -174,6 +178,17 @@ impl TcpListener {
         self.ready.len()
     }
 
+    /// What the receive sides of the connections held (half-open and
+    /// waiting for [`Self::accept`]) hold, summed: see
+    /// [`TcpConnection::recv_memory`].
+    pub fn recv_memory(&self) -> RecvMemory {
+        let mut sum = RecvMemory::default();
+        for conn in self.half_open.iter().chain(self.ready.iter()) {
+            sum += conn.recv_memory();
+        }
+        sum
+    }
+
     /// Takes the oldest established connection. It may already have
     /// received data, or even a FIN or a reset: check its state.
     pub fn accept(&mut self) -> Option<TcpConnection> {
@@ -217,7 +232,9 @@ impl TcpListener {
     /// RFC 9293 §3.10.7.2.
     fn handle_listen(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, repr: &TcpRepr, payload: Bytes) {
         let flags = repr.flags;
-        if flags.rst() {
+        // SYN+FIN is not a SYN (see the module documentation), nor worth a
+        // reset that would tell a scanner who we are.
+        if flags.rst() || (flags.syn() && flags.fin()) {
             return;
         }
         if flags.ack() {
@@ -483,6 +500,24 @@ mod tests {
         l.handle_segment(now, LOCAL, remote(2), &seg(2, TcpFlags::SYN, 100, 0), Bytes::new());
         assert!(drain(&mut l, now).is_empty());
         assert_eq!(l.stats().accept_queue_drops, 1);
+    }
+
+    #[test]
+    fn syn_fin_opens_nothing_and_gets_no_answer() {
+        let mut l = listener(4, 4);
+        let syn_fin = TcpFlags(TcpFlags::SYN.0 | TcpFlags::FIN.0);
+        for flags in [syn_fin, TcpFlags(syn_fin.0 | TcpFlags::ACK.0), TcpFlags(syn_fin.0 | TcpFlags::PSH.0)] {
+            l.handle_segment(Instant::ZERO, LOCAL, remote(1), &seg(1, flags, 100, 0), Bytes::new());
+        }
+        assert!(drain(&mut l, Instant::ZERO).is_empty());
+        assert_eq!(l.half_open_len(), 0);
+        // Even with the SYN backlog full (no cookie either).
+        let mut l = listener(4, 1);
+        l.handle_segment(Instant::ZERO, LOCAL, remote(1), &seg(1, TcpFlags::SYN, 100, 0), Bytes::new());
+        drain(&mut l, Instant::ZERO);
+        l.handle_segment(Instant::ZERO, LOCAL, remote(2), &seg(2, syn_fin, 100, 0), Bytes::new());
+        assert!(drain(&mut l, Instant::ZERO).is_empty());
+        assert_eq!(l.stats().cookies_sent, 0);
     }
 
     #[test]

@@ -69,13 +69,50 @@
 //! Per connection: the send buffer holds at most [`TcpConfig::send_buffer`]
 //! bytes; received data (in order and out of order together) at most
 //! [`TcpConfig::recv_buffer`] bytes, because the window we advertise never
-//! exceeds the free space (in-order segments of 1 KiB or more are held as
-//! slices of their frames, so that much data can pin at most 256 receive
-//! buffers per 256 KiB: see `buffer.rs`); out-of-order data in at most
-//! [`TcpConfig::max_ooo_segments`] separate runs; the SACK scoreboard at
-//! most [`MAX_SACKED_RANGES`] ranges. Per listener: see
-//! [`TcpListener`]'s module notes (`backlog`, `syn_backlog`,
-//! [`MAX_PENDING_REPLIES`]).
+//! exceeds the free space; out-of-order data in at most
+//! [`TcpConfig::max_ooo_segments`] segments; the SACK scoreboard at most
+//! [`MAX_SACKED_RANGES`] ranges. Per listener: see [`TcpListener`]'s
+//! module notes (`backlog`, `syn_backlog`, [`MAX_PENDING_REPLIES`]).
+//!
+//! ## What a peer can make a connection hold, in real memory
+//!
+//! Counting data is not enough: a received payload kept as a slice of its
+//! frame (zero-copy) keeps the whole buffer the device received the frame
+//! into alive. So, with `D` the most data a connection's receive side has
+//! held at once (`D ≤ recv_buffer`), it holds at most:
+//!
+//! - **frames kept alive**: only payloads of at least 1024 bytes are kept
+//!   as slices (smaller ones, in order or out of order, are copied at
+//!   once), so at most `⌊D / 1024⌋ + 1` frames (257 for the default 256
+//!   KiB), and each for at most [`TcpConfig::recv_frame_hold`] (100 ms)
+//!   after it arrived (then it is copied into an allocation of its own, at
+//!   the connection's next timer). What one frame keeps alive is the
+//!   device's business: TAP reads each frame into a buffer of its own of
+//!   one maximum frame (1519 bytes for MTU 1500, with a 32-byte reference
+//!   count), virtio-net and Xen netfront copy each frame into an
+//!   allocation of exactly its length; with the allocator's overhead at
+//!   most 1.6 KiB a frame, so at most `1.6 × D + 1.6 KiB` in all. A device
+//!   that hands out slices of larger shared buffers makes each of those
+//!   frames keep a whole shared buffer, but only for the hold time;
+//! - **our own allocations** ([`RecvMemory::allocated`]): the ring of small
+//!   payloads (at most `min(2 × D, recv_buffer)`, at least 4 KiB once
+//!   used), copies (exactly the data they hold, plus at most 16 KiB of a
+//!   copy the application has read in part) and the chunk and segment
+//!   lists: at most `3.2 × D + 21 KiB + 128 bytes × max_ooo_segments`
+//!   (`3.2 × D + 25 KiB` by default), and never more than `2.2 ×
+//!   recv_buffer` plus the same constant (588 KiB by default), plus the
+//!   allocator's overhead on each allocation (small: the ring and copies
+//!   of 1 KiB or more, and at most `max_ooo_segments` smaller copies).
+//!
+//! Peers that send nothing to be held cost nothing here; one that fills
+//! the window of a connection whose application does not read makes it
+//! hold about `recv_buffer` bytes of copies and at most the frames of the
+//! last 100 ms. In-order segments at least 1024 bytes long that the
+//! application reads within the hold time are never copied, so a bulk
+//! transfer stays zero-copy. [`TcpConnection::recv_memory`] reports the
+//! figures (and `NetStack::usage` their sum over the connections).
+//! Segments queued while a connection's sender is busy
+//! ([`DEFERRED_SEGMENTS`]) are copies too, keeping no frame alive.
 //!
 //! # Not implemented
 //!
@@ -99,6 +136,7 @@ use core::time::Duration;
 
 use mirage_types::tcp::Keepalive;
 
+pub use buffer::RecvMemory;
 pub use congestion::CongestionControl;
 pub use connection::{
     reset_for_unknown, ConnectionError, ConnectionStats, SendError, TcpConnection, TcpSegment, TcpState,
@@ -125,9 +163,15 @@ pub struct TcpConfig {
     /// its free space, and window scaling is chosen so it can be advertised
     /// whole (RFC 7323 §2.3, at most shift 14, about 1 GiB). Default 256 KiB.
     pub recv_buffer: usize,
-    /// Separate runs of out-of-order data held at most; a segment that
-    /// would start another is dropped. Default 32.
+    /// Out-of-order segments held at most (so at most that many separate
+    /// runs); a segment that would add another is dropped. Default 32.
     pub max_ooo_segments: usize,
+    /// How long a received payload may stay a slice of the frame it
+    /// arrived in (zero-copy, keeping the frame's buffer alive); after
+    /// that it is copied into memory of our own, so a peer whose data
+    /// waits (unread, or behind a gap) cannot keep device buffers alive.
+    /// Zero copies every payload on arrival. Default 100 ms.
+    pub recv_frame_hold: Duration,
     /// Maximum segment lifetime; TIME-WAIT lasts 2·MSL (RFC 9293 §3.4.2).
     /// Default 30 s (Linux's TIME-WAIT is 60 s).
     pub msl: Duration,
@@ -171,6 +215,7 @@ impl Default for TcpConfig {
             send_buffer: 256 * 1024,
             recv_buffer: 256 * 1024,
             max_ooo_segments: 32,
+            recv_frame_hold: Duration::from_millis(100),
             msl: Duration::from_secs(30),
             initial_rto: Duration::from_secs(1),
             min_rto: Duration::from_millis(200),

@@ -80,8 +80,8 @@ use mirage_types::tcp::{ErrorKind, Keepalive, Tcp, TcpError, TcpFlow, TcpListene
 use mirage_types::time::{Instant, Sleep};
 
 use super::{
-    reset_for_unknown, ConnectionError, IsnGenerator, SendError, TcpConfig, TcpConnection, TcpListener as ListenerCore,
-    TcpState, MAX_PENDING_REPLIES,
+    reset_for_unknown, ConnectionError, IsnGenerator, RecvMemory, SendError, TcpConfig, TcpConnection,
+    TcpListener as ListenerCore, TcpState, MAX_PENDING_REPLIES,
 };
 use crate::wire::tcp::TcpRepr;
 use crate::wire::TcpPacket;
@@ -147,6 +147,9 @@ pub struct TcpStats {
     pub replies_dropped: u64,
     /// SYNs to a listener dropped because the connection table was full.
     pub syns_dropped_table_full: u64,
+    /// Segments with both SYN and FIN set dropped at a listener (they
+    /// open nothing; see the listener's notes).
+    pub syn_fin_dropped: u64,
     /// TIME-WAIT connections dropped early to make room.
     pub time_wait_evicted: u64,
 }
@@ -164,6 +167,10 @@ pub struct TcpUsage {
     pub half_open: usize,
     /// Established connections waiting in listeners for `accept`.
     pub accept_queue: usize,
+    /// What the receive sides of the connections hold, summed, those
+    /// held by listeners included ([`TcpConnection::recv_memory`];
+    /// connections lent to their sender at the moment are not counted).
+    pub recv: RecvMemory,
 }
 
 /// The key of the connection table: (local, remote).
@@ -485,7 +492,17 @@ impl<I: Ip<Addr = Ipv4Addr>, P: Sleep + Random> TcpLayer<I, P> {
                 accept_queue += core.ready_len();
             }
         }
+        let mut recv = RecvMemory::default();
+        for slot in conns.values() {
+            recv += slot.with(|c| c.recv_memory()).unwrap_or_default();
+        }
+        for l in listeners.values() {
+            if let Ok(core) = l.core.try_borrow() {
+                recv += core.recv_memory();
+            }
+        }
         TcpUsage {
+            recv,
             connections: conns.len(),
             time_wait: conns.values().filter(|s| s.state.get() == TcpState::TimeWait).count(),
             listeners: listeners.len(),
@@ -541,7 +558,9 @@ impl<I: Ip<Addr = Ipv4Addr>, P: Sleep + Random> TcpLayer<I, P> {
             if !delivered {
                 let mut deferred = slot.deferred.borrow_mut();
                 if deferred.len() < DEFERRED_SEGMENTS {
-                    deferred.push_back((repr, payload));
+                    // A copy, so a queued segment keeps no frame alive:
+                    // the sender may wait for ARP for seconds.
+                    deferred.push_back((repr, Bytes::copy_from_slice(&payload)));
                 } else {
                     shared.count(|s| s.deferred_dropped += 1);
                 }
@@ -551,13 +570,26 @@ impl<I: Ip<Addr = Ipv4Addr>, P: Sleep + Random> TcpLayer<I, P> {
             return;
         }
         // TCP is unicast only: nothing answers a broadcast or multicast
-        // segment. Our own addresses are checked only on this path, which
+        // segment (RFC 9293 MUST-57 for SYNs), nor one whose source is no
+        // single host (RFC 1122 §4.2.3.10: "ignored either by TCP or by the
+        // IP layer"; ours drops and counts them, but this layer may sit on
+        // another). Our own addresses are checked only on this path, which
         // a flood reaches at most once per segment.
-        if packet.dst.is_broadcast() || packet.dst.is_multicast() || !shared.ip.addresses().contains(&packet.dst) {
+        if packet.dst.is_broadcast()
+            || packet.dst.is_multicast()
+            || !crate::ipv4::is_host_address(packet.src)
+            || !shared.ip.addresses().contains(&packet.dst)
+        {
             return;
         }
         let listener = shared.listeners.borrow().get(&repr.dst_port).cloned();
         if let Some(listener) = listener.filter(|l| l.local.ip().is_unspecified() || *l.local.ip() == packet.dst) {
+            if repr.flags.syn() && repr.flags.fin() {
+                // Opens nothing (the listener core ignores it too); counted
+                // here.
+                shared.count(|s| s.syn_fin_dropped += 1);
+                return;
+            }
             let opens = repr.flags.syn() && !repr.flags.ack() && !repr.flags.rst();
             if opens && shared.table_full() && !shared.make_room() {
                 shared.count(|s| s.syns_dropped_table_full += 1);

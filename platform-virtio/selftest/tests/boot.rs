@@ -7,8 +7,7 @@
 //! The test builds the image itself (as `cargo mirage build -t virtio`
 //! does), in a target directory of its own under `CARGO_TARGET_TMPDIR`.
 //! It needs `qemu-system-x86_64` (Debian: `qemu-system-x86`); without it
-//! each test prints a SKIP line and passes, unless the environment
-//! variable `CI` is set, where it fails.
+//! each test skips, or fails under CI (`mirage_test_env`).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -16,6 +15,7 @@ use std::time::Duration;
 
 use mirage_kernel_host::kernel_image;
 use mirage_kernel_host::qemu::{exit_code, missing_qemu, Machine, Qemu};
+use mirage_test_env::require;
 
 /// How long one boot may take before the test kills QEMU: the block test
 /// takes about a second, the others less; TCG on a loaded 2-core machine
@@ -25,21 +25,6 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 /// The kernel's exit statuses for a panic and a CPU exception.
 const PANIC_STATUS: u8 = 101;
 const EXCEPTION_STATUS: u8 = 102;
-
-/// Whether the test can run: `false` (after printing why) when QEMU is
-/// missing and `CI` is not set.
-///
-/// # Panics
-///
-/// When QEMU is missing and `CI` is set: a CI machine must run these.
-fn qemu_available() -> bool {
-    let Some(reason) = missing_qemu() else { return true };
-    if std::env::var_os("CI").is_some() {
-        panic!("{reason}; CI is set, so the boot tests may not be skipped");
-    }
-    println!("SKIP: {reason}");
-    false
-}
 
 /// A zeroed disk image of `len` bytes in a fresh directory.
 fn disk(len: u64) -> (tempfile::TempDir, PathBuf) {
@@ -63,9 +48,7 @@ fn boot(machine: Machine, disk: Option<&Path>, append: &str) -> (Option<i32>, St
 
 #[test]
 fn a_panic_prints_message_and_location_and_exits_101() {
-    if !qemu_available() {
-        return;
-    }
+    require!(missing_qemu());
     let (status, output) = boot(Machine::Microvm, None, "-- panic");
     assert_eq!(status, Some(exit_code(PANIC_STATUS)), "output:\n{output}");
     assert!(output.contains("kernel panic: panic requested on the command line at "), "{output}");
@@ -74,9 +57,7 @@ fn a_panic_prints_message_and_location_and_exits_101() {
 
 #[test]
 fn a_cpu_exception_is_reported_and_exits_102() {
-    if !qemu_available() {
-        return;
-    }
+    require!(missing_qemu());
     let (status, output) = boot(Machine::Microvm, None, "-- breakpoint");
     assert_eq!(status, Some(exit_code(EXCEPTION_STATUS)), "output:\n{output}");
     assert!(output.contains("kernel exception: breakpoint (vector 3), error code 0x0, at rip 0x"), "{output}");
@@ -99,25 +80,19 @@ fn check_block_selftest(machine: Machine) {
 
 #[test]
 fn concurrent_and_cancelled_reads_return_the_right_data_on_microvm() {
-    if !qemu_available() {
-        return;
-    }
+    require!(missing_qemu());
     check_block_selftest(Machine::Microvm);
 }
 
 #[test]
 fn concurrent_and_cancelled_reads_return_the_right_data_on_q35_virtio_pci() {
-    if !qemu_available() {
-        return;
-    }
+    require!(missing_qemu());
     check_block_selftest(Machine::Q35);
 }
 
 #[test]
 fn a_block_device_that_is_not_there_stops_the_kernel_with_a_message() {
-    if !qemu_available() {
-        return;
-    }
+    require!(missing_qemu());
     // A flag naming a device the machine does not have: a usage error.
     let (status, output) = boot(Machine::Microvm, None, "--block disk -- block");
     assert_eq!(status, Some(exit_code(2)), "output:\n{output}");
@@ -138,9 +113,7 @@ fn a_block_device_that_is_not_there_stops_the_kernel_with_a_message() {
 
 #[test]
 fn an_unknown_test_is_a_usage_error() {
-    if !qemu_available() {
-        return;
-    }
+    require!(missing_qemu());
     let (status, output) = boot(Machine::Microvm, None, "-- frobnicate");
     assert_eq!(status, Some(exit_code(2)), "output:\n{output}");
     assert!(output.contains("virtio-selftest: error: say which test to run after `--`"), "{output}");

@@ -202,6 +202,29 @@ impl Harness {
         Files::at(&self.dir).is_complete()
     }
 
+    /// Why a run would have to prepare first, if it would: the harness's
+    /// files are not in its directory, or QEMU >= 10, `cpio` or `gzip` is
+    /// not installed. Only looks: installs and downloads nothing (for
+    /// callers that must not reach the network, such as tests).
+    pub fn missing(&self) -> Option<String> {
+        if !self.is_prepared() {
+            return Some(format!("the Xen harness is not prepared in {}", self.dir.display()));
+        }
+        match qemu_major() {
+            Some(major) if major >= 10 => {}
+            Some(major) => {
+                return Some(format!(
+                    "the Xen harness needs QEMU >= 10 and QEMU {major} is installed \
+                     (Debian package qemu-system-x86 from bookworm-backports)"
+                ))
+            }
+            None => return Some("qemu-system-x86_64 is not installed (Debian package qemu-system-x86)".into()),
+        }
+        ["cpio", "gzip"].into_iter().find(|package| !crate::apt::installed(package)).map(|package| {
+            format!("`{package}` is not installed (Debian package {package}), which the Xen harness runs")
+        })
+    }
+
     /// Installs QEMU >= 10 if needed, downloads and unpacks Xen, Linux and
     /// the toolstack, and builds dom0's root file system; does nothing
     /// when that was done. Needs root for the installs and a Debian mirror.

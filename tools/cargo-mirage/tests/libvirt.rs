@@ -13,7 +13,8 @@
 //! Runs as root with libvirt installed (`libvirt-daemon-system`,
 //! `libvirt-clients`) and starts `virtlogd` and `libvirtd` when they are
 //! not running (no init system does it in CI's container). Without the
-//! tools it fails under CI (env `CI`) and skips elsewhere.
+//! tools it fails under CI (env `CI`) and skips elsewhere
+//! (`mirage_test_env`).
 
 mod common;
 
@@ -24,7 +25,8 @@ use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::{bounded, fetch_until, require, succeed, text, App, BUILD_LIMIT};
+use common::{bounded, fetch_until, succeed, text, App, BUILD_LIMIT};
+use mirage_test_env::{missing_programs, require};
 
 const URI: &str = "qemu:///system";
 const GUEST: &str = "10.213.7.2";
@@ -107,18 +109,14 @@ fn reachable_by_others(path: &Path) -> bool {
 
 #[test]
 fn the_libvirt_domain_boots_and_serves_over_a_tap() {
-    for (program, package) in [
+    require!(missing_programs(&[
         ("virsh", "libvirt-clients"),
         ("libvirtd", "libvirt-daemon-system"),
         ("virtlogd", "libvirt-daemon-system"),
         ("qemu-system-x86_64", "qemu-system-x86"),
         ("ip", "iproute2"),
         ("curl", "curl"),
-    ] {
-        if !require(program, package) {
-            return;
-        }
-    }
+    ]));
     let id = std::process::id() % 100_000;
     let mut lab = Lab {
         tap: format!("mlv{id}t"),

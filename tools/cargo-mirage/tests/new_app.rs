@@ -5,14 +5,15 @@
 //! answer.
 //!
 //! Needs `curl` and `qemu-system-x86_64`; without them it fails under CI
-//! (env `CI`) and skips elsewhere.
+//! (env `CI`) and skips elsewhere (`mirage_test_env`).
 
 mod common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{fetch_until, free_port, require, succeed, App, Group, BUILD_LIMIT};
+use common::{fetch_until, free_port, succeed, App, Group, BUILD_LIMIT};
+use mirage_test_env::{missing_programs, require};
 
 /// How long a built application may take to answer (the unikernel boots
 /// under TCG and asks DHCP first).
@@ -20,9 +21,7 @@ const ANSWER_LIMIT: Duration = Duration::from_secs(180);
 
 #[test]
 fn a_new_app_builds_and_answers_on_unix_and_virtio() {
-    if !require("curl", "curl") || !require("qemu-system-x86_64", "qemu-system-x86") {
-        return;
-    }
+    require!(missing_programs(&[("curl", "curl"), ("qemu-system-x86_64", "qemu-system-x86")]));
     let started = Instant::now();
     let app = App::new("greeter");
     let greeting = "hello from greeter\n";

@@ -6,13 +6,15 @@
 //! on stderr and exits with status 1.
 
 mod image;
+mod progress;
 mod stress;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use futures::executor::block_on;
@@ -22,10 +24,15 @@ use mirage_types::kv::{EntryKind, Key, KvRead, KvWrite};
 use mirage_types::time::{PosixTime, WallClock};
 
 use image::{ImageFile, SECTOR};
+use progress::{Measure, Progress};
 
 #[derive(Parser)]
 #[command(name = "mirage-kv", version, about = "Create, inspect and check mirage-rs key-value store images")]
 struct Cli {
+    /// On work that takes longer, print a progress line to stderr every SECS
+    /// seconds (bytes done and total); 0 turns progress off.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 2.0)]
+    progress: f64,
     #[command(subcommand)]
     command: Command,
 }
@@ -112,11 +119,26 @@ enum StoreFormat {
     Tar,
 }
 
-/// The host's wall clock.
-struct SystemClock;
+/// The host's wall clock, or a fixed time if `SOURCE_DATE_EPOCH` is set
+/// (seconds since 1970, as reproducible builds use it): then images made
+/// from the same input are byte-for-byte the same (the record times and the
+/// epoch a new store starts from both come from this clock).
+struct SystemClock {
+    fixed: Option<PosixTime>,
+}
+
+impl SystemClock {
+    fn new() -> SystemClock {
+        let fixed = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.trim().parse::<i64>().ok());
+        SystemClock { fixed: fixed.and_then(|secs| PosixTime::new(secs, 0)) }
+    }
+}
 
 impl WallClock for SystemClock {
     fn wall_time(&self) -> PosixTime {
+        if let Some(t) = self.fixed {
+            return t;
+        }
         let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         PosixTime::new(i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.subsec_nanos()).unwrap_or_default()
     }
@@ -124,7 +146,8 @@ impl WallClock for SystemClock {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match block_on(run(cli.command)) {
+    let interval = (cli.progress.is_finite() && cli.progress > 0.0).then(|| Duration::from_secs_f64(cli.progress));
+    match block_on(run(cli.command, interval)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mirage-kv: {e}");
@@ -157,47 +180,89 @@ enum Store {
     Tar(TarKv<ImageFile>),
 }
 
-async fn open(path: &Path, writable: bool) -> Result<Store> {
-    let dev = ImageFile::open(path, writable)?;
+/// Opens and mounts the image at `path`, reporting the progress of the
+/// mount (which reads a LogKv's whole live half, or every header of a tar
+/// archive) to `progress`.
+async fn open(path: &Path, writable: bool, progress: &Rc<Progress>) -> Result<Store> {
+    let dev = ImageFile::open(path, writable)?.with_progress(progress.clone());
+    let size = dev.size_bytes();
     let mut head = vec![0u8; 2 * SECTOR as usize];
     let is_log = dev.info().sector_count >= 2 && {
         dev.read(0, &mut head).await.map_err(|e| format!("{}: {e}", path.display()))?;
         head[..8] == *b"MIRAGEKV" || head[SECTOR as usize..SECTOR as usize + 8] == *b"MIRAGEKV"
     };
     let what = |e: mirage_types::kv::KvError| format!("{}: {e}", path.display());
-    if is_log {
-        Ok(Store::Log(LogKv::mount(dev, SystemClock).await.map_err(what)?))
+    let store = if is_log {
+        progress.phase("mounting: reading the live log", Measure::BytesRead, logkv_read_estimate(size), true);
+        Store::Log(LogKv::mount(dev, SystemClock::new()).await.map_err(what)?)
     } else {
-        Ok(Store::Tar(TarKv::mount(dev).await.map_err(what)?))
-    }
+        // Mount reads each header and skips the contents between them.
+        progress.phase("mounting: reading the archive's headers", Measure::Position, size, false);
+        Store::Tar(TarKv::mount(dev).await.map_err(what)?)
+    };
+    progress.finish_phase();
+    Ok(store)
 }
 
-async fn writable(path: &Path) -> Result<LogKv<ImageFile, SystemClock>> {
-    match open(path, true).await? {
+/// What mounting a LogKv image of `size` bytes reads: both superblock
+/// sectors, then the whole live half, which is half of the rest when the
+/// store fills its image (as every store this tool formats does).
+fn logkv_read_estimate(size: u64) -> u64 {
+    let superblocks = 2 * u64::from(SECTOR);
+    superblocks + size.saturating_sub(superblocks) / u64::from(SECTOR) / 2 * u64::from(SECTOR)
+}
+
+async fn writable(path: &Path, progress: &Rc<Progress>) -> Result<LogKv<ImageFile, SystemClock>> {
+    match open(path, true, progress).await? {
         Store::Log(store) => Ok(store),
         Store::Tar(_) => Err(format!("{} is a tar image, which is read-only", path.display())),
     }
 }
 
-async fn run(command: Command) -> Result<()> {
+/// Bytes of all the values below the dictionary `key`, each rounded up to
+/// a multiple of `unit` (the sectors read for a value aligned to them), for
+/// a progress total. The index is in memory: this reads nothing.
+async fn value_bytes<S: KvRead>(store: &S, key: &Key, unit: u64) -> u64 {
+    let mut total = 0u64;
+    let mut todo = vec![key.clone()];
+    while let Some(dir) = todo.pop() {
+        let Ok(children) = store.list(&dir).await else { continue };
+        for (name, kind) in children {
+            let Ok(child) = dir.child(&name) else { continue };
+            match kind {
+                EntryKind::Dictionary => todo.push(child),
+                EntryKind::Value => {
+                    let size = store.size(&child).await.unwrap_or(0);
+                    total = total.saturating_add(size.div_ceil(unit).saturating_mul(unit));
+                }
+            }
+        }
+    }
+    total
+}
+
+async fn run(command: Command, interval: Option<Duration>) -> Result<()> {
+    let what = |verb: &str, image: &Path| Rc::new(Progress::new(format!("{verb} {}", image.display()), interval));
     match command {
         Command::Format { image, size } => {
             let bytes = parse_size(&size)? / u64::from(SECTOR) * u64::from(SECTOR);
             let dev = ImageFile::create(&image, bytes)?;
-            LogKv::format(dev, SystemClock, FormatOptions::default()).await.map_err(|e| e.to_string())?;
+            LogKv::format(dev, SystemClock::new(), FormatOptions::default()).await.map_err(|e| e.to_string())?;
             Ok(())
         }
-        Command::Stress { image, seed, ops } => stress::run(&writable(&image).await?, seed, ops).await,
+        Command::Stress { image, seed, ops } => {
+            stress::run(&writable(&image, &what("stress", &image)).await?, seed, ops).await
+        }
         Command::Ls { image, key } => {
             let key = parse_key(key.as_deref().unwrap_or("/"))?;
-            match open(&image, false).await? {
+            match open(&image, false, &what("ls", &image)).await? {
                 Store::Log(s) => ls(&s, &key).await,
                 Store::Tar(s) => ls(&s, &key).await,
             }
         }
         Command::Cat { image, key } => {
             let key = parse_key(&key)?;
-            let value = match open(&image, false).await? {
+            let value = match open(&image, false, &what("cat", &image)).await? {
                 Store::Log(s) => s.get(&key).await,
                 Store::Tar(s) => s.get(&key).await,
             }
@@ -215,38 +280,54 @@ async fn run(command: Command) -> Result<()> {
                     std::io::stdin().read_to_end(&mut value).map_err(|e| format!("reading standard input: {e}"))?;
                 }
             }
-            writable(&image).await?.set(&key, &value).await.map_err(|e| e.to_string())
+            writable(&image, &what("put", &image)).await?.set(&key, &value).await.map_err(|e| e.to_string())
         }
         Command::Rm { image, key } => {
             let key = parse_key(&key)?;
-            writable(&image).await?.remove(&key).await.map_err(|e| e.to_string())
+            writable(&image, &what("rm", &image)).await?.remove(&key).await.map_err(|e| e.to_string())
         }
-        Command::Fsck { image } => match open(&image, false).await? {
-            Store::Log(s) => {
-                let report = s.check().await.map_err(|e| e.to_string())?;
-                println!("{report}");
-                if report.is_clean() {
-                    Ok(())
-                } else {
-                    Err(format!("{}: {} problems found", image.display(), report.errors.len()))
-                }
-            }
-            Store::Tar(s) => {
-                // Reading every value (for the digest) proves every entry is readable.
-                let digest = s.digest(&Key::root()).await.map_err(|e| e.to_string())?;
-                let stats = s.stats();
-                println!("tar archive: {} entries, {} skipped (links, devices, ...)", stats.entries, stats.skipped);
-                println!("digest of the root: {digest}");
-                println!("clean");
-                Ok(())
-            }
-        },
+        Command::Fsck { image } => {
+            let progress = what("fsck", &image);
+            fsck(&image, &progress).await
+        }
         Command::Build { image, from, format, size } => {
             let files = collect(&from)?;
             match format {
                 StoreFormat::Logkv => build_logkv(&image, &files, size.as_deref()).await,
                 StoreFormat::Tar => build_tar(&image, &files),
             }
+        }
+    }
+}
+
+async fn fsck(image: &Path, progress: &Rc<Progress>) -> Result<()> {
+    match open(image, false, progress).await? {
+        Store::Log(s) => {
+            // check() reads the live half again, then every live value.
+            let total =
+                logkv_read_estimate(s.device().size_bytes()).saturating_add(value_bytes(&s, &Key::root(), 1).await);
+            progress.phase("checking every record and value", Measure::BytesRead, total, true);
+            let report = s.check().await.map_err(|e| e.to_string())?;
+            progress.finish_phase();
+            println!("{report}");
+            if report.is_clean() {
+                Ok(())
+            } else {
+                Err(format!("{}: {} problems found", image.display(), report.errors.len()))
+            }
+        }
+        Store::Tar(s) => {
+            // Reading every value (for the digest) proves every entry is readable.
+            // Each file starts on a 512-byte block and is read in whole sectors.
+            let total = value_bytes(&s, &Key::root(), u64::from(SECTOR)).await;
+            progress.phase("hashing every file", Measure::BytesRead, total, false);
+            let digest = s.digest(&Key::root()).await.map_err(|e| e.to_string())?;
+            progress.finish_phase();
+            let stats = s.stats();
+            println!("tar archive: {} entries, {} skipped (links, devices, ...)", stats.entries, stats.skipped);
+            println!("digest of the root: {digest}");
+            println!("clean");
+            Ok(())
         }
     }
 }
@@ -307,7 +388,7 @@ async fn build_logkv(image: &Path, files: &BTreeMap<String, PathBuf>, size: Opti
         }
     };
     let dev = ImageFile::create(image, bytes / u64::from(SECTOR) * u64::from(SECTOR))?;
-    let store = LogKv::format(dev, SystemClock, FormatOptions::default()).await.map_err(|e| e.to_string())?;
+    let store = LogKv::format(dev, SystemClock::new(), FormatOptions::default()).await.map_err(|e| e.to_string())?;
     for (key, path) in files {
         let value = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         store.set(&parse_key(key)?, &value).await.map_err(|e| e.to_string())?;

@@ -19,23 +19,6 @@ pub fn workspace() -> PathBuf {
     manifest.ancestors().nth(2).unwrap_or(manifest).to_path_buf()
 }
 
-/// Whether `program` can be found; otherwise fails under CI (env `CI`
-/// set) and prints why it skips elsewhere.
-pub fn require(program: &str, package: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if found {
-        return true;
-    }
-    let reason = format!("{program} is not installed (Debian package {package})");
-    assert!(std::env::var_os("CI").is_none(), "{reason}; CI must have it (xtask's SUITE_PACKAGES)");
-    println!("SKIP: {reason}");
-    false
-}
-
 /// Runs `command` under `timeout` (coreutils) for at most `limit`,
 /// collecting its output.
 pub fn bounded(command: &mut Command, limit: Duration) -> Output {
