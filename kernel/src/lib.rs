@@ -17,7 +17,7 @@
 //! # How a kernel image is built
 //!
 //! Only the host's `x86_64-unknown-linux-gnu` standard library is
-//! installed, so an image is a static ELF for that target (BRIEF.md §6). A
+//! installed, so an image is a static ELF for that target (docs/architecture.md, "Unikernel images"). A
 //! kernel binary:
 //!
 //! - is `#![no_std] #![no_main]` when `cfg(panic = "abort")`, i.e. in an

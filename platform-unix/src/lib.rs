@@ -24,7 +24,7 @@
 //! }
 //! ```
 //!
-//! The platform (BRIEF.md §3, §4) is tokio's current-thread runtime with a
+//! The platform (decision 0001; docs/architecture.md) is tokio's current-thread runtime with a
 //! `LocalSet`: one event loop on one thread.
 //!
 //! | item | what it is |

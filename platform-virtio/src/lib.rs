@@ -39,7 +39,7 @@
 //! # The entry
 //!
 //! An application's entry on this platform is what `mirage::main!` (crate
-//! `mirage-rs`) writes; by hand, in a kernel binary built as BRIEF §6 and
+//! `mirage-rs`) writes; by hand, in a kernel binary built as `mirage-kernel` and
 //! `cargo mirage build` describe:
 //!
 //! ```no_run

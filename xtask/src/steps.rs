@@ -172,7 +172,7 @@ fn no_std_libraries() -> Result<Vec<String>, TaskError> {
     Ok(names)
 }
 
-/// The target kernel images are built for (BRIEF.md §6: the host's).
+/// The target kernel images are built for: the host's (docs/architecture.md, "Unikernel images").
 const IMAGE_TARGET: &str = "x86_64-unknown-linux-gnu";
 
 /// Fails if resolving the `no_std` libraries on their own (as a unikernel
