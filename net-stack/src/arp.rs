@@ -71,9 +71,31 @@
 //!   request with a probability of about `request_rate` over their rate
 //!   (and again when its sender retries). Neighbours that talk to us are
 //!   not in this race: a new client asks for our address first, and that
-//!   request creates its entry;
+//!   request creates its entry; one that already knows our address is
+//!   asked directly (see "Asking the sender" below);
+//! - sender hints: `max_pending`, the newest replacing the oldest;
 //! - outgoing packets queued: [`ArpCache::MAX_TRANSMIT_QUEUE`]; probes at
 //!   once: [`ArpCache::MAX_PROBES`].
+
+//!
+//! # Asking the sender
+//!
+//! A client that already knows our MAC address (a second address of a
+//! host we talk to, or one that kept our entry longer than we kept its)
+//! opens a connection without asking for ours, and our answer needs a
+//! resolution that, during a flood of spoofed sources, competes for the
+//! link's request budget with theirs. The stack tells the cache which MAC
+//! address a frame asking for an answer (a TCP SYN, a UDP datagram, an
+//! ICMP message) came from ([`ArpCache::note_sender`]). A resolution of
+//! that address started within `retry_interval` that finds the budget
+//! spent sends, besides waiting for its broadcast, one request by unicast
+//! to that MAC address, outside the budget. The frame's MAC address is
+//! never learned as the entry: only an ARP answer from the owner creates
+//! it, as before, so the hint cannot poison the cache. Such a request goes
+//! only to a station that just sent us a frame, at most one per
+//! resolution, so it amplifies nothing: a spoofing sender gets one
+//! unanswered request per address it claims, at most one per frame it
+//! sent. With budget to spare nothing changes: the broadcast goes at once.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::ToString;
@@ -174,12 +196,18 @@ pub struct ArpStats {
     pub requests_sent: u64,
     /// Unicast polls sent to expired entries in use (RFC 1122 §2.3.2.1).
     pub polls_sent: u64,
+    /// Requests sent by unicast, while the link's budget was spent, to the
+    /// MAC address a frame from the resolved address came from (see
+    /// "Asking the sender").
+    pub sender_requests_sent: u64,
     /// Replies sent to requests for our addresses.
     pub replies_sent: u64,
     /// Announcements and probes sent.
     pub announcements_sent: u64,
     /// Resolved entries evicted because the table was full.
     pub evicted: u64,
+    /// Resolutions that got no answer after `max_attempts` requests.
+    pub resolutions_failed: u64,
     /// Resolutions evicted because the pending table was full (their
     /// waiters failed).
     pub pending_evicted: u64,
@@ -261,7 +289,17 @@ pub struct ArpCache {
     /// seen for each.
     probes: BTreeMap<Ipv4Addr, bool>,
     transmit: VecDeque<(MacAddress, ArpRepr)>,
+    /// Recent senders of frames that ask for an answer, with the MAC
+    /// address the frame came from and when; at most `max_pending`.
+    sender_hints: VecDeque<SenderHint>,
     stats: ArpStats,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct SenderHint {
+    ip: Ipv4Addr,
+    mac: MacAddress,
+    at: Instant,
 }
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
@@ -290,6 +328,7 @@ impl ArpCache {
             announcements: Vec::new(),
             probes: BTreeMap::new(),
             transmit: VecDeque::new(),
+            sender_hints: VecDeque::new(),
             stats: ArpStats::default(),
         };
         cache.credit = cache.credit_cap();
@@ -313,6 +352,8 @@ impl ArpCache {
         while self.pending.len() > config.max_pending && self.evict_pending() {
             evicted = true;
         }
+        let stale_hints = self.sender_hints.len().saturating_sub(config.max_pending);
+        self.sender_hints.drain(..stale_hints);
         evicted
     }
 
@@ -393,9 +434,16 @@ impl ArpCache {
             p.attempts = 1;
             p.deadline = now + self.config.retry_interval;
             self.queue_request(ip, MacAddress::BROADCAST);
+            self.stats.requests_sent += 1;
         } else {
             p.deadline = self.next_credit(now);
             self.stats.rate_limited += 1;
+            // Besides its place in the queue, ask the station the address
+            // last spoke from.
+            if let Some(mac) = self.take_sender_hint(now, ip) {
+                self.queue_request(ip, mac);
+                self.stats.sender_requests_sent += 1;
+            }
         }
         self.pending.insert(ip, p);
         Ok(Lookup::Waiting)
@@ -451,6 +499,25 @@ impl ArpCache {
             e.polls = 0;
             e.last_used = Some(now);
         }
+    }
+
+    /// A frame from `mac` brought an IP packet from the on-link address
+    /// `ip` that may need an answer: if `ip` is unknown, a resolution of it
+    /// started within `retry_interval` while the request budget is spent
+    /// asks `mac` (see "Asking the sender" in the module documentation).
+    /// Learns nothing.
+    pub fn note_sender(&mut self, now: Instant, ip: Ipv4Addr, mac: MacAddress) {
+        if !mac.is_unicast() || mac == self.mac || self.entries.contains_key(&ip) || self.config.max_pending == 0 {
+            return;
+        }
+        if let Some(hint) = self.sender_hints.iter_mut().rev().find(|h| h.ip == ip) {
+            *hint = SenderHint { ip, mac, at: now };
+            return;
+        }
+        if self.sender_hints.len() >= self.config.max_pending {
+            self.sender_hints.pop_front();
+        }
+        self.sender_hints.push_back(SenderHint { ip, mac, at: now });
     }
 
     /// Handles a received packet, following RFC 826's reception algorithm
@@ -530,6 +597,7 @@ impl ArpCache {
     /// waiters can look again.
     pub fn handle_timeout(&mut self, now: Instant) -> bool {
         let mut failed_any = false;
+        let mut failed_count = 0;
         let mut due = Vec::new();
         let config = self.config;
         self.pending.retain(|&ip, p| {
@@ -547,6 +615,7 @@ impl ArpCache {
                 p.failed = true;
                 p.deadline = now + config.failure_hold;
                 failed_any = true;
+                failed_count += 1;
             } else if p.attempts == 0 {
                 due.push(Due::First(core::cmp::Reverse(p.started), ip));
             } else {
@@ -554,6 +623,7 @@ impl ArpCache {
             }
             true
         });
+        self.stats.resolutions_failed += failed_count;
         self.entries.retain(|&ip, e| {
             if e.expires > now {
                 return true;
@@ -586,6 +656,7 @@ impl ArpCache {
                         e.polls += 1;
                         let mac = e.mac;
                         self.queue_request(ip, mac);
+                        self.stats.polls_sent += 1;
                     }
                 }
                 Due::First(_, ip) | Due::Retry(_, ip) => {
@@ -594,6 +665,7 @@ impl ArpCache {
                     if sent {
                         p.attempts += 1;
                         self.queue_request(ip, MacAddress::BROADCAST);
+                        self.stats.requests_sent += 1;
                     }
                 }
             }
@@ -738,6 +810,14 @@ impl ArpCache {
         true
     }
 
+    /// Removes and returns the MAC address a recent frame from `ip` came
+    /// from, if it came within `retry_interval`.
+    fn take_sender_hint(&mut self, now: Instant, ip: Ipv4Addr) -> Option<MacAddress> {
+        let at = self.sender_hints.iter().rposition(|h| h.ip == ip)?;
+        let hint = self.sender_hints.remove(at)?;
+        (now - hint.at < self.config.retry_interval).then_some(hint.mac)
+    }
+
     /// The most credit the bucket holds: `request_burst` requests.
     fn credit_cap(&self) -> u64 {
         self.request_cost().saturating_mul(u64::from(self.config.request_burst))
@@ -785,11 +865,6 @@ impl ArpCache {
                 target_protocol_addr: ip,
             },
         );
-        if dst == MacAddress::BROADCAST {
-            self.stats.requests_sent += 1;
-        } else {
-            self.stats.polls_sent += 1;
-        }
     }
 
     fn queue_reply(&mut self, request: &ArpRepr) {
@@ -877,6 +952,11 @@ impl<E: Ethernet, C: Sleep> ArpLayer<E, C> {
     /// when an ACK from the peer advances SND.UNA.
     pub fn confirm(&self, ip: Ipv4Addr) {
         self.cache.borrow_mut().confirm(self.clock.now(), ip);
+    }
+
+    /// See [`ArpCache::note_sender`].
+    pub fn note_sender(&self, ip: Ipv4Addr, mac: MacAddress) {
+        self.cache.borrow_mut().note_sender(self.clock.now(), ip, mac);
     }
 
     /// Runs `f` on the cache (for counters and inspection).
@@ -1570,5 +1650,76 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].1.operation, ArpOperation::Reply);
         assert_eq!(c.entry_count(), 0);
+    }
+
+    #[test]
+    fn a_noted_sender_is_asked_by_unicast_outside_the_spent_budget() {
+        let config = ArpConfig { max_pending: 1000, request_rate: 10, request_burst: 1, ..ArpConfig::default() };
+        let mut c = with_peer(config);
+        // A flood spends the link's budget.
+        for i in 0..50 {
+            c.lookup(t(100), spoofed(i)).unwrap();
+        }
+        drain(&mut c);
+        let newcomer = Ipv4Addr::new(10, 0, 0, 7);
+        c.note_sender(t(100), newcomer, PEER);
+        assert_eq!(c.entry_count(), 1, "a hint is not an entry");
+        assert_eq!(c.lookup(t(110), newcomer).unwrap(), Lookup::Waiting);
+        let out = drain(&mut c);
+        assert_eq!(out.len(), 1, "asked at once despite the empty bucket");
+        let (dst, r) = out[0];
+        assert_eq!((dst, r.target_hardware_addr, r.target_protocol_addr), (PEER, PEER, newcomer));
+        assert_eq!(c.stats().sender_requests_sent, 1);
+        // Only its owner's answer resolves it.
+        assert!(c.handle_packet(t(120), &reply(PEER, newcomer)));
+        assert_eq!(c.lookup(t(120), newcomer).unwrap(), Lookup::Resolved(PEER));
+    }
+
+    #[test]
+    fn a_sender_hint_is_used_once_only_while_fresh_and_only_when_the_budget_is_spent() {
+        let config = ArpConfig { request_rate: 10, request_burst: 1, ..ArpConfig::default() };
+        let mut c = with_peer(config);
+        let [a, b, d] = [7, 8, 9].map(|host| Ipv4Addr::new(10, 0, 0, host));
+        for ip in [a, b, d] {
+            c.note_sender(t(0), ip, PEER);
+        }
+        // With budget to spare, the broadcast goes and the hint is not used.
+        c.lookup(t(0), a).unwrap();
+        assert_eq!(drain(&mut c).iter().map(|(dst, _)| *dst).collect::<Vec<_>>(), [MacAddress::BROADCAST]);
+        // The budget is spent now: a fresh hint is asked at once.
+        c.lookup(t(10), b).unwrap();
+        assert_eq!(drain(&mut c).iter().map(|(dst, _)| *dst).collect::<Vec<_>>(), [PEER]);
+        // One older than retry_interval is not.
+        c.lookup(t(1000), d).unwrap();
+        let sent: Vec<_> = drain(&mut c).iter().map(|(dst, r)| (*dst, r.target_protocol_addr)).collect();
+        assert!(!sent.contains(&(PEER, d)), "{sent:?}");
+        // b's broadcast follows from the queue; its retries never use the hint.
+        for ms in (1000..=6000).step_by(100) {
+            c.handle_timeout(t(ms));
+            assert!(drain(&mut c).iter().all(|(dst, _)| *dst == MacAddress::BROADCAST));
+        }
+        assert_eq!(c.stats().sender_requests_sent, 1);
+    }
+
+    #[test]
+    fn sender_hints_are_bounded_and_skip_known_and_bogus_senders() {
+        let mut c = with_peer(ArpConfig { max_pending: 4, ..ArpConfig::default() });
+        c.note_sender(t(0), PEER_IP, MacAddress([2, 0, 0, 0, 0, 9]));
+        c.note_sender(t(0), spoofed(100), MacAddress::BROADCAST);
+        c.note_sender(t(0), spoofed(101), US);
+        for i in 0..10 {
+            c.note_sender(t(0), spoofed(i), PEER);
+        }
+        assert_eq!(c.sender_hints.len(), 4);
+        assert!(c.sender_hints.iter().all(|h| (6..10).any(|i| h.ip == spoofed(i))), "the newest stay");
+        // With the budget spent, they are still asked by broadcast only.
+        for i in 0..64 {
+            c.lookup(t(0), spoofed(200 + i)).unwrap();
+        }
+        c.lookup(t(0), spoofed(100)).unwrap();
+        c.lookup(t(0), spoofed(101)).unwrap();
+        assert!(drain(&mut c).iter().all(|(dst, _)| *dst == MacAddress::BROADCAST));
+        assert_eq!(c.stats().sender_requests_sent, 0);
+        assert_eq!(c.lookup(t(0), PEER_IP).unwrap(), Lookup::Resolved(PEER), "a known entry is not re-pointed");
     }
 }

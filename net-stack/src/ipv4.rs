@@ -251,6 +251,12 @@ impl<E: Ethernet, A: Arp, C: MonotonicClock> Ipv4Layer<E, A, C> {
         }
     }
 
+    /// Whether `addr` is another host on our link (so a frame from it came
+    /// straight from its owner, not through the gateway).
+    pub fn is_on_link(&self, addr: Ipv4Addr) -> bool {
+        !addr.is_broadcast() && !addr.is_multicast() && self.next_hop(addr) == Some(addr)
+    }
+
     /// The link-layer next hop toward `dst`, or `None` if unroutable.
     fn next_hop(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
         if dst.is_broadcast() || dst.is_multicast() {

@@ -38,7 +38,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use mirage_types::arp::Arp;
 use mirage_types::devices::{DeviceError, DeviceErrorKind};
 use mirage_types::ethernet::{EtherType, Ethernet, EthernetError};
-use mirage_types::ip::{Ip, IpError, IpProtocol, Ipv4Cidr};
+use mirage_types::ip::{Ip, IpError, IpPacket, IpProtocol, Ipv4Cidr};
 use mirage_types::net::NetworkDevice;
 use mirage_types::platform::Platform;
 use mirage_types::random::{Random, RandomError};
@@ -54,6 +54,8 @@ use crate::ipv4::reassembly::ReassemblyConfig;
 use crate::ipv4::{Ipv4Config, Ipv4Layer};
 use crate::tcp::{RecvMemory, TcpConfig, TcpLayer, TcpLimits};
 use crate::udp::{UdpConfig, UdpInput, UdpLayer, UdpSocketHandle};
+use crate::wire::tcp::{TcpFlags, TCP_HEADER_LEN};
+use crate::wire::TcpPacket;
 
 /// The Ethernet layer of a [`NetStack`].
 pub type StackEthernet<N> = Rc<EthernetLayer<N>>;
@@ -516,7 +518,11 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> NetStack<N, P> {
             match frame.ethertype {
                 EtherType::ARP => self.arp.input(frame.payload).await,
                 EtherType::IPV4 => {
+                    let link_src = frame.src;
                     let Some(packet) = self.ip.input(frame.payload) else { continue };
+                    if asks_for_answer(&packet) && self.ip.is_on_link(packet.src) {
+                        self.arp.note_sender(packet.src, link_src);
+                    }
                     let response: Option<Response<'_>> = match packet.protocol {
                         IpProtocol::ICMP => Some(alloc::boxed::Box::pin(async move { self.icmp.input(&packet).await })),
                         IpProtocol::TCP => {
@@ -551,6 +557,23 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> NetStack<N, P> {
         // A failure to send an announcement is retried by nobody; the next
         // address change announces again.
         let _ = self.arp.handle_timers().await;
+    }
+}
+
+/// Whether `packet` may make us answer a peer we have not talked to: a
+/// TCP SYN, a UDP datagram, an ICMP message. Segments of established
+/// connections are left out, so the check costs the TCP fast path a look
+/// at the flags.
+fn asks_for_answer(packet: &IpPacket<Ipv4Addr>) -> bool {
+    match packet.protocol {
+        IpProtocol::TCP => {
+            packet.payload.len() >= TCP_HEADER_LEN && {
+                let flags = TcpPacket::new_unchecked(&packet.payload[..]).flags();
+                flags.contains(TcpFlags::SYN) && !flags.contains(TcpFlags::ACK)
+            }
+        }
+        IpProtocol::UDP | IpProtocol::ICMP => true,
+        _ => false,
     }
 }
 

@@ -13,12 +13,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future;
+use mirage_net_stack::arp::ArpConfig;
 use mirage_net_stack::ipv4::Ipv4Config;
 use mirage_net_stack::stack::{NetStack, StackBuilder};
 use mirage_net_stack::switch::{LinkFaults, Simulation, SwitchPort, VirtualClock, VirtualPlatform, VirtualSwitch};
 use mirage_net_stack::tcp::{TcpConfig, TcpLimits};
+use mirage_net_stack::wire::{ArpOperation, ArpPacket, ArpRepr, TcpPacket, TcpRepr};
 use mirage_net_stack::wire::{EthernetPacket, EthernetRepr, Ipv4Packet, Ipv4Repr, SeqNumber, TcpFlags, TcpOptions};
-use mirage_net_stack::wire::{TcpPacket, TcpRepr};
 use mirage_types::ethernet::EtherType;
 use mirage_types::flow::{Flow, Shutdown};
 use mirage_types::ip::{IpProtocol, Ipv4Cidr};
@@ -288,6 +289,51 @@ fn echo_10_mib_under_30_percent_loss() {
     for seed in [41, 42, 43, 44] {
         echo_through_b(seed, 0.30, 10 << 20, Duration::from_secs(4 * 3600));
     }
+}
+
+/// ARP failing in the middle of a transfer: at 30 % loss each way, with
+/// entries expiring every second and two unanswered requests failing a
+/// resolution, both stacks keep losing each other's address. Each failure
+/// is held for `failure_hold`, and TCP's next retransmission must start a
+/// new resolution even when the peer is silent, so the stack's input loop
+/// is asleep and runs no ARP timers (a transfer once stopped here for
+/// good, a peer in FIN-WAIT-2 unreachable).
+#[test]
+fn a_transfer_survives_arp_failures_under_30_percent_loss() {
+    let arp = ArpConfig { entry_lifetime: Duration::from_secs(1), max_attempts: 2, ..ArpConfig::default() };
+    let mut failures = 0;
+    for seed in [16, 17] {
+        let n = net(seed, faults(0.30), patient(), TcpLimits::default(), TcpLimits::default());
+        serve_echo(&n, 16);
+        let data = pattern(seed, 256 << 10);
+        let echoed = n
+            .sim
+            .run_until(
+                async {
+                    // A connect whose SYN finds no neighbour fails, as on
+                    // Linux (EHOSTUNREACH): the failures start after it.
+                    let mut flow = n.a.tcp().connect(SocketAddr::from((IP_B, ECHO_PORT))).await.unwrap();
+                    n.a.arp().set_config(arp);
+                    n.b.arp().set_config(arp);
+                    let echoed = duplex(&mut flow, &data).await.unwrap();
+                    flow.close().await.unwrap();
+                    echoed
+                },
+                Duration::from_secs(4 * 3600),
+            )
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert!(echoed == data, "seed {seed}: the echo differs from what was sent");
+        assert_no_connections_after_time_wait(&n);
+        let failed = |s: &TestStack| s.arp().with_cache(|c| c.stats().resolutions_failed);
+        failures += failed(&n.a) + failed(&n.b);
+        println!(
+            "seed {seed}: {} ARP resolutions failed in {:?} of virtual time",
+            failed(&n.a) + failed(&n.b),
+            n.clock.now().saturating_duration_since(mirage_types::time::Instant::ZERO)
+        );
+    }
+    // Otherwise the seeds no longer exercise what this test is about.
+    assert!(failures >= 4, "only {failures} ARP resolutions failed over both seeds");
 }
 
 /// `Flow::write_bytes`: the stack holds the slices it is handed (no
@@ -574,4 +620,79 @@ fn a_syn_flood_from_spoofed_addresses_stays_bounded_and_service_goes_on() {
     // Each listener holds at most syn_backlog half-open connections; the
     // rest were answered with SYN cookies.
     assert!(b.usage().tcp_half_open <= limits.syn_backlog, "{:?}", b.usage());
+}
+
+/// A client we have never resolved connects during a SYN flood from more
+/// spoofed on-link addresses than B's pending table holds, so each SYN
+/// starts a resolution and first requests outrun the link's request
+/// budget. The client knows B's MAC address already (as a second address
+/// of a host we talk to would), so it never asks for it, and B's answer
+/// to it would wait in that race; it is asked instead at the MAC address
+/// its SYN came from (src/arp.rs, "Asking the sender").
+#[test]
+fn a_client_that_knows_us_is_served_during_a_flood_that_spends_the_arp_budget() {
+    let n = net(11, faults(0.0), patient(), TcpLimits::default(), TcpLimits::default());
+    serve_echo(&n, 16);
+    let Net { sim, clock, a, b, raw } = n;
+    b.arp().set_config(ArpConfig { max_pending: 32, ..ArpConfig::default() });
+    // A learns B from a reply addressed to it that it did not ask for, so
+    // B never hears A ask.
+    let told = ArpRepr {
+        operation: ArpOperation::Reply,
+        source_hardware_addr: MAC_B,
+        source_protocol_addr: IP_B,
+        target_hardware_addr: MAC_A,
+        target_protocol_addr: IP_A,
+    };
+    let mut frame = vec![0u8; 14 + told.buffer_len()];
+    EthernetRepr { src_addr: MAC_RAW, dst_addr: MAC_A, ethertype: EtherType::ARP }
+        .emit(&mut EthernetPacket::new_unchecked(&mut frame[..]));
+    told.emit(&mut ArpPacket::new_unchecked(&mut frame[14..]));
+    sim.run_until(raw.transmit(frame.len(), |buf| buf.copy_from_slice(&frame)), Duration::from_secs(1))
+        .unwrap()
+        .unwrap();
+    const FLOOD_SYNS: u32 = 50_000;
+    let flood_over = Rc::new(std::cell::Cell::new(false));
+    {
+        let (clock, flood_over) = (clock.clone(), flood_over.clone());
+        sim.spawn(async move {
+            let mut x: u32 = 0x9e37_79b9;
+            // One SYN every 200 µs from one of 240 on-link addresses; each
+            // pass sends one.
+            for _ in 0..FLOOD_SYNS {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let src = Ipv4Addr::new(10, 0, 0, 10 + (x >> 8) as u8 % 240);
+                let frame = spoofed_syn(src, 1024 + (x >> 16) as u16 % 60000, x);
+                let _ = raw.transmit(frame.len(), |buf| buf.copy_from_slice(&frame)).await;
+                clock.sleep(Duration::from_micros(200)).await;
+            }
+            flood_over.set(true);
+        });
+    }
+    let (served_during_flood, syn_timeouts) = sim
+        .run_until(
+            async {
+                clock.sleep(Duration::from_secs(1)).await;
+                assert!(
+                    a.arp().with_cache(|c| c.entries().any(|(ip, _)| ip == IP_B)),
+                    "A does not know B: it would ask, and B would learn A from that"
+                );
+                let mut flow = a.tcp().connect(SocketAddr::from((IP_B, ECHO_PORT))).await.unwrap();
+                let syn_timeouts = flow.connection_stats().map(|s| s.timeouts);
+                assert!(duplex(&mut flow, b"hello").await.unwrap() == b"hello");
+                flow.close().await.unwrap();
+                (!flood_over.get(), syn_timeouts)
+            },
+            Duration::from_secs(120),
+        )
+        .unwrap();
+    let arp = b.arp().with_cache(|c| c.stats());
+    assert!(arp.rate_limited > 1000, "the flood did not spend B's request budget: {arp:?}");
+    assert!(served_during_flood, "A was served only after the flood: {arp:?}");
+    // Its first SYN was answered: B did not leave the SYN-ACK waiting
+    // for a turn in the budget until A's retransmission.
+    assert_eq!(syn_timeouts, Some(0), "A's SYN had to be retransmitted: {arp:?}");
+    assert!(arp.sender_requests_sent > 0, "{arp:?}");
 }

@@ -35,8 +35,9 @@ use super::connection::{reset_for_unknown, TcpConnection};
 use super::{RecvMemory, TcpConfig};
 use crate::wire::tcp::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
 
-/// Stateless answers queued at most; more are dropped (a SYN flood must
-/// not grow memory).
+/// Stateless answers a listener queues between two drains at most (more
+/// are dropped), and answers its sender keeps waiting for ARP at most (a
+/// new one replaces the oldest): a SYN flood must not grow memory.
 pub const MAX_PENDING_REPLIES: usize = 64;
 
 /// MSS values a SYN cookie can encode in its 3 bits (RFC 4987 §3.6); the

@@ -56,8 +56,10 @@
 //! - at most [`MAX_PENDING_RESETS`] resets for unknown connections queued
 //!   for sending, and per listener at most
 //!   [`super::MAX_PENDING_REPLIES`] answers (SYN-ACKs, resets) waiting to
-//!   be sent (for ARP, typically); more are dropped (a flood must not grow
-//!   memory, nor starve the answers that can go out at once).
+//!   be sent (for ARP, typically); a new one replaces the one that has
+//!   waited longest (a flood must not grow memory, nor starve the answers
+//!   that can go out at once, nor keep a real client's answer, which waits
+//!   milliseconds, from a slot that spoofed ones hold for seconds).
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
@@ -71,7 +73,7 @@ use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use core::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use futures::future::{self, Either, FutureExt, LocalBoxFuture};
+use futures::future::{self, AbortHandle, Either, FutureExt, LocalBoxFuture};
 use futures::stream::{FuturesUnordered, StreamExt};
 use mirage_types::flow::{ErrorKind as FlowErrorKind, Flow, FlowError, Shutdown};
 use mirage_types::ip::{Error as _, ErrorKind as IpErrorKind, Ip, IpPacket, IpProtocol, WriteOptions};
@@ -80,7 +82,7 @@ use mirage_types::tcp::{ErrorKind, Keepalive, Tcp, TcpError, TcpFlow, TcpListene
 use mirage_types::time::{Instant, Sleep};
 
 use super::{
-    reset_for_unknown, ConnectionError, IsnGenerator, RecvMemory, SendError, TcpConfig, TcpConnection,
+    reset_for_unknown, ConnectionError, ConnectionStats, IsnGenerator, RecvMemory, SendError, TcpConfig, TcpConnection,
     TcpListener as ListenerCore, TcpState, MAX_PENDING_REPLIES,
 };
 use crate::wire::tcp::TcpRepr;
@@ -142,8 +144,8 @@ pub struct TcpStats {
     /// Segments dropped because [`DEFERRED_SEGMENTS`] were queued for a
     /// connection that was busy sending.
     pub deferred_dropped: u64,
-    /// Listener answers dropped because [`MAX_PENDING_REPLIES`] were being
-    /// sent.
+    /// Listener answers abandoned while waiting (for ARP, typically) to
+    /// make room for a newer one, [`MAX_PENDING_REPLIES`] being in wait.
     pub replies_dropped: u64,
     /// SYNs to a listener dropped because the connection table was full.
     pub syns_dropped_table_full: u64,
@@ -735,10 +737,18 @@ impl<I: Ip<Addr = Ipv4Addr>, P: Sleep + Random> TcpLayer<I, P> {
 
     /// The sender of one listener: its SYN-ACKs, resets and the ACKs of
     /// the connections it holds, each sent beside the others (one may wait
-    /// for ARP), at most [`MAX_PENDING_REPLIES`] at once.
+    /// for ARP), at most [`MAX_PENDING_REPLIES`] waiting at once: a new one
+    /// takes the place of the one that has waited longest. An answer to a
+    /// real client waits for its resolution milliseconds, one to a spoofed
+    /// source for seconds, so refusing new answers instead would leave
+    /// every slot to a flood's.
     async fn send_listener(&self, slot: Rc<ListenerSlot>) {
         let shared = &self.shared;
-        let mut replies: FuturesUnordered<LocalBoxFuture<'_, ()>> = FuturesUnordered::new();
+        // Each yields its id when sent, failed or abandoned.
+        let mut replies: FuturesUnordered<LocalBoxFuture<'_, u64>> = FuturesUnordered::new();
+        // The answers still waiting, oldest first, and how to abandon each.
+        let mut waiting: VecDeque<(u64, AbortHandle)> = VecDeque::new();
+        let mut next_id = 0u64;
         // Each pass handles one wake-up; it ends once the listener is
         // closed and its last answers are sent.
         loop {
@@ -763,11 +773,19 @@ impl<I: Ip<Addr = Ipv4Addr>, P: Sleep + Random> TcpLayer<I, P> {
                 if (&mut reply).now_or_never().is_some() {
                     continue;
                 }
-                if replies.len() >= MAX_PENDING_REPLIES {
+                if waiting.len() >= MAX_PENDING_REPLIES {
+                    // Its future ends (and lets go of its ARP wait) at the
+                    // next poll of `replies`.
+                    if let Some((_, oldest)) = waiting.pop_front() {
+                        oldest.abort();
+                    }
                     shared.count(|s| s.replies_dropped += 1);
-                    continue;
                 }
-                replies.push(reply);
+                let (reply, handle) = future::abortable(reply);
+                let id = next_id;
+                next_id += 1;
+                waiting.push_back((id, handle));
+                replies.push(Box::pin(reply.map(move |_| id)));
             }
             slot.deadline.set(slot.core.borrow().poll_deadline());
             if slot.core.borrow().ready_len() > 0 {
@@ -783,9 +801,10 @@ impl<I: Ip<Addr = Ipv4Addr>, P: Sleep + Random> TcpLayer<I, P> {
                 if replies.is_empty() {
                     future::pending::<()>().await;
                 }
-                replies.next().await;
+                replies.next().await
             });
             match future::select(wait, reply).await {
+                Either::Right((Some(done), _)) => waiting.retain(|(id, _)| *id != done),
                 Either::Left(_) | Either::Right(_) => {}
             }
         }
@@ -1164,6 +1183,13 @@ impl<I, P> TcpStream<I, P> {
     /// sent from).
     pub fn state(&self) -> TcpState {
         self.slot.with(|c| c.state()).unwrap_or_else(|| self.slot.state.get())
+    }
+
+    /// The connection's sending and loss-recovery counters; `None` while
+    /// its sender holds it (between two polls of the executor) or once it
+    /// is gone.
+    pub fn connection_stats(&self) -> Option<ConnectionStats> {
+        self.slot.with(|c| c.stats())
     }
 
     /// Runs `f` on the connection, waiting while it is lent out to send.
