@@ -696,3 +696,54 @@ fn a_client_that_knows_us_is_served_during_a_flood_that_spends_the_arp_budget() 
     assert_eq!(syn_timeouts, Some(0), "A's SYN had to be retransmitted: {arp:?}");
     assert!(arp.sender_requests_sent > 0, "{arp:?}");
 }
+
+/// A peer that acknowledges a server's FIN and never sends its own (its
+/// side stays in CLOSE-WAIT) held the server's table slot for good: the
+/// server closed, so nobody would ever read or end the connection. After
+/// `fin_wait_2_timeout` it is reset and the slot is free.
+#[test]
+fn a_peer_that_never_sends_its_fin_does_not_hold_the_servers_slot() {
+    let timeout = Duration::from_secs(60);
+    let config = TcpConfig { fin_wait_2_timeout: timeout, ..TcpConfig::default() };
+    let n = net(12, faults(0.0), config, TcpLimits::default(), TcpLimits::default());
+    let b = n.b.clone();
+    n.sim.spawn(async move {
+        let listener = b.tcp().listen(SocketAddr::from((Ipv4Addr::UNSPECIFIED, ECHO_PORT)), 16).await.unwrap();
+        // Each pass answers one connection and closes it.
+        loop {
+            let mut flow = listener.accept().await.expect("accept never fails");
+            flow.write_all(b"bye").await.unwrap();
+            flow.close().await.unwrap();
+        }
+    });
+    let flows = n
+        .sim
+        .run_until(
+            async {
+                let mut flows = Vec::new();
+                for _ in 0..8 {
+                    let mut flow = n.a.tcp().connect(SocketAddr::from((IP_B, ECHO_PORT))).await.unwrap();
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 16];
+                    // Reads to the server's FIN, then neither closes nor
+                    // drops the flow: no FIN from A.
+                    loop {
+                        match flow.read(&mut buf).await.unwrap() {
+                            0 => break,
+                            k => got.extend_from_slice(&buf[..k]),
+                        }
+                    }
+                    assert_eq!(got, b"bye");
+                    flows.push(flow);
+                }
+                flows
+            },
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(n.b.usage().tcp_connections, 8, "the server's side waits in FIN-WAIT-2");
+    let clock = n.clock.clone();
+    n.sim.run_until(clock.sleep(timeout + Duration::from_secs(1)), timeout * 2).unwrap();
+    assert_eq!(n.b.usage().tcp_connections, 0, "{:?}", n.b.usage());
+    assert!(flows.iter().all(|f| f.state() == mirage_net_stack::tcp::TcpState::Closed), "A's side was reset too");
+}

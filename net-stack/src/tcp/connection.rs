@@ -157,6 +157,9 @@ pub struct ConnectionStats {
     /// Retransmissions at SND.UNA found lost and sent again before the
     /// retransmission timer fired (after RFC 8985 §6.2).
     pub lost_retransmissions: u64,
+    /// Closed connections reset after waiting
+    /// [`TcpConfig::fin_wait_2_timeout`] in FIN-WAIT-2 (0 or 1).
+    pub fin_wait_2_timeouts: u64,
 }
 
 /// A segment to send, lent by [`TcpConnection::poll_transmit`]: the
@@ -245,6 +248,8 @@ pub struct TcpConnection {
     /// The user closed: data that arrives now is answered with a reset
     /// (RFC 2525 §2.17).
     user_closed: bool,
+    /// When the peer acknowledged our FIN (entering FIN-WAIT-2).
+    fin_wait_2_since: Option<Instant>,
     /// Our MSS, what we announce: MTU − 40.
     rmss: usize,
     rcv_unacked_bytes: usize,
@@ -396,6 +401,7 @@ impl TcpConnection {
             rcv_adv: SeqNumber(0),
             fin_received: false,
             user_closed: false,
+            fin_wait_2_since: None,
             rmss,
             rcv_unacked_bytes: 0,
             timestamps: config.timestamps,
@@ -699,7 +705,17 @@ impl TcpConnection {
         consider(self.user_timeout_deadline());
         consider(self.keepalive_deadline());
         consider(self.frame_hold_deadline());
+        consider(self.fin_wait_2_deadline());
         deadline
+    }
+
+    /// When a closed connection stops waiting for the peer's FIN
+    /// ([`TcpConfig::fin_wait_2_timeout`]).
+    fn fin_wait_2_deadline(&self) -> Option<Instant> {
+        if self.state != TcpState::FinWait2 || !self.user_closed {
+            return None;
+        }
+        self.fin_wait_2_since?.checked_add(self.config.fin_wait_2_timeout)
     }
 
     /// When the oldest payload held as a slice of its frame has been held
@@ -724,8 +740,8 @@ impl TcpConnection {
     }
 
     /// Runs the timers due at `now`: retransmission, delayed ACK, zero
-    /// window probe, keepalive, TIME-WAIT expiry, connect and user
-    /// timeouts. Call it when [`Self::poll_deadline`] has passed (calling
+    /// window probe, keepalive, TIME-WAIT expiry, connect, user and
+    /// FIN-WAIT-2 timeouts. Call it when [`Self::poll_deadline`] has passed (calling
     /// it early does nothing), then [`Self::poll_transmit`].
     pub fn handle_timeout(&mut self, now: Instant) {
         let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
@@ -747,6 +763,14 @@ impl TcpConnection {
             // RFC 9293 §3.8.3: give up after the user timeout.
             self.pending_rst = Some(self.rst_repr(self.snd_nxt));
             self.enter_closed(Some(ConnectionError::UserTimeout));
+            return;
+        }
+        if due(self.fin_wait_2_deadline()) {
+            // Nobody reads, and the peer has sent nothing to end it: free
+            // the slot, and tell the peer in case it is still there.
+            self.stats.fin_wait_2_timeouts += 1;
+            self.pending_rst = Some(self.rst_repr(self.snd_nxt));
+            self.enter_closed(None);
             return;
         }
         if let Some(ka) = self.keepalive.filter(|_| due(self.keepalive_deadline())) {
@@ -1117,7 +1141,10 @@ impl TcpConnection {
     /// FIN are not to be processed.
     fn after_ack(&mut self, now: Instant, flags: TcpFlags) -> bool {
         match self.state {
-            TcpState::FinWait1 if self.fin_acked() => self.state = TcpState::FinWait2,
+            TcpState::FinWait1 if self.fin_acked() => {
+                self.state = TcpState::FinWait2;
+                self.fin_wait_2_since = Some(now);
+            }
             TcpState::Closing if self.fin_acked() => self.enter_time_wait(now),
             TcpState::LastAck if self.fin_acked() => {
                 self.enter_closed(None);
@@ -2319,6 +2346,40 @@ mod tests {
         h.at(2000);
         assert!(h.conn.is_closed());
         assert_eq!(h.conn.error(), None);
+    }
+
+    #[test]
+    fn a_closed_connection_waits_for_the_peers_fin_only_so_long() {
+        // A peer that acknowledges our FIN and goes silent: after
+        // fin_wait_2_timeout the connection is reset and gone. One only
+        // shut for writing keeps waiting (its user may still read).
+        let timeout = Duration::from_secs(60);
+        let mut h = Harness::established(TcpConfig { fin_wait_2_timeout: timeout, ..config() });
+        h.at(1000);
+        h.conn.close();
+        h.expect(FIN, 1001, 5001);
+        h.send(ACK, 5001, 1002, b"");
+        assert_eq!(h.conn.state(), TcpState::FinWait2);
+        assert_eq!(h.conn.poll_deadline(), Some(Instant::from_millis(61_000)));
+        // Bare ACKs from the peer do not keep it.
+        h.at(30_000);
+        h.send(ACK, 5001, 1002, b"");
+        h.at(60_999);
+        assert_eq!(h.conn.state(), TcpState::FinWait2);
+        h.at(61_000);
+        assert_eq!(h.conn.state(), TcpState::Closed);
+        h.expect(RST, 1002, 0);
+        assert!(h.conn.is_closed());
+        assert_eq!(h.conn.stats().fin_wait_2_timeouts, 1);
+
+        let mut h = Harness::established(TcpConfig { fin_wait_2_timeout: timeout, ..config() });
+        h.conn.shutdown_write();
+        h.expect(FIN, 1001, 5001);
+        h.send(ACK, 5001, 1002, b"");
+        h.at(3_600_000);
+        assert_eq!(h.conn.state(), TcpState::FinWait2);
+        h.send(ACK, 5001, 1002, b"late");
+        assert_eq!(h.conn.recv_available(), 4);
     }
 
     #[test]

@@ -196,6 +196,13 @@ pub struct TcpConfig {
     pub user_timeout: Duration,
     /// Give up on a handshake after this long. Default 75 s.
     pub connect_timeout: Duration,
+    /// How long a connection the user has closed waits in FIN-WAIT-2 for
+    /// the peer's FIN before it is reset and its slot freed (Linux's
+    /// `tcp_fin_timeout`): otherwise a peer that acknowledges our FIN and
+    /// goes silent holds a place in the table for good. A connection only
+    /// shut for writing keeps waiting, since its user still reads. Default
+    /// 60 s.
+    pub fin_wait_2_timeout: Duration,
     /// Offer window scaling (RFC 7323 §2). Default true.
     pub window_scaling: bool,
     /// Offer timestamps (RFC 7323 §3). Default true.
@@ -225,6 +232,7 @@ impl Default for TcpConfig {
             keepalive: None,
             user_timeout: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(75),
+            fin_wait_2_timeout: Duration::from_secs(60),
             window_scaling: true,
             timestamps: true,
             sack: true,
