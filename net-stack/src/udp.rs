@@ -9,7 +9,12 @@
 //! Each bound socket queues received datagrams up to
 //! [`UdpConfig::queue_datagrams`] datagrams and [`UdpConfig::queue_bytes`]
 //! payload bytes; beyond that new datagrams are dropped and counted in
-//! [`UdpSocketHandle::dropped`].
+//! [`UdpSocketHandle::dropped`]. A queued payload of up to
+//! [`COPIED_PAYLOAD`] bytes (every datagram of a 1500-byte link) is a copy,
+//! not a slice of its frame: a device may cut frames from large shared
+//! blocks, and a one-byte datagram nobody reads would otherwise keep a
+//! whole block alive. Larger payloads come out of reassembly in a buffer
+//! of their own, or are most of a jumbo frame, and are kept as they are.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::rc::Rc;
@@ -17,6 +22,7 @@ use core::cell::{Cell, RefCell};
 use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use core::task::{Poll, Waker};
 
+use bytes::Bytes;
 use futures::future;
 use mirage_types::ip::{Error as _, ErrorKind as IpErrorKind, Ip, IpPacket, IpProtocol, WriteOptions};
 use mirage_types::random::Random;
@@ -25,6 +31,10 @@ use mirage_types::udp::{Datagram, ErrorKind, Udp, UdpError, UdpSocket};
 use crate::ipv4::MAX_PAYLOAD;
 use crate::wire::udp::UDP_HEADER_LEN;
 use crate::wire::{UdpPacket, UdpRepr};
+
+/// Received payloads up to this size are copied out of their frame before
+/// they are queued (see the module documentation).
+pub const COPIED_PAYLOAD: usize = 2048;
 
 /// Largest UDP payload over IPv4 with a minimal header: 65 507 bytes.
 pub const MAX_UDP_PAYLOAD: usize = MAX_PAYLOAD - UDP_HEADER_LEN;
@@ -177,7 +187,11 @@ impl<I: Ip<Addr = Ipv4Addr>, R: Random> UdpLayer<I, R> {
         let datagram = Datagram {
             src: SocketAddr::V4(SocketAddrV4::new(packet.src, repr.src_port)),
             dst: SocketAddr::V4(SocketAddrV4::new(packet.dst, repr.dst_port)),
-            payload: packet.payload.slice(UDP_HEADER_LEN..UDP_HEADER_LEN + len),
+            payload: if len <= COPIED_PAYLOAD {
+                Bytes::copy_from_slice(&packet.payload[UDP_HEADER_LEN..UDP_HEADER_LEN + len])
+            } else {
+                packet.payload.slice(UDP_HEADER_LEN..UDP_HEADER_LEN + len)
+            },
         };
         socket.queue.borrow_mut().push_back(datagram);
         socket.queued_bytes.set(socket.queued_bytes.get() + len);

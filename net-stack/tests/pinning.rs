@@ -18,10 +18,13 @@
 //! `3.2 × D + 25 KiB` for `D` bytes held, and at most `⌊D / 1024⌋ + 1`
 //! frames kept alive, none for longer than `TcpConfig::recv_frame_hold`.
 //!
+//! The same holds for UDP: datagrams queued to a socket nobody reads.
+//!
 //! Before the fix: the out-of-order attack (64 connections, 28 bytes
 //! each) kept 1 792 blocks (87 MB) alive, the in-order one (4 connections,
 //! 250 KiB each) 1 000 blocks (49 MB), for as long as the connections
-//! lived. Figures: `cargo test -p mirage-net-stack --test pinning --
+//! lived; 64 one-byte datagrams to an unread UDP socket kept 64 blocks
+//! (3.0 MiB). Figures: `cargo test -p mirage-net-stack --test pinning --
 //! --nocapture`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -38,7 +41,7 @@ use mirage_net_stack::switch::{Simulation, SwitchPort, VirtualClock, VirtualPlat
 use mirage_net_stack::tcp::TcpConfig;
 use mirage_net_stack::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetPacket, EthernetRepr, Ipv4Packet, Ipv4Repr, SeqNumber, TcpFlags,
-    TcpOptions, TcpPacket, TcpRepr,
+    TcpOptions, TcpPacket, TcpRepr, UdpPacket, UdpRepr,
 };
 use mirage_types::ethernet::EtherType;
 use mirage_types::ip::{IpProtocol, Ipv4Cidr};
@@ -46,6 +49,7 @@ use mirage_types::net::{MacAddress, NetStats, NetworkDevice};
 use mirage_types::stack::Stack;
 use mirage_types::tcp::{Tcp, TcpListener};
 use mirage_types::time::Sleep;
+use mirage_types::udp::Udp;
 
 // ---------------------------------------------------------------------------
 // Memory of this thread, counted by the allocator
@@ -540,4 +544,53 @@ fn in_order_data_nobody_reads_keeps_frames_for_the_hold_time_only() {
         "the heap grew by {heap} bytes, the stack accounts for {allocated}"
     );
     drop(flows);
+}
+
+/// 64 one-byte datagrams, each followed by junk, to a UDP socket whose
+/// application never reads: its queue (64 datagrams) fills, and each
+/// datagram kept as a slice of its frame kept a receive block alive.
+#[test]
+fn datagrams_nobody_reads_keep_no_frame_alive() {
+    const DATAGRAMS: usize = 64;
+    const UDP_PORT: u16 = 53;
+    let Net { sim, clock, victim, attacker, .. } = net();
+    let report = sim
+        .run_until(
+            async {
+                let socket = victim.udp().bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, UDP_PORT))).await.unwrap();
+                let (bytes_before, blocks_before) = (live_bytes(), live_blocks());
+                let junk = frame(EtherType(0x88b5), 1500, |buf| buf.fill(0x5a));
+                for i in 0..DATAGRAMS {
+                    let udp = UdpRepr { src_port: 40_000 + i as u16, dst_port: UDP_PORT, payload_len: 1 };
+                    let ip = Ipv4Repr::new(IP_ATTACKER, IP_VICTIM, IpProtocol::UDP, udp.buffer_len(), 64);
+                    let datagram = frame(EtherType::IPV4, ip.buffer_len(), |buf| {
+                        ip.emit(&mut Ipv4Packet::new_unchecked(&mut buf[..ip.header_len]));
+                        udp.emit(
+                            &mut UdpPacket::new_unchecked(&mut buf[ip.header_len..]),
+                            IP_ATTACKER,
+                            IP_VICTIM,
+                            |out| out.copy_from_slice(&[i as u8]),
+                        );
+                    });
+                    attacker.send(&datagram).await;
+                    for _ in 0..JUNK_PER_SEGMENT {
+                        attacker.send(&junk).await;
+                    }
+                }
+                clock.sleep(Duration::from_millis(10)).await;
+                let report = (live_blocks() - blocks_before, live_bytes() - bytes_before, victim.usage().udp_sockets);
+                drop(socket);
+                report
+            },
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    let (blocks, heap, sockets) = report;
+    println!(
+        "UDP: {DATAGRAMS} one-byte datagrams queued unread: {blocks} receive blocks alive ({:.1} MiB); heap {:+.2} MiB",
+        mib(blocks * BLOCK_LEN as isize),
+        mib(heap)
+    );
+    assert_eq!(sockets, 1);
+    assert!(blocks <= 2, "{blocks} receive blocks kept alive by {DATAGRAMS} queued bytes");
 }
