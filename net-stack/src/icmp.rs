@@ -1,4 +1,5 @@
-//! ICMPv4: answering echo requests, pinging, reporting closed ports.
+//! ICMPv4: answering echo requests, pinging, reporting closed ports and
+//! reassemblies that timed out.
 //!
 //! Reading list:
 //! - RFC 792: the messages.
@@ -16,7 +17,8 @@
 //! [`IcmpConfig::echo_replies_per_second`] on average), matches echo
 //! replies and unreachable errors to [`Icmp::ping`] calls (at most
 //! [`IcmpConfig::max_pings`] outstanding), and sends port-unreachable
-//! errors for the UDP layer (at most
+//! errors for the UDP layer and reassembly Time Exceeded errors for the IP
+//! layer (RFC 1122 §3.3.2; together at most
 //! [`IcmpConfig::errors_per_second`]).
 
 use alloc::collections::BTreeMap;
@@ -33,6 +35,8 @@ use mirage_types::ip::{Error as _, ErrorKind as IpErrorKind, Ip, IpPacket, IpPro
 use mirage_types::time::{Instant, Sleep};
 
 use crate::ipv4::is_host_address;
+use crate::ipv4::reassembly::Expired;
+use crate::wire::icmpv4::Icmpv4TimeExceeded;
 use crate::wire::ipv4::IPV4_MIN_HEADER_LEN;
 use crate::wire::{Icmpv4DstUnreachable, Icmpv4Packet, Icmpv4Repr, Ipv4Packet, Ipv4Repr};
 
@@ -295,6 +299,41 @@ impl<I: Ip<Addr = Ipv4Addr>, C: Sleep> IcmpLayer<I, C> {
         let sent = self
             .ip
             .write(packet.src, IpProtocol::ICMP, options, repr.buffer_len(), |buf| {
+                repr.emit(&mut Icmpv4Packet::new_unchecked(buf))
+            })
+            .await;
+        if sent.is_ok() {
+            self.count(|s| s.errors_sent += 1);
+        }
+    }
+}
+
+impl<I: Ip<Addr = Ipv4Addr>, C: Sleep> IcmpLayer<I, C> {
+    /// Tells the sender of a datagram whose reassembly timed out (RFC 792
+    /// type 11 code 1; RFC 1122 §3.3.2), quoting its first fragment's
+    /// header (rebuilt, with its identification) and first 8 payload
+    /// bytes, within the error rate limit. Only for a datagram addressed
+    /// to one of our addresses from one host's.
+    pub async fn send_reassembly_expired(&self, expired: &Expired) {
+        if !is_host_address(expired.src) || !self.ip.addresses().contains(&expired.dst) {
+            return;
+        }
+        if !self.take_token(&self.error_bucket) {
+            self.count(|s| s.errors_rate_limited += 1);
+            return;
+        }
+        let mut header = Ipv4Repr::new(expired.src, expired.dst, expired.protocol, expired.first_len, expired.ttl);
+        header.ident = expired.ident;
+        header.more_fragments = true;
+        let quoted_len = expired.first_len.min(8);
+        let mut quoted = vec![0u8; IPV4_MIN_HEADER_LEN + quoted_len];
+        header.emit(&mut Ipv4Packet::new_unchecked(&mut quoted[..IPV4_MIN_HEADER_LEN]));
+        quoted[IPV4_MIN_HEADER_LEN..].copy_from_slice(&expired.first_bytes[..quoted_len]);
+        let repr = Icmpv4Repr::TimeExceeded { reason: Icmpv4TimeExceeded::FragReassemblyExpired, quoted: &quoted };
+        let options = WriteOptions { src: Some(expired.dst), ..WriteOptions::default() };
+        let sent = self
+            .ip
+            .write(expired.src, IpProtocol::ICMP, options, repr.buffer_len(), |buf| {
                 repr.emit(&mut Icmpv4Packet::new_unchecked(buf))
             })
             .await;

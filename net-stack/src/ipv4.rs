@@ -207,6 +207,12 @@ impl<E: Ethernet, A: Arp, C: MonotonicClock> Ipv4Layer<E, A, C> {
         self.reassembler.borrow_mut().handle_timeout(self.clock.now());
     }
 
+    /// The oldest datagram whose reassembly timed out with its first
+    /// fragment, to report to its sender ([`reassembly::Expired`]).
+    pub fn take_expired(&self) -> Option<reassembly::Expired> {
+        self.reassembler.borrow_mut().take_expired()
+    }
+
     fn count(&self, f: impl FnOnce(&mut Ipv4Stats)) {
         let mut stats = self.stats.get();
         f(&mut stats);

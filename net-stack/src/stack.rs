@@ -513,6 +513,16 @@ impl<N: NetworkDevice, P: Sleep + Random + Clone> NetStack<N, P> {
             };
             let Some(frame) = event else {
                 self.handle_timers().await;
+                // Each pass reports one datagram whose reassembly timed out;
+                // the reassembler keeps at most `max_datagrams` reports.
+                while let Some(expired) = self.ip.take_expired() {
+                    if responses.len() >= MAX_RESPONSES_IN_FLIGHT {
+                        self.responses_dropped.set(self.responses_dropped.get() + 1);
+                        continue;
+                    }
+                    responses
+                        .push(alloc::boxed::Box::pin(async move { self.icmp.send_reassembly_expired(&expired).await }));
+                }
                 continue;
             };
             match frame.ethertype {

@@ -27,6 +27,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
+use mirage_net_stack::ipv4::reassembly::ReassemblyConfig;
 use mirage_net_stack::ipv4::Ipv4Config;
 use mirage_net_stack::stack::{NetStack, StackBuilder};
 use mirage_net_stack::switch::{PortConfig, Simulation, SwitchPort, VirtualClock, VirtualPlatform, VirtualSwitch};
@@ -74,6 +75,10 @@ struct Sent {
     icmp: u64,
     /// UDP datagrams.
     udp: u64,
+    /// Of the ICMP messages, Time Exceeded for a reassembly (type 11 code
+    /// 1), and the identification the last one quoted.
+    reassembly_expired: u64,
+    quoted_ident: u16,
 }
 
 impl Sent {
@@ -99,7 +104,15 @@ impl Sent {
         }
         let Ok(ip) = Ipv4Packet::new_checked(payload).and_then(|p| Ipv4Repr::parse(&p)) else { return };
         match ip.protocol {
-            IpProtocol::ICMP => self.icmp += 1,
+            IpProtocol::ICMP => {
+                self.icmp += 1;
+                let icmp = &payload[ip.header_len..];
+                // Type, code, checksum, unused, then the quoted header.
+                if icmp.len() >= 8 + 20 && icmp[0] == 11 && icmp[1] == 1 {
+                    self.reassembly_expired += 1;
+                    self.quoted_ident = u16::from_be_bytes([icmp[12], icmp[13]]);
+                }
+            }
             IpProtocol::UDP => self.udp += 1,
             // The flags byte of the TCP header.
             IpProtocol::TCP if payload.get(ip.header_len + 13).is_some_and(|f| f & TcpFlags::SYN.0 != 0) => {
@@ -402,6 +415,25 @@ fn one_source_cannot_take_the_whole_reassembly_table() {
 /// Prints and checks the figures of one attack: nothing at all may have
 /// been sent, in particular nothing to the broadcast address and no ARP
 /// request for our own address.
+#[test]
+fn a_reassembly_that_times_out_is_reported_to_its_sender_rfc_1122_3_3_2() {
+    // The first fragment of one datagram from the real peer, and a later
+    // fragment of another: both time out, and only the one whose first
+    // fragment came can be quoted in a Time Exceeded message.
+    let lab = Lab::new(10);
+    let frames = [fragment(PEER, 0x1234, 0, 16), fragment(PEER, 0x5678, 16, 16)];
+    let timeout = ReassemblyConfig::default().timeout;
+    let sent = lab.attack(&frames, Duration::ZERO, timeout + Duration::from_secs(1));
+    println!("two fragments, never completed: victim sent {sent:?}");
+    assert_eq!((sent.reassembly_expired, sent.quoted_ident), (1, 0x1234), "{sent:?}");
+    assert_eq!(lab.victim.ipv4().reassembly_usage().0.timed_out, 2);
+    // From a spoofed source nobody answers ARP for, the report waits for
+    // ARP and goes nowhere; nothing is broadcast but the ARP requests.
+    let spoofed = Ipv4Addr::new(10, 0, 0, 99);
+    let sent = lab.attack(&[fragment(spoofed, 1, 0, 16)], Duration::ZERO, timeout + Duration::from_secs(10));
+    assert_eq!((sent.icmp, sent.reassembly_expired), (0, 0), "{sent:?}");
+}
+
 fn assert_silent(name: &str, packets: usize, sent: Sent) {
     println!("{name}: {packets} packets -> victim sent {sent:?}");
     assert_eq!(sent.broadcast, 0, "{name}: frames to ff:ff:ff:ff:ff:ff");

@@ -74,12 +74,17 @@
 //! identification discards it (RFC 5722); only integrity above IP helps
 //! there (RFC 4963).
 //!
+//! A datagram that times out after its first fragment came is reported
+//! ([`Reassembler::take_expired`]) so the stack can send its sender an
+//! ICMP Time Exceeded (RFC 1122 §3.3.2); at most `max_datagrams` reports
+//! wait, the oldest dropped first.
+//!
 //! Each fragment costs a pass over the datagrams held to expire old ones
 //! (at most `max_datagrams`, and as many remembered discards), O(log n)
 //! for the rest, and, when its source must give way, a look at that
 //! source's datagrams.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 use core::time::Duration;
@@ -192,6 +197,27 @@ struct Partial {
     ttl: u8,
 }
 
+/// A datagram that timed out with its first fragment received: what an
+/// ICMP Time Exceeded message (code 1) tells its sender (RFC 792; RFC 1122
+/// §3.3.2 says a host SHOULD send one in that case).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expired {
+    /// Its sender.
+    pub src: Ipv4Addr,
+    /// Its destination (ours).
+    pub dst: Ipv4Addr,
+    /// Its protocol.
+    pub protocol: IpProtocol,
+    /// Its identification.
+    pub ident: u16,
+    /// The TTL of its first fragment.
+    pub ttl: u8,
+    /// The payload length of its first fragment.
+    pub first_len: usize,
+    /// The first bytes of its payload, `min(8, first_len)` of them.
+    pub first_bytes: [u8; 8],
+}
+
 /// What one source address holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct SourceUsage {
@@ -227,6 +253,9 @@ pub struct Reassembler {
     /// alone exceed, with their expiry: their later fragments are dropped
     /// too.
     discarded: BTreeMap<Key, Instant>,
+    /// Timed-out datagrams to report, oldest first; at most
+    /// `max_datagrams` (older reports are dropped).
+    expired: VecDeque<Expired>,
     bytes: usize,
     stats: ReassemblyStats,
 }
@@ -241,6 +270,7 @@ impl Reassembler {
             next_progress: 0,
             sources: BTreeMap::new(),
             discarded: BTreeMap::new(),
+            expired: VecDeque::new(),
             bytes: 0,
             stats: ReassemblyStats::default(),
         }
@@ -263,8 +293,12 @@ impl Reassembler {
         self.stats
     }
 
-    /// When the oldest incomplete (or discarded) datagram expires.
+    /// When the oldest incomplete (or discarded) datagram expires; at once
+    /// while timed-out datagrams wait to be reported.
     pub fn poll_deadline(&self) -> Option<Instant> {
+        if !self.expired.is_empty() {
+            return Some(Instant::ZERO);
+        }
         self.partials.values().map(|p| p.expires).chain(self.discarded.values().copied()).min()
     }
 
@@ -272,10 +306,33 @@ impl Reassembler {
     pub fn handle_timeout(&mut self, now: Instant) {
         let expired: Vec<Key> = self.partials.iter().filter(|(_, p)| p.expires <= now).map(|(k, _)| *k).collect();
         for key in expired {
-            self.remove(key);
+            let Some(partial) = self.remove(key) else { continue };
             self.stats.timed_out += 1;
+            if let Some(first) = partial.fragments.get(&0) {
+                let mut first_bytes = [0u8; 8];
+                let quoted = first.len().min(8);
+                first_bytes[..quoted].copy_from_slice(&first[..quoted]);
+                if self.expired.len() >= self.config.max_datagrams.max(1) {
+                    self.expired.pop_front();
+                }
+                self.expired.push_back(Expired {
+                    src: key.src,
+                    dst: key.dst,
+                    protocol: IpProtocol(key.protocol),
+                    ident: key.ident,
+                    ttl: partial.ttl,
+                    first_len: first.len(),
+                    first_bytes,
+                });
+            }
         }
         self.discarded.retain(|_, expires| *expires > now);
+    }
+
+    /// The oldest datagram that timed out with its first fragment and is
+    /// not reported yet (see [`Expired`]).
+    pub fn take_expired(&mut self) -> Option<Expired> {
+        self.expired.pop_front()
     }
 
     /// Adds a fragment (`header` with MF set or a non-zero offset) and
@@ -594,6 +651,21 @@ mod tests {
     }
 
     #[test]
+    fn only_timeouts_with_a_first_fragment_are_reported_and_reports_are_bounded() {
+        let config = ReassemblyConfig { max_datagrams: 4, ..ReassemblyConfig::default() };
+        let mut r = Reassembler::new(config);
+        add(&mut r, 0, frag(1, 8, 8, true));
+        r.handle_timeout(Instant::from_millis(30_000));
+        assert_eq!(r.take_expired(), None, "nothing to quote without fragment zero");
+        for i in 0..10 {
+            add(&mut r, 40_000, frag_from(Ipv4Addr::new(10, 0, 0, 10 + i), 7, 0, 8, true));
+        }
+        r.handle_timeout(Instant::from_millis(70_000));
+        let reports: Vec<_> = core::iter::from_fn(|| r.take_expired()).collect();
+        assert_eq!(reports.len(), 4);
+    }
+
+    #[test]
     fn incomplete_datagram_times_out_rfc_1122_3_3_2() {
         let mut r = Reassembler::new(ReassemblyConfig::default());
         add(&mut r, 0, frag(4, 0, 8, true));
@@ -602,6 +674,11 @@ mod tests {
         assert_eq!(r.datagrams(), 1);
         r.handle_timeout(Instant::from_millis(30_000));
         assert_eq!((r.datagrams(), r.bytes(), r.stats().timed_out), (0, 0, 1));
+        // Reported, quoting its first fragment, and due at once until taken.
+        assert_eq!(r.poll_deadline(), Some(Instant::ZERO));
+        let expired = r.take_expired().expect("a report");
+        assert_eq!((expired.ident, expired.first_len, expired.first_bytes), (4, 8, [0, 1, 2, 3, 4, 5, 6, 7]));
+        assert_eq!((r.take_expired(), r.poll_deadline()), (None, None));
         r.check();
     }
 
