@@ -44,7 +44,7 @@
 //! and each direction the ratio of ours to smoltcp computed per round (the
 //! stacks take turns, so a round's transfers ran close together): median,
 //! best and worst, and the lower of the two directions' medians, the
-//! figure the 1.5× target of issue 5 is read against.
+//! figure our goal (1.5× smoltcp's bulk throughput) is read against.
 //!
 //! Also printed: the segments the receiver sends back (ACKs and window
 //! updates) per data segment, so a difference in acknowledgment policy

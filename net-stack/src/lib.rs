@@ -6,15 +6,36 @@
 //!
 //! # Modules
 //!
-//! - [`wire`]: zero-copy views of Ethernet II, ARP, IPv4, ICMPv4, UDP and
-//!   DHCP packets with `parse`/`emit` of their decoded headers, and the
+//! The layers, bottom up; each protocol's state machine is sans-IO (it
+//! takes `now` and packets, and yields packets and deadlines), with an
+//! async driver beside it:
+//!
+//! - [`wire`]: zero-copy views of Ethernet II, ARP, IPv4, ICMPv4, UDP, TCP
+//!   and DHCP packets with `parse`/`emit` of their decoded headers, and the
 //!   Internet checksum. Parsing never panics on any input.
+//! - [`ethernet`]: the Ethernet layer over a network device (our MAC
+//!   address, broadcast and joined multicast groups).
+//! - [`arp`]: address resolution with bounded tables that a spoofed flood
+//!   cannot turn against the neighbours in use.
+//! - [`ipv4`]: routing to the link or the gateway, fragmentation, bounded
+//!   reassembly, source address validation.
+//! - [`icmp`]: echo replies, pings, port unreachable and reassembly time
+//!   exceeded errors, rate-limited.
+//! - [`udp`]: sockets with bounded receive queues.
+//! - [`tcp`]: the TCP state machine, listeners with SYN cookies, and the
+//!   async layer of streams and listeners.
 //! - [`dhcp`]: the DHCPv4 client (RFC 2131) with an ARP conflict probe
 //!   before using an address; [`stack::StackBuilder::dhcp`] turns it on.
 //! - [`stack`]: the whole stack on one network device,
 //!   [`NetStack`](stack::NetStack), built with
-//!   [`StackBuilder`](stack::StackBuilder); the layers it is made of are
-//!   the other modules.
+//!   [`StackBuilder`](stack::StackBuilder), implementing the
+//!   [`Stack`](mirage_types::stack::Stack) trait.
+//!
+//! With the `test-utils` feature: `switch` (a virtual Ethernet switch with
+//! seeded loss, duplication, reordering and corruption, in virtual time)
+//! and `reflector` (sends UDP datagrams back with addresses and ports
+//! swapped, for benchmarks that measure a stack against no stack), for
+//! tests and benchmarks.
 //!
 //! # Example: a stack from a network device
 //!

@@ -95,15 +95,14 @@ pub fn harness_dir() -> PathBuf {
 /// The harness, if it is prepared ([`Harness::missing`]); `None` after
 /// [`mirage_test_env::skip`] (the test skips) when it is not. Never
 /// prepares it, so a test reaches no network. Use
-/// [`xen_harness!`](crate::xen_harness). (`_target_tmpdir` is no longer
-/// used: the harness runs in this process.)
+/// [`xen_harness!`](crate::xen_harness).
 ///
 /// # Panics
 ///
 /// When the harness is not prepared and the environment variable `CI` is
 /// set: a CI machine must run the Xen tests.
 #[track_caller]
-pub fn harness(_target_tmpdir: &str) -> Option<XenHarness> {
+pub fn harness() -> Option<XenHarness> {
     let harness = Harness::at(&harness_dir());
     match harness.missing() {
         None => Some(XenHarness { harness }),
@@ -121,7 +120,7 @@ pub fn harness(_target_tmpdir: &str) -> Option<XenHarness> {
 #[macro_export]
 macro_rules! xen_harness {
     () => {
-        $crate::xen::harness(env!("CARGO_TARGET_TMPDIR"))
+        $crate::xen::harness()
     };
 }
 

@@ -15,7 +15,7 @@
 //! for one transfer on the machine's two cores. Each test checks that the
 //! faults really struck in both directions.
 //!
-//! The SACK-off test once stalled now and then (issue 5): when Linux had
+//! The SACK-off test once stalled now and then: when Linux had
 //! filled our receive window and the segment at RCV.NXT was lost, its pure
 //! ACKs carried SEG.SEQ at our window's right edge, which our
 //! acceptability test refused; after our go-back-N timeout our pure ACKs

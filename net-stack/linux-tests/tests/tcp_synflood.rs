@@ -1,5 +1,5 @@
 //! A SYN flood from spoofed addresses against our stack over TAP while
-//! Linux's `curl` fetches 2 MiB from it (issue 5): the transfer must
+//! Linux's `curl` fetches 2 MiB from it: the transfer must
 //! complete byte-exact, our stack's TCP usage must stay within the
 //! documented bounds (`TcpLimits`: `syn_backlog` half-open connections per
 //! listener, then SYN cookies; `max_connections` in all) during and after

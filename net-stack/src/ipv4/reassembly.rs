@@ -36,11 +36,10 @@
 //! fragments are dropped too; at most `max_datagrams` of them, and when
 //! that is full the one expiring first is forgotten.
 //!
-//! A full table used to refuse every new datagram until one completed or
-//! timed out, so 16 never-completed 8-byte fragments from spoofed sources
-//! locked every other host's fragmented traffic out for the whole timeout.
-//! Now a fragment that needs room takes it (counted in
-//! [`ReassemblyStats::evicted`]):
+//! A table that refused new datagrams when full would let 16
+//! never-completed 8-byte fragments from spoofed sources lock every other
+//! host's fragmented traffic out for the whole timeout. So a fragment that
+//! needs room takes it (counted in [`ReassemblyStats::evicted`]):
 //!
 //! 1. *From its own source first.* A source at `max_datagrams_per_source`
 //!    datagrams, or whose new fragment would take it past
