@@ -52,7 +52,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use cargo_mirage::build::{write_guest_config, Build, GuestConfig, Target};
-use cargo_mirage::qemu::{Forward, Machine, Network};
+use cargo_mirage::cli::{parse_disk, NetworkArgs};
+use cargo_mirage::qemu::Machine;
 use cargo_mirage::{run as runner, Disk, Image};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -81,7 +82,7 @@ enum Task {
         #[arg(long = "disk", value_name = "NAME=FILE", value_parser = parse_disk)]
         disks: Vec<Disk>,
         #[command(flatten)]
-        net: NetOptions,
+        net: NetworkArgs,
         /// The program's flags, after `--`: the platform's (`-l debug`,
         /// `--ipv4 A/P`), then the application's own after a second `--`
         /// (`cargo xtask run www -- -l debug -- --port 9000`). For the
@@ -110,40 +111,6 @@ enum Task {
         #[arg(value_enum)]
         which: Benchmark,
     },
-}
-
-/// How the guest's network device is connected, if it has one.
-#[derive(Clone, Debug, Default, PartialEq, Eq, clap::Args)]
-struct NetOptions {
-    /// unix: our own stack on the host's TAP interface IFACE (`--net
-    /// net0=tap:IFACE`); virtio: a virtio-net device on it (create it
-    /// first: `ip tuntap add dev IFACE mode tap`).
-    #[arg(long, value_name = "IFACE", conflicts_with = "forward")]
-    tap: Option<String>,
-    /// With `--platform virtio`: a virtio-net device on QEMU's user
-    /// networking (the guest gets 10.0.2.15 by DHCP), with host TCP port
-    /// HOSTPORT on 127.0.0.1 forwarded to the guest's GUESTPORT. May be
-    /// given more than once.
-    #[arg(long, value_name = "HOSTPORT:GUESTPORT", value_parser = parse_forward)]
-    forward: Vec<Forward>,
-}
-
-impl NetOptions {
-    fn network(&self) -> Network {
-        match (&self.tap, self.forward.is_empty()) {
-            (Some(tap), _) => Network::Tap(tap.clone()),
-            (None, true) => Network::None,
-            (None, false) => Network::User(self.forward.clone()),
-        }
-    }
-}
-
-fn parse_disk(text: &str) -> Result<Disk, String> {
-    Disk::parse(text).map_err(|e| e.to_string())
-}
-
-fn parse_forward(text: &str) -> Result<Forward, String> {
-    text.parse::<Forward>().map_err(|e| e.to_string())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -273,7 +240,7 @@ fn run(
     platform: Platform,
     machine: Machine,
     disks: Vec<Disk>,
-    net: &NetOptions,
+    net: &NetworkArgs,
     args: &[String],
 ) -> Result<ExitCode, TaskError> {
     app_manifest(app)?;
@@ -310,6 +277,7 @@ fn build(app: &str, platform: Platform) -> Result<ExitCode, TaskError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cargo_mirage::qemu::{Forward, Network};
 
     #[test]
     fn the_examples_are_found() {
@@ -322,7 +290,7 @@ mod tests {
 
     #[test]
     fn unknown_apps_and_platforms_are_refused_with_the_choices() {
-        let none = NetOptions::default();
+        let none = NetworkArgs::default();
         for platform in [Platform::Unix, Platform::Virtio, Platform::Xen] {
             let e = run("nope", platform, Machine::Microvm, Vec::new(), &none, &[]).unwrap_err();
             assert!(e.contains("unknown app \"nope\"") && e.contains("hello"), "{e}");

@@ -26,6 +26,8 @@
 //!   `cargo mirage run` does.
 //! - [`template`]: the application `cargo mirage new` writes.
 //! - [`apt`]: installs missing Debian packages (QEMU, the harness's tools).
+//! - [`cli`]: the command-line options `cargo mirage run` shares with
+//!   other runners (clap arguments).
 //!
 //! Every failure is an [`Error`] whose message says what to do about it.
 //!
@@ -45,6 +47,7 @@ use std::path::PathBuf;
 
 pub mod apt;
 pub mod build;
+pub mod cli;
 pub mod libvirt;
 pub mod qemu;
 pub mod run;

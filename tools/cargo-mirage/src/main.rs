@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use cargo_mirage::build::{find_manifest, shown, write_guest_config, Build, GuestConfig, Target};
-use cargo_mirage::qemu::{Forward, Machine, Network};
+use cargo_mirage::cli::{parse_disk, NetworkArgs};
+use cargo_mirage::qemu::Machine;
 use cargo_mirage::{run, template, Disk, Error, Image};
 use clap::{Args, Parser, Subcommand};
 
@@ -67,7 +68,7 @@ enum Command {
         #[command(flatten)]
         package: Package,
         #[command(flatten)]
-        net: Net,
+        net: NetworkArgs,
         #[command(flatten)]
         guest: Guest,
         /// With virtio: the machine QEMU emulates.
@@ -111,39 +112,6 @@ struct Guest {
     /// The guest's memory in MiB (virtio: 256, xen: 32 by default).
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(8..=65536))]
     memory: Option<u32>,
-}
-
-/// The network of `run`.
-#[derive(Debug, Args)]
-struct Net {
-    /// unix: our own stack on this TAP interface (`--net net0=tap:IFACE`);
-    /// virtio: a virtio-net device on it. Create it first:
-    /// `ip tuntap add dev IFACE mode tap && ip link set IFACE up`.
-    #[arg(long, value_name = "IFACE", conflicts_with = "forward")]
-    tap: Option<String>,
-    /// virtio: a virtio-net device on QEMU's user network (the guest gets
-    /// 10.0.2.15 by DHCP) with TCP port HOST of 127.0.0.1 forwarded to the
-    /// guest's GUEST. Repeatable.
-    #[arg(long, value_name = "HOST:GUEST", value_parser = parse_forward)]
-    forward: Vec<Forward>,
-}
-
-impl Net {
-    fn network(&self) -> Network {
-        match (&self.tap, self.forward.is_empty()) {
-            (Some(tap), _) => Network::Tap(tap.clone()),
-            (None, true) => Network::None,
-            (None, false) => Network::User(self.forward.clone()),
-        }
-    }
-}
-
-fn parse_disk(text: &str) -> Result<Disk, String> {
-    Disk::parse(text).map_err(|e| e.to_string())
-}
-
-fn parse_forward(text: &str) -> Result<Forward, String> {
-    text.parse().map_err(|e: Error| e.to_string())
 }
 
 /// The arguments as cargo passes them (`cargo-mirage mirage ARGS`) or as
@@ -229,6 +197,7 @@ fn build(package: &Package) -> Result<Image, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cargo_mirage::qemu::{Forward, Network};
 
     fn parse(words: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("cargo-mirage").chain(words.iter().copied()))
