@@ -66,7 +66,11 @@ pub const MAX_PAYLOAD: usize = 65_507;
 pub const MAX_COUNT: u32 = 1_000_000;
 
 /// What to ping and how. Defaults as ping(8): 56 bytes of payload, one
-/// request a second, a reply awaited up to 1 s; 4 requests.
+/// request a second, 4 requests; a reply awaited up to 2 s, long enough
+/// for the first request's ARP resolution to be retried once (ARP asks at
+/// most once a second, RFC 1122 §2.3.2.1, and a peer's first answer can be
+/// lost: Linux drops what it sends on a TAP link for up to a second after
+/// the link comes up).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// The address pinged.
@@ -79,7 +83,7 @@ pub struct Config {
     /// Payload bytes of each request (`-s`, default 56, at most
     /// [`MAX_PAYLOAD`]).
     pub size: usize,
-    /// How long to wait for each reply (`-W SECONDS`, default 1).
+    /// How long to wait for each reply (`-W SECONDS`, default 2).
     pub timeout: Duration,
 }
 
@@ -140,7 +144,7 @@ impl Config {
             count: 4,
             interval: Duration::from_secs(1),
             size: 56,
-            timeout: Duration::from_secs(1),
+            timeout: Duration::from_secs(2),
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
@@ -307,7 +311,7 @@ mod tests {
     fn arguments_parse_with_ping_defaults() {
         let c = Config::from_args(&args(&["10.0.0.1"])).unwrap();
         assert_eq!(c.target, IpAddr::from([10, 0, 0, 1]));
-        assert_eq!((c.count, c.size, c.interval, c.timeout), (4, 56, Duration::from_secs(1), Duration::from_secs(1)));
+        assert_eq!((c.count, c.size, c.interval, c.timeout), (4, 56, Duration::from_secs(1), Duration::from_secs(2)));
         let c = Config::from_args(&args(&["-c", "3", "10.0.0.1", "-i", "0.2", "-s", "1400", "-W", "2.5"])).unwrap();
         assert_eq!(c.count, 3);
         assert_eq!(c.interval, Duration::from_millis(200));
