@@ -27,7 +27,7 @@
 
 use core::fmt;
 use core::net::SocketAddr;
-use core::ops::{Index, IndexMut};
+use core::ops::{ControlFlow, Index, IndexMut};
 use core::time::Duration;
 
 use bytes::Bytes;
@@ -946,7 +946,9 @@ impl TcpConnection {
         match self.state {
             TcpState::Closed => {}
             TcpState::SynSent => self.handle_syn_sent(now, repr),
-            _ => self.handle_synchronized(now, repr, payload),
+            _ => {
+                let _ = self.handle_synchronized(now, repr, payload);
+            }
         }
     }
 
@@ -1039,16 +1041,34 @@ impl TcpConnection {
         self.loss.cc.set_smss(self.snd.smss);
     }
 
-    fn handle_synchronized(&mut self, now: Instant, repr: &TcpRepr, payload: Bytes) {
+    /// RFC 9293 §3.10.7.4, "Other states": a segment for SYN-RECEIVED or a
+    /// later state, through the RFC's steps in order. A step that drops
+    /// the segment, or finishes with it, breaks.
+    fn handle_synchronized(&mut self, now: Instant, repr: &TcpRepr, payload: Bytes) -> ControlFlow<()> {
         if self.is_predicted_data(repr) {
             self.take_predicted_data(now, repr, payload);
-            return;
+            return ControlFlow::Break(());
         }
-        let flags = repr.flags;
-        let seg_len = repr.segment_len();
+        self.check_repeated_syn(now, repr)?;
+        self.check_paws(now, repr)?;
+        self.check_sequence(now, repr)?;
+        self.check_rst(now, repr)?;
+        // Third: security. No compartments are implemented, so every
+        // segment passes.
+        self.check_syn(now, repr)?;
+        self.check_ack(now, repr)?;
+        // Sixth: URG. Not implemented: urgent data is delivered in line
+        // with the rest, the pointer ignored.
+        let accepts_data = matches!(self.state, TcpState::Established | TcpState::FinWait1 | TcpState::FinWait2);
+        self.process_text(now, repr, payload, accepts_data)?;
+        self.process_fin(now, repr, accepts_data);
+        ControlFlow::Continue(())
+    }
 
-        // A retransmitted SYN in SYN-RECEIVED: the peer lost our SYN-ACK,
-        // or (simultaneous open) this is its SYN-ACK.
+    /// A retransmitted SYN in SYN-RECEIVED: the peer lost our SYN-ACK,
+    /// or (simultaneous open) this is its SYN-ACK.
+    fn check_repeated_syn(&mut self, now: Instant, repr: &TcpRepr) -> ControlFlow<()> {
+        let flags = repr.flags;
         if self.state == TcpState::SynReceived && flags.syn() && !flags.rst() && repr.seq_number == self.rcv.irs {
             if flags.ack() && repr.ack_number == self.snd.max && self.snd.max == self.snd.iss + 1 {
                 self.snd.una = repr.ack_number;
@@ -1058,21 +1078,30 @@ impl TcpConnection {
             } else {
                 self.snd.nxt = self.snd.iss;
             }
-            return;
+            return ControlFlow::Break(());
         }
+        ControlFlow::Continue(())
+    }
 
-        // PAWS (RFC 7323 §5.3) before the sequence check.
-        if self.ts.enabled && !flags.rst() {
+    /// PAWS (RFC 7323 §5.3), before the sequence check.
+    fn check_paws(&mut self, now: Instant, repr: &TcpRepr) -> ControlFlow<()> {
+        if self.ts.enabled && !repr.flags.rst() {
             if let Some(ts) = repr.options.timestamp {
                 let older = (ts.value.wrapping_sub(self.ts.recent) as i32) < 0;
                 if older && now.saturating_duration_since(self.ts.recent_at) < PAWS_IDLE_LIMIT {
                     self.ack_now = true;
-                    return;
+                    return ControlFlow::Break(());
                 }
             }
         }
+        ControlFlow::Continue(())
+    }
 
-        // First: the acceptability test (RFC 9293 §3.10.7.4, four cases).
+    /// First: the acceptability test (RFC 9293 §3.10.7.4, four cases);
+    /// then, for an acceptable segment, TS.Recent (RFC 7323 §4.3).
+    fn check_sequence(&mut self, now: Instant, repr: &TcpRepr) -> ControlFlow<()> {
+        let flags = repr.flags;
+        let seg_len = repr.segment_len();
         let rcv_wnd = self.receive_space();
         let seq = repr.seq_number;
         let acceptable = match (seg_len, rcv_wnd) {
@@ -1114,7 +1143,7 @@ impl TcpConnection {
                     self.after_ack(now, flags);
                 }
             }
-            return;
+            return ControlFlow::Break(());
         }
         self.last_recv = now;
         self.keepalive.probes = 0;
@@ -1129,32 +1158,43 @@ impl TcpConnection {
                 }
             }
         }
+        ControlFlow::Continue(())
+    }
 
-        // Second: RST (RFC 5961 §3.2).
-        if flags.rst() {
-            if seq == self.rcv.nxt {
-                let error = match self.state {
-                    TcpState::SynReceived if self.passive => None,
-                    TcpState::SynReceived => Some(ConnectionError::Refused),
-                    TcpState::Closing | TcpState::LastAck | TcpState::TimeWait => None,
-                    _ => Some(ConnectionError::Reset),
-                };
-                self.enter_closed(error);
-            } else {
-                self.send_challenge_ack(now);
-            }
-            return;
+    /// Second: RST (RFC 9293 §3.10.7.4, with RFC 5961 §3.2's exact match).
+    fn check_rst(&mut self, now: Instant, repr: &TcpRepr) -> ControlFlow<()> {
+        if !repr.flags.rst() {
+            return ControlFlow::Continue(());
         }
-
-        // Fourth: SYN in a synchronized state (RFC 5961 §4.2).
-        if flags.syn() {
+        if repr.seq_number == self.rcv.nxt {
+            let error = match self.state {
+                TcpState::SynReceived if self.passive => None,
+                TcpState::SynReceived => Some(ConnectionError::Refused),
+                TcpState::Closing | TcpState::LastAck | TcpState::TimeWait => None,
+                _ => Some(ConnectionError::Reset),
+            };
+            self.enter_closed(error);
+        } else {
             self.send_challenge_ack(now);
-            return;
         }
+        ControlFlow::Break(())
+    }
 
-        // Fifth: ACK.
-        if !flags.ack() {
-            return;
+    /// Fourth: a SYN in a synchronized state gets a challenge ACK (RFC
+    /// 5961 §4.2).
+    fn check_syn(&mut self, now: Instant, repr: &TcpRepr) -> ControlFlow<()> {
+        if repr.flags.syn() {
+            self.send_challenge_ack(now);
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Fifth: ACK (RFC 9293 §3.10.7.4): SYN-RECEIVED's ACK of our SYN, then
+    /// [`Self::process_ack`] and the state changes it makes.
+    fn check_ack(&mut self, now: Instant, repr: &TcpRepr) -> ControlFlow<()> {
+        if !repr.flags.ack() {
+            return ControlFlow::Break(());
         }
         if self.state == TcpState::SynReceived {
             if self.snd.una < repr.ack_number && repr.ack_number <= self.snd.max {
@@ -1163,31 +1203,39 @@ impl TcpConnection {
                 self.establish(now, repr);
             } else {
                 self.pending_rst = Some(self.rst_reply(repr));
-                return;
+                return ControlFlow::Break(());
             }
         }
-        if !self.process_ack(now, repr) || !self.after_ack(now, flags) {
-            return;
+        if !self.process_ack(now, repr) || !self.after_ack(now, repr.flags) {
+            return ControlFlow::Break(());
         }
+        ControlFlow::Continue(())
+    }
 
-        // Seventh: segment text.
-        let accepts_data = matches!(self.state, TcpState::Established | TcpState::FinWait1 | TcpState::FinWait2);
+    /// Seventh: segment text (RFC 9293 §3.10.7.4), taken in the states
+    /// that receive (`accepts_data`, decided before this step).
+    fn process_text(&mut self, now: Instant, repr: &TcpRepr, payload: Bytes, accepts_data: bool) -> ControlFlow<()> {
         if repr.payload_len > 0 {
             if !accepts_data {
-                return;
+                return ControlFlow::Break(());
             }
             if self.user_closed {
                 // RFC 2525 §2.17: nobody will read this.
                 self.pending_rst = Some(self.rst_repr(self.snd.nxt));
                 self.enter_closed(None);
-                return;
+                return ControlFlow::Break(());
             }
-            self.take_data(now, seq, payload);
+            self.take_data(now, repr.seq_number, payload);
         }
+        ControlFlow::Continue(())
+    }
 
-        // Eighth: FIN.
-        if flags.fin() && accepts_data {
-            let fin_seq = seq + repr.payload_len;
+    /// Eighth: FIN (RFC 9293 §3.10.7.4); one that arrives ahead of missing
+    /// data waits for it. `accepts_data` is the seventh step's, from
+    /// before the text was taken.
+    fn process_fin(&mut self, now: Instant, repr: &TcpRepr, accepts_data: bool) {
+        if repr.flags.fin() && accepts_data {
+            let fin_seq = repr.seq_number + repr.payload_len;
             if fin_seq == self.rcv.nxt {
                 self.take_fin(now);
             } else if fin_seq > self.rcv.nxt {
