@@ -27,6 +27,7 @@
 
 use core::fmt;
 use core::net::SocketAddr;
+use core::ops::{ControlFlow, Index, IndexMut};
 use core::time::Duration;
 
 use bytes::Bytes;
@@ -211,95 +212,223 @@ pub struct TcpConnection {
     /// Created by a listener (RFC 9293 §3.10.7.4: a reset in SYN-RECEIVED
     /// then just ends the attempt, it is not "refused").
     passive: bool,
-
-    // Send side (RFC 9293 §3.3.1). `snd_max` is the highest sequence number
-    // sent; `snd_nxt` goes back to `snd_una` on a timeout (go-back-N).
-    iss: SeqNumber,
-    snd_una: SeqNumber,
-    snd_nxt: SeqNumber,
-    snd_max: SeqNumber,
-    snd_wnd: usize,
-    snd_wl1: SeqNumber,
-    snd_wl2: SeqNumber,
-    max_snd_wnd: usize,
-    /// Shift the peer applies to the windows it sends (RFC 7323 §2.2).
-    snd_wscale: u8,
-    /// Bytes from `send_start` on: unacknowledged, then unsent.
-    send_buf: SendBuffer,
-    send_start: SeqNumber,
-    /// The user shut the write side: a FIN follows the data.
-    fin_queued: bool,
-    /// Payload bytes per segment: the effective send MSS less options.
-    smss: usize,
-
-    // Receive side.
-    irs: SeqNumber,
-    rcv_nxt: SeqNumber,
-    /// Our shift (RFC 7323 §2.2); 0 unless both SYNs carried the option.
-    rcv_wscale: u8,
-    recv_buf: RecvBuffer,
-    ooo: Reassembly,
-    /// Sequence number of a FIN that arrived ahead of missing data.
-    ooo_fin: Option<SeqNumber>,
-    /// Right edge of the window we advertised last (never moves left,
-    /// RFC 9293 §3.8.6.2.2).
-    rcv_adv: SeqNumber,
-    fin_received: bool,
+    snd: SendSpace,
+    rcv: RecvSpace,
+    ts: Timestamps,
+    /// What the peer's SYN offered, for our SYN-ACK to offer no more.
+    peer_syn: PeerSynOptions,
+    loss: LossRecovery,
+    timers: TimerTable,
+    persist: ZeroWindowProbe,
+    keepalive: KeepaliveProbes,
+    challenge: ChallengeAckLimit,
+    stats: ConnectionStats,
+    /// An ACK is owed now, not after the delayed-ACK time.
+    ack_now: bool,
     /// The user closed: data that arrives now is answered with a reset
     /// (RFC 2525 §2.17).
     user_closed: bool,
     /// When the peer acknowledged our FIN (entering FIN-WAIT-2).
     fin_wait_2_since: Option<Instant>,
+    /// The last acceptable ACK, or when we sent with nothing outstanding:
+    /// the user timeout counts from it.
+    last_progress: Instant,
+    /// When the peer was last heard: keepalive idleness counts from it.
+    last_recv: Instant,
+    /// Nagle's algorithm is off (RFC 9293 §3.7.4).
+    nodelay: bool,
+    /// A reset to send in answer to a segment (RFC 9293 §3.10.7), or to
+    /// announce an abort.
+    pending_rst: Option<TcpRepr>,
+}
+
+/// The send sequence space (RFC 9293 §3.3.1) and what is sent from it.
+/// `nxt` goes back to `una` on a timeout (go-back-N); `max` stays.
+#[derive(Debug)]
+struct SendSpace {
+    /// ISS.
+    iss: SeqNumber,
+    /// SND.UNA.
+    una: SeqNumber,
+    /// SND.NXT.
+    nxt: SeqNumber,
+    /// SND.MAX (4.4BSD's name): one past the highest sequence number sent.
+    max: SeqNumber,
+    /// SND.WND, scaled.
+    wnd: usize,
+    /// SND.WL1: SEG.SEQ of the segment that last updated the window.
+    wl1: SeqNumber,
+    /// SND.WL2: SEG.ACK of the segment that last updated the window.
+    wl2: SeqNumber,
+    /// MAX.SND.WND (RFC 5961 §5.2, and sender SWS avoidance).
+    max_wnd: usize,
+    /// Shift the peer applies to the windows it sends (RFC 7323 §2.2).
+    wscale: u8,
+    /// Bytes from `buf_start` on: unacknowledged, then unsent.
+    buf: SendBuffer,
+    buf_start: SeqNumber,
+    /// The user shut the write side: a FIN follows the data.
+    fin_queued: bool,
+    /// Payload bytes per segment: the effective send MSS less options.
+    smss: usize,
+}
+
+/// The receive sequence space (RFC 9293 §3.3.1) and what it holds.
+#[derive(Debug)]
+struct RecvSpace {
+    /// IRS.
+    irs: SeqNumber,
+    /// RCV.NXT.
+    nxt: SeqNumber,
+    /// Our shift (RFC 7323 §2.2); 0 unless both SYNs carried the option.
+    wscale: u8,
+    /// In-order data not yet read; its free space is RCV.WND.
+    buf: RecvBuffer,
+    /// Data that arrived ahead of a gap.
+    ooo: Reassembly,
+    /// Sequence number of a FIN that arrived ahead of missing data.
+    ooo_fin: Option<SeqNumber>,
+    /// Right edge of the window we advertised last (never moves left,
+    /// RFC 9293 §3.8.6.2.2).
+    adv: SeqNumber,
+    fin_received: bool,
     /// Our MSS, what we announce: MTU − 40.
     rmss: usize,
-    rcv_unacked_bytes: usize,
+    /// Bytes taken since our last ACK (RFC 9293 §3.8.6.3).
+    unacked_bytes: usize,
+}
 
-    // Options.
-    timestamps: bool,
-    ts_offset: u32,
-    ts_recent: u32,
-    ts_recent_at: Instant,
+/// RFC 7323 timestamps: RTTM and PAWS.
+#[derive(Debug)]
+struct Timestamps {
+    /// Both SYNs carried the option (RFC 7323 §3.2).
+    enabled: bool,
+    /// Added to our clock (RFC 7323 §5.4).
+    offset: u32,
+    /// TS.Recent (RFC 7323 §4.3).
+    recent: u32,
+    /// When TS.Recent was taken (PAWS ignores it after 24 days, §5.5).
+    recent_at: Instant,
+    /// Last.ACK.sent (RFC 7323 §4.3): TS.Recent comes from the segment
+    /// that covers it.
     last_ack_sent: SeqNumber,
-    sack: bool,
-    /// The peer's SYN offered window scaling (for our SYN-ACK).
-    peer_wscale: Option<u8>,
-    peer_sack_permitted: bool,
-    peer_timestamp: Option<u32>,
-
-    // Timers and reliability.
-    rtt: RttEstimator,
-    rtt_sample: Option<(SeqNumber, Instant)>,
     /// Our timestamp clock when the retransmission timer last fired: an
     /// echo older than that gives no RTT sample (see `sample_rtt`).
-    ts_at_timeout: Option<u32>,
+    at_timeout: Option<u32>,
+}
+
+/// The options of the peer's SYN.
+#[derive(Debug)]
+struct PeerSynOptions {
+    window_scale: Option<u8>,
+    sack_permitted: bool,
+    timestamp: Option<u32>,
+}
+
+/// Round-trip time, congestion control and loss recovery (RFC 6298, RFC
+/// 5681, RFC 6582, RFC 6675).
+#[derive(Debug)]
+struct LossRecovery {
+    /// Both ends agreed on SACK (RFC 2018 §2): recovery follows RFC 6675.
+    sack: bool,
+    /// What the peer SACKed (RFC 6675), used only when `sack` is on.
+    scoreboard: Scoreboard,
+    /// Congestion window and the recovery in progress, if any.
+    cc: Congestion,
+    rtt: RttEstimator,
+    /// The segment being timed without timestamps: its end and when it was
+    /// sent (RFC 6298 §3).
+    rtt_sample: Option<(SeqNumber, Instant)>,
     /// When the segment at SND.UNA was last retransmitted (its SEG.SEQ and
     /// the time), to tell when that retransmission was lost too (see
     /// `check_lost_retransmission`).
     una_rexmit_at: Option<(SeqNumber, Instant)>,
-    rto_deadline: Option<Instant>,
-    cc: Congestion,
-    /// What the peer SACKed (RFC 6675), used only when `sack` is on.
-    scoreboard: Scoreboard,
-    stats: ConnectionStats,
+    /// The next data segment is the one at SND.UNA, sent again (fast
+    /// retransmit, a partial ACK, a lost retransmission).
     retransmit_first: bool,
-    ack_now: bool,
-    delack_deadline: Option<Instant>,
-    persist_deadline: Option<Instant>,
-    persist_backoff: u32,
+}
+
+/// The timers a connection sets itself. The deadlines that follow from
+/// other state (user timeout, keepalive, frame hold, FIN-WAIT-2) are
+/// computed when asked for (see [`TcpConnection::poll_deadline`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timer {
+    /// RFC 6298.
+    Retransmission,
+    /// RFC 9293 §3.8.6.3.
+    DelayedAck,
+    /// Zero-window probing (RFC 9293 §3.8.6.1).
+    Persist,
+    /// 2·MSL (RFC 9293 §3.10.8).
+    TimeWait,
+    /// The handshake's time limit ([`TcpConfig::connect_timeout`]).
+    Connect,
+}
+
+impl Timer {
+    const COUNT: usize = 5;
+}
+
+/// A deadline per [`Timer`], `None` when it is not running.
+#[derive(Clone, Copy, Debug, Default)]
+struct TimerTable([Option<Instant>; Timer::COUNT]);
+
+impl TimerTable {
+    /// The earliest running timer's deadline.
+    #[inline]
+    fn next_deadline(&self) -> Option<Instant> {
+        self.0.iter().flatten().min().copied()
+    }
+
+    fn stop_all(&mut self) {
+        self.0 = [None; Timer::COUNT];
+    }
+}
+
+impl Index<Timer> for TimerTable {
+    type Output = Option<Instant>;
+
+    #[inline]
+    fn index(&self, timer: Timer) -> &Option<Instant> {
+        &self.0[timer as usize]
+    }
+}
+
+impl IndexMut<Timer> for TimerTable {
+    #[inline]
+    fn index_mut(&mut self, timer: Timer) -> &mut Option<Instant> {
+        &mut self.0[timer as usize]
+    }
+}
+
+/// Zero-window probing (RFC 9293 §3.8.6.1); its deadline is
+/// [`Timer::Persist`].
+#[derive(Debug)]
+struct ZeroWindowProbe {
+    /// Doublings of the probe interval so far (at most 16).
+    backoff: u32,
+    /// The persist timer fired: the next transmission is a probe.
     probe_now: bool,
-    time_wait_deadline: Option<Instant>,
-    connect_deadline: Option<Instant>,
-    last_progress: Instant,
-    last_recv: Instant,
-    keepalive: Option<Keepalive>,
-    keepalive_probes: u32,
-    keepalive_probe_now: bool,
-    nodelay: bool,
-    challenge_window_start: Instant,
-    challenge_count: u32,
-    /// A reset to send in answer to a segment (RFC 9293 §3.10.7), or to
-    /// announce an abort.
-    pending_rst: Option<TcpRepr>,
+}
+
+/// Keepalive probing (RFC 9293 §3.8.4).
+#[derive(Debug)]
+struct KeepaliveProbes {
+    /// `None`: keepalive is off.
+    params: Option<Keepalive>,
+    /// Probes sent since the peer was last heard.
+    probes: u32,
+    /// A probe is due with the next transmission.
+    probe_now: bool,
+}
+
+/// RFC 5961 §7's rate limit of challenge ACKs.
+#[derive(Debug)]
+struct ChallengeAckLimit {
+    /// Start of the current one-second window.
+    window_start: Instant,
+    /// Challenge ACKs sent in it.
+    count: u32,
 }
 
 impl TcpConnection {
@@ -311,7 +440,7 @@ impl TcpConnection {
     pub fn connect(now: Instant, config: TcpConfig, local: SocketAddr, remote: SocketAddr, iss: SeqNumber) -> Self {
         let mut conn = TcpConnection::new(now, config, local, remote, iss);
         conn.state = TcpState::SynSent;
-        conn.connect_deadline = now.checked_add(conn.config.connect_timeout);
+        conn.timers[Timer::Connect] = now.checked_add(conn.config.connect_timeout);
         conn
     }
 
@@ -328,7 +457,7 @@ impl TcpConnection {
         let mut conn = TcpConnection::new(now, config, local, remote, iss);
         conn.passive = true;
         conn.state = TcpState::SynReceived;
-        conn.connect_deadline = now.checked_add(conn.config.connect_timeout);
+        conn.timers[Timer::Connect] = now.checked_add(conn.config.connect_timeout);
         conn.take_syn(now, syn);
         conn
     }
@@ -347,20 +476,20 @@ impl TcpConnection {
     ) -> Self {
         let mut conn = TcpConnection::new(now, config, local, remote, iss);
         conn.passive = true;
-        conn.irs = ack.seq_number.sub_len(1);
-        conn.rcv_nxt = ack.seq_number;
-        conn.rcv_adv = conn.rcv_nxt;
-        conn.snd_nxt = iss + 1;
-        conn.snd_max = iss + 1;
-        conn.snd_una = iss + 1;
-        conn.timestamps = false;
-        conn.sack = false;
-        conn.rcv_wscale = 0;
+        conn.rcv.irs = ack.seq_number.sub_len(1);
+        conn.rcv.nxt = ack.seq_number;
+        conn.rcv.adv = conn.rcv.nxt;
+        conn.snd.nxt = iss + 1;
+        conn.snd.max = iss + 1;
+        conn.snd.una = iss + 1;
+        conn.ts.enabled = false;
+        conn.loss.sack = false;
+        conn.rcv.wscale = 0;
         conn.set_peer_mss(peer_mss);
-        conn.snd_wnd = usize::from(ack.window_len);
-        conn.max_snd_wnd = conn.snd_wnd;
-        conn.snd_wl1 = ack.seq_number;
-        conn.snd_wl2 = ack.ack_number;
+        conn.snd.wnd = usize::from(ack.window_len);
+        conn.snd.max_wnd = conn.snd.wnd;
+        conn.snd.wl1 = ack.seq_number;
+        conn.snd.wl2 = ack.ack_number;
         conn.state = TcpState::Established;
         conn
     }
@@ -379,66 +508,64 @@ impl TcpConnection {
             state: TcpState::Closed,
             error: None,
             passive: false,
-            iss,
-            snd_una: iss,
-            snd_nxt: iss,
-            snd_max: iss,
-            snd_wnd: 0,
-            snd_wl1: SeqNumber(0),
-            snd_wl2: SeqNumber(0),
-            max_snd_wnd: 0,
-            snd_wscale: 0,
-            send_buf: SendBuffer::new(config.send_buffer),
-            send_start: iss + 1,
-            fin_queued: false,
-            smss: DEFAULT_PEER_MSS.min(rmss),
-            irs: SeqNumber(0),
-            rcv_nxt: SeqNumber(0),
-            rcv_wscale: if config.window_scaling { rcv_wscale } else { 0 },
-            recv_buf: RecvBuffer::new(config.recv_buffer, config.recv_frame_hold),
-            ooo: Reassembly::new(config.max_ooo_segments, config.recv_frame_hold),
-            ooo_fin: None,
-            rcv_adv: SeqNumber(0),
-            fin_received: false,
+            snd: SendSpace {
+                iss,
+                una: iss,
+                nxt: iss,
+                max: iss,
+                wnd: 0,
+                wl1: SeqNumber(0),
+                wl2: SeqNumber(0),
+                max_wnd: 0,
+                wscale: 0,
+                buf: SendBuffer::new(config.send_buffer),
+                buf_start: iss + 1,
+                fin_queued: false,
+                smss: DEFAULT_PEER_MSS.min(rmss),
+            },
+            rcv: RecvSpace {
+                irs: SeqNumber(0),
+                nxt: SeqNumber(0),
+                wscale: if config.window_scaling { rcv_wscale } else { 0 },
+                buf: RecvBuffer::new(config.recv_buffer, config.recv_frame_hold),
+                ooo: Reassembly::new(config.max_ooo_segments, config.recv_frame_hold),
+                ooo_fin: None,
+                adv: SeqNumber(0),
+                fin_received: false,
+                rmss,
+                unacked_bytes: 0,
+            },
+            ts: Timestamps {
+                enabled: config.timestamps,
+                // RFC 7323 §5.4: a per-connection offset hides the clock;
+                // the ISN is already a keyed hash of the 4-tuple.
+                offset: iss.0.rotate_left(13),
+                recent: 0,
+                recent_at: now,
+                last_ack_sent: SeqNumber(0),
+                at_timeout: None,
+            },
+            peer_syn: PeerSynOptions { window_scale: None, sack_permitted: false, timestamp: None },
+            loss: LossRecovery {
+                sack: config.sack,
+                scoreboard: Scoreboard::default(),
+                cc: Congestion::new(config.congestion, DEFAULT_PEER_MSS.min(rmss)),
+                rtt,
+                rtt_sample: None,
+                una_rexmit_at: None,
+                retransmit_first: false,
+            },
+            timers: TimerTable::default(),
+            persist: ZeroWindowProbe { backoff: 0, probe_now: false },
+            keepalive: KeepaliveProbes { params: config.keepalive, probes: 0, probe_now: false },
+            challenge: ChallengeAckLimit { window_start: now, count: 0 },
+            stats: ConnectionStats::default(),
+            ack_now: false,
             user_closed: false,
             fin_wait_2_since: None,
-            rmss,
-            rcv_unacked_bytes: 0,
-            timestamps: config.timestamps,
-            // RFC 7323 §5.4: a per-connection offset hides the clock; the
-            // ISN is already a keyed hash of the 4-tuple.
-            ts_offset: iss.0.rotate_left(13),
-            ts_recent: 0,
-            ts_recent_at: now,
-            last_ack_sent: SeqNumber(0),
-            sack: config.sack,
-            peer_wscale: None,
-            peer_sack_permitted: false,
-            peer_timestamp: None,
-            rtt,
-            rtt_sample: None,
-            ts_at_timeout: None,
-            una_rexmit_at: None,
-            rto_deadline: None,
-            cc: Congestion::new(config.congestion, DEFAULT_PEER_MSS.min(rmss)),
-            scoreboard: Scoreboard::default(),
-            stats: ConnectionStats::default(),
-            retransmit_first: false,
-            ack_now: false,
-            delack_deadline: None,
-            persist_deadline: None,
-            persist_backoff: 0,
-            probe_now: false,
-            time_wait_deadline: None,
-            connect_deadline: None,
             last_progress: now,
             last_recv: now,
-            keepalive: config.keepalive,
-            keepalive_probes: 0,
-            keepalive_probe_now: false,
             nodelay: config.nodelay,
-            challenge_window_start: now,
-            challenge_count: 0,
             pending_rst: None,
             config,
         }
@@ -481,7 +608,7 @@ impl TcpConnection {
     /// Bytes [`Self::send`] would take now.
     pub fn send_capacity(&self) -> usize {
         if self.can_queue_data() {
-            self.send_buf.free()
+            self.snd.buf.free()
         } else {
             0
         }
@@ -489,58 +616,58 @@ impl TcpConnection {
 
     /// Bytes sent or queued and not yet acknowledged by the peer.
     pub fn send_queued(&self) -> usize {
-        self.send_buf.len()
+        self.snd.buf.len()
     }
 
     /// Bytes [`Self::recv`] would return now.
     pub fn recv_available(&self) -> usize {
-        self.recv_buf.len()
+        self.rcv.buf.len()
     }
 
     /// Bytes held out of order, waiting for a gap to fill (part of the
     /// receive buffer's bound).
     pub fn recv_out_of_order(&self) -> usize {
-        self.ooo.len_bytes()
+        self.rcv.ooo.len_bytes()
     }
 
     /// What the receive side holds, in order and out of order: data, the
     /// frames kept alive by payloads held as slices of them, and what it
     /// allocated itself (see the bounds in the [module docs](super)).
     pub fn recv_memory(&self) -> RecvMemory {
-        self.recv_buf.memory() + self.ooo.memory()
+        self.rcv.buf.memory() + self.rcv.ooo.memory()
     }
 
     /// Whether the peer closed its side and every byte before its FIN has
     /// been read: [`Self::recv`] will return no more data.
     pub fn is_recv_finished(&self) -> bool {
-        self.recv_buf.is_empty() && (self.fin_received || self.state == TcpState::Closed)
+        self.rcv.buf.is_empty() && (self.rcv.fin_received || self.state == TcpState::Closed)
     }
 
     /// The smoothed round-trip time, once measured.
     pub fn srtt(&self) -> Option<Duration> {
-        self.rtt.srtt()
+        self.loss.rtt.srtt()
     }
 
     /// The current retransmission timeout.
     pub fn rto(&self) -> Duration {
-        self.rtt.rto()
+        self.loss.rtt.rto()
     }
 
     /// The congestion window in bytes.
     pub fn cwnd(&self) -> usize {
-        self.cc.cwnd()
+        self.loss.cc.cwnd()
     }
 
     /// The slow start threshold in bytes (`usize::MAX` until the first
     /// loss, RFC 5681 §3.1).
     pub fn ssthresh(&self) -> usize {
-        self.cc.ssthresh()
+        self.loss.cc.ssthresh()
     }
 
     /// Whether both ends agreed on SACK (RFC 2018 §2), so that loss
     /// recovery follows RFC 6675 rather than NewReno.
     pub fn sack_enabled(&self) -> bool {
-        self.sack
+        self.loss.sack
     }
 
     /// Counters of segments sent, retransmissions, timeouts and recoveries.
@@ -550,7 +677,7 @@ impl TcpConnection {
 
     /// Payload bytes per full-sized segment we send.
     pub fn send_mss(&self) -> usize {
-        self.smss
+        self.snd.smss
     }
 
     // ---- User calls (RFC 9293 §3.10.2–3.10.6) -------------------------
@@ -564,13 +691,13 @@ impl TcpConnection {
     /// [`Self::close`], and [`SendError::Closed`] once the connection is
     /// closed.
     pub fn send(&mut self, data: &[u8]) -> Result<usize, SendError> {
-        if self.fin_queued {
+        if self.snd.fin_queued {
             return Err(SendError::WriteClosed);
         }
         if !self.can_queue_data() {
             return Err(SendError::Closed);
         }
-        Ok(self.send_buf.write(data))
+        Ok(self.snd.buf.write(data))
     }
 
     /// Queues up to [`Self::send_capacity`] bytes of `data` for sending,
@@ -582,17 +709,17 @@ impl TcpConnection {
     /// against the send buffer's limit exactly as copied ones do; a `data`
     /// larger than the room left is taken in part (a cheap slice).
     pub fn send_bytes(&mut self, data: &Bytes) -> Result<usize, SendError> {
-        if self.fin_queued {
+        if self.snd.fin_queued {
             return Err(SendError::WriteClosed);
         }
         if !self.can_queue_data() {
             return Err(SendError::Closed);
         }
-        Ok(self.send_buf.write_bytes(data))
+        Ok(self.snd.buf.write_bytes(data))
     }
 
     fn can_queue_data(&self) -> bool {
-        !self.fin_queued
+        !self.snd.fin_queued
             && matches!(
                 self.state,
                 TcpState::SynSent | TcpState::SynReceived | TcpState::Established | TcpState::CloseWait
@@ -604,11 +731,11 @@ impl TcpConnection {
     /// more can come. Reading opens the receive window; a window update is
     /// sent when it grew enough (RFC 9293 §3.8.6.2.2).
     pub fn recv(&mut self, buf: &mut [u8]) -> usize {
-        let n = self.recv_buf.read(buf);
-        if n > 0 && self.is_synchronized() && !self.fin_received {
-            let threshold = (self.config.recv_buffer / 2).min(self.rmss).max(1);
-            let edge = self.rcv_nxt + self.window_to_advertise();
-            if edge - self.rcv_adv >= threshold {
+        let n = self.rcv.buf.read(buf);
+        if n > 0 && self.is_synchronized() && !self.rcv.fin_received {
+            let threshold = (self.config.recv_buffer / 2).min(self.rcv.rmss).max(1);
+            let edge = self.rcv.nxt + self.window_to_advertise();
+            if edge - self.rcv.adv >= threshold {
                 self.ack_now = true;
             }
         }
@@ -622,8 +749,8 @@ impl TcpConnection {
 
     /// Sets or clears keepalive probing (RFC 9293 §3.8.4).
     pub fn set_keepalive(&mut self, keepalive: Option<Keepalive>) {
-        self.keepalive = keepalive;
-        self.keepalive_probes = 0;
+        self.keepalive.params = keepalive;
+        self.keepalive.probes = 0;
     }
 
     /// Shuts the write side: a FIN follows the queued data (RFC 9293
@@ -633,14 +760,14 @@ impl TcpConnection {
     /// data is not lost.
     pub fn shutdown_write(&mut self) {
         match self.state {
-            TcpState::SynSent if self.send_buf.is_empty() => self.enter_closed(None),
-            TcpState::SynSent | TcpState::SynReceived => self.fin_queued = true,
+            TcpState::SynSent if self.snd.buf.is_empty() => self.enter_closed(None),
+            TcpState::SynSent | TcpState::SynReceived => self.snd.fin_queued = true,
             TcpState::Established => {
-                self.fin_queued = true;
+                self.snd.fin_queued = true;
                 self.state = TcpState::FinWait1;
             }
             TcpState::CloseWait => {
-                self.fin_queued = true;
+                self.snd.fin_queued = true;
                 self.state = TcpState::LastAck;
             }
             _ => {}
@@ -652,7 +779,7 @@ impl TcpConnection {
     /// (RFC 2525 §2.17), since nobody will read it.
     pub fn close(&mut self) {
         self.user_closed = true;
-        if !self.recv_buf.is_empty() {
+        if !self.rcv.buf.is_empty() {
             self.abort();
         } else {
             self.shutdown_write();
@@ -667,7 +794,7 @@ impl TcpConnection {
             self.enter_closed(None);
             return;
         }
-        self.pending_rst = Some(self.rst_repr(self.snd_nxt));
+        self.pending_rst = Some(self.rst_repr(self.snd.nxt));
         self.enter_closed(None);
     }
 
@@ -676,13 +803,9 @@ impl TcpConnection {
         if self.error.is_none() {
             self.error = error;
         }
-        self.send_buf.clear();
-        self.ooo = Reassembly::new(0, Duration::ZERO);
-        self.rto_deadline = None;
-        self.delack_deadline = None;
-        self.persist_deadline = None;
-        self.time_wait_deadline = None;
-        self.connect_deadline = None;
+        self.snd.buf.clear();
+        self.rcv.ooo = Reassembly::new(0, Duration::ZERO);
+        self.timers.stop_all();
         self.ack_now = false;
     }
 
@@ -691,22 +814,16 @@ impl TcpConnection {
     /// The earliest instant at which [`Self::handle_timeout`] has work, if
     /// any.
     pub fn poll_deadline(&self) -> Option<Instant> {
-        let mut deadline: Option<Instant> = None;
-        let mut consider = |t: Option<Instant>| {
-            if let Some(t) = t {
-                deadline = Some(deadline.map_or(t, |d| d.min(t)));
-            }
-        };
-        consider(self.rto_deadline);
-        consider(self.delack_deadline);
-        consider(self.persist_deadline);
-        consider(self.time_wait_deadline);
-        consider(self.connect_deadline);
-        consider(self.user_timeout_deadline());
-        consider(self.keepalive_deadline());
-        consider(self.frame_hold_deadline());
-        consider(self.fin_wait_2_deadline());
-        deadline
+        [
+            self.timers.next_deadline(),
+            self.user_timeout_deadline(),
+            self.keepalive_deadline(),
+            self.frame_hold_deadline(),
+            self.fin_wait_2_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// When a closed connection stops waiting for the peer's FIN
@@ -722,21 +839,21 @@ impl TcpConnection {
     /// for [`TcpConfig::recv_frame_hold`] (or earlier: a payload read since
     /// may leave it early, costing one timer pass).
     fn frame_hold_deadline(&self) -> Option<Instant> {
-        earliest(self.recv_buf.frames_since(), self.ooo.frames_since())?.checked_add(self.config.recv_frame_hold)
+        earliest(self.rcv.buf.frames_since(), self.rcv.ooo.frames_since())?.checked_add(self.config.recv_frame_hold)
     }
 
     fn user_timeout_deadline(&self) -> Option<Instant> {
-        (self.is_synchronized() && self.snd_max > self.snd_una)
+        (self.is_synchronized() && self.snd.max > self.snd.una)
             .then(|| self.last_progress.checked_add(self.config.user_timeout))
             .flatten()
     }
 
     fn keepalive_deadline(&self) -> Option<Instant> {
-        let ka = self.keepalive?;
-        if !matches!(self.state, TcpState::Established | TcpState::CloseWait) || self.snd_max != self.snd_una {
+        let ka = self.keepalive.params?;
+        if !matches!(self.state, TcpState::Established | TcpState::CloseWait) || self.snd.max != self.snd.una {
             return None;
         }
-        self.last_recv.checked_add(ka.idle)?.checked_add(ka.interval.saturating_mul(self.keepalive_probes))
+        self.last_recv.checked_add(ka.idle)?.checked_add(ka.interval.saturating_mul(self.keepalive.probes))
     }
 
     /// Runs the timers due at `now`: retransmission, delayed ACK, zero
@@ -747,21 +864,21 @@ impl TcpConnection {
         let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
         if due(self.frame_hold_deadline()) {
             // Payloads held for the hold time no longer keep their frames.
-            self.recv_buf.compact(now);
-            self.ooo.compact(now);
+            self.rcv.buf.compact(now);
+            self.rcv.ooo.compact(now);
         }
-        if due(self.time_wait_deadline) {
+        if due(self.timers[Timer::TimeWait]) {
             // RFC 9293 §3.10.8: TIME-WAIT ends after 2·MSL.
             self.enter_closed(None);
             return;
         }
-        if due(self.connect_deadline) && matches!(self.state, TcpState::SynSent | TcpState::SynReceived) {
+        if due(self.timers[Timer::Connect]) && matches!(self.state, TcpState::SynSent | TcpState::SynReceived) {
             self.enter_closed(Some(ConnectionError::ConnectTimeout));
             return;
         }
         if due(self.user_timeout_deadline()) {
             // RFC 9293 §3.8.3: give up after the user timeout.
-            self.pending_rst = Some(self.rst_repr(self.snd_nxt));
+            self.pending_rst = Some(self.rst_repr(self.snd.nxt));
             self.enter_closed(Some(ConnectionError::UserTimeout));
             return;
         }
@@ -769,31 +886,31 @@ impl TcpConnection {
             // Nobody reads, and the peer has sent nothing to end it: free
             // the slot, and tell the peer in case it is still there.
             self.stats.fin_wait_2_timeouts += 1;
-            self.pending_rst = Some(self.rst_repr(self.snd_nxt));
+            self.pending_rst = Some(self.rst_repr(self.snd.nxt));
             self.enter_closed(None);
             return;
         }
-        if let Some(ka) = self.keepalive.filter(|_| due(self.keepalive_deadline())) {
-            if self.keepalive_probes >= ka.probes {
-                self.pending_rst = Some(self.rst_repr(self.snd_nxt));
+        if let Some(ka) = self.keepalive.params.filter(|_| due(self.keepalive_deadline())) {
+            if self.keepalive.probes >= ka.probes {
+                self.pending_rst = Some(self.rst_repr(self.snd.nxt));
                 self.enter_closed(Some(ConnectionError::KeepaliveTimeout));
                 return;
             }
-            self.keepalive_probes += 1;
-            self.keepalive_probe_now = true;
+            self.keepalive.probes += 1;
+            self.keepalive.probe_now = true;
         }
-        if due(self.rto_deadline) {
+        if due(self.timers[Timer::Retransmission]) {
             self.on_retransmission_timeout(now);
         }
-        if due(self.delack_deadline) {
-            self.delack_deadline = None;
+        if due(self.timers[Timer::DelayedAck]) {
+            self.timers[Timer::DelayedAck] = None;
             self.ack_now = true;
         }
-        if due(self.persist_deadline) {
+        if due(self.timers[Timer::Persist]) {
             // RFC 9293 §3.8.6.1: probe the zero window with one byte.
-            self.persist_deadline = None;
-            self.persist_backoff = (self.persist_backoff + 1).min(16);
-            self.probe_now = true;
+            self.timers[Timer::Persist] = None;
+            self.persist.backoff = (self.persist.backoff + 1).min(16);
+            self.persist.probe_now = true;
         }
     }
 
@@ -801,20 +918,20 @@ impl TcpConnection {
         // RFC 6298 §5.4–5.6: retransmit the earliest unacknowledged
         // segment, back off, restart the timer. Go-back-N: everything after
         // SND.UNA is sent again as the window allows.
-        let flight = self.snd_max - self.snd_una;
+        let flight = self.snd.max - self.snd.una;
         self.stats.timeouts += 1;
-        self.rtt.back_off();
-        self.rtt_sample = None; // Karn's rule (RFC 6298 §3)
-        self.ts_at_timeout = Some(self.ts_clock(now));
-        self.cc.on_timeout(now, flight, self.snd_max);
+        self.loss.rtt.back_off();
+        self.loss.rtt_sample = None; // Karn's rule (RFC 6298 §3)
+        self.ts.at_timeout = Some(self.ts_clock(now));
+        self.loss.cc.on_timeout(now, flight, self.snd.max);
         // RFC 6675 §5.1 keeps RFC 2018 §8's rule: after a timeout, prior
         // SACK information must not decide what is retransmitted (the
         // receiver may have reneged), so forget it. SACKs that arrive from
         // now on are fresh and let go-back-N skip what they cover.
-        self.scoreboard.clear();
-        self.snd_nxt = self.snd_una;
-        self.retransmit_first = false;
-        self.rto_deadline = now.checked_add(self.rtt.rto());
+        self.loss.scoreboard.clear();
+        self.snd.nxt = self.snd.una;
+        self.loss.retransmit_first = false;
+        self.timers[Timer::Retransmission] = now.checked_add(self.loss.rtt.rto());
     }
 
     // ---- Segment arrival (RFC 9293 §3.10.7) ----------------------------
@@ -829,7 +946,9 @@ impl TcpConnection {
         match self.state {
             TcpState::Closed => {}
             TcpState::SynSent => self.handle_syn_sent(now, repr),
-            _ => self.handle_synchronized(now, repr, payload),
+            _ => {
+                let _ = self.handle_synchronized(now, repr, payload);
+            }
         }
     }
 
@@ -839,7 +958,7 @@ impl TcpConnection {
         let mut ack_ok = false;
         if flags.ack() {
             // First: an ACK of something we did not send gets a reset.
-            if repr.ack_number <= self.iss || repr.ack_number > self.snd_max {
+            if repr.ack_number <= self.snd.iss || repr.ack_number > self.snd.max {
                 if !flags.rst() {
                     self.pending_rst = Some(self.rst_reply(repr));
                 }
@@ -862,109 +981,136 @@ impl TcpConnection {
         self.take_syn(now, repr);
         self.last_recv = now;
         if ack_ok {
-            self.snd_una = repr.ack_number;
+            self.snd.una = repr.ack_number;
             self.sample_rtt(now, repr);
-            self.rto_deadline = None;
-            self.connect_deadline = None;
+            self.timers[Timer::Retransmission] = None;
+            self.timers[Timer::Connect] = None;
             self.update_window(repr);
-            self.state = if self.fin_queued { TcpState::FinWait1 } else { TcpState::Established };
+            self.state = if self.snd.fin_queued { TcpState::FinWait1 } else { TcpState::Established };
             self.ack_now = true;
         } else {
             // Simultaneous open (RFC 9293 §3.5, figure 8): answer with a
             // SYN-ACK, which is our SYN sent again with an ACK.
             self.state = TcpState::SynReceived;
-            self.snd_nxt = self.iss;
-            self.snd_wnd = usize::from(repr.window_len);
-            self.snd_wl1 = repr.seq_number;
-            self.snd_wl2 = repr.ack_number;
+            self.snd.nxt = self.snd.iss;
+            self.snd.wnd = usize::from(repr.window_len);
+            self.snd.wl1 = repr.seq_number;
+            self.snd.wl2 = repr.ack_number;
         }
     }
 
     /// Takes the peer's initial sequence number and the options of its SYN.
     fn take_syn(&mut self, now: Instant, syn: &TcpRepr) {
-        self.irs = syn.seq_number;
-        self.rcv_nxt = syn.seq_number + 1;
-        self.rcv_adv = self.rcv_nxt;
+        self.rcv.irs = syn.seq_number;
+        self.rcv.nxt = syn.seq_number + 1;
+        self.rcv.adv = self.rcv.nxt;
         let opts = &syn.options;
-        self.peer_wscale = opts.window_scale;
-        self.peer_sack_permitted = opts.sack_permitted;
-        self.peer_timestamp = opts.timestamp.map(|ts| ts.value);
+        self.peer_syn.window_scale = opts.window_scale;
+        self.peer_syn.sack_permitted = opts.sack_permitted;
+        self.peer_syn.timestamp = opts.timestamp.map(|ts| ts.value);
         // RFC 7323 §2.2: scaling only if both SYNs carry the option.
         match opts.window_scale {
-            Some(shift) if self.config.window_scaling => self.snd_wscale = shift.min(MAX_WINDOW_SCALE),
+            Some(shift) if self.config.window_scaling => self.snd.wscale = shift.min(MAX_WINDOW_SCALE),
             _ => {
-                self.snd_wscale = 0;
-                self.rcv_wscale = 0;
+                self.snd.wscale = 0;
+                self.rcv.wscale = 0;
             }
         }
-        self.sack = self.config.sack && opts.sack_permitted;
+        self.loss.sack = self.config.sack && opts.sack_permitted;
         // RFC 7323 §3.2: timestamps only if both SYNs carry them.
         match opts.timestamp {
             Some(ts) if self.config.timestamps => {
-                self.timestamps = true;
-                self.ts_recent = ts.value;
-                self.ts_recent_at = now;
+                self.ts.enabled = true;
+                self.ts.recent = ts.value;
+                self.ts.recent_at = now;
             }
-            _ => self.timestamps = false,
+            _ => self.ts.enabled = false,
         }
         self.set_peer_mss(opts.max_seg_size.map_or(DEFAULT_PEER_MSS, usize::from));
-        self.snd_wnd = usize::from(syn.window_len);
-        self.max_snd_wnd = self.snd_wnd;
-        self.snd_wl1 = syn.seq_number;
+        self.snd.wnd = usize::from(syn.window_len);
+        self.snd.max_wnd = self.snd.wnd;
+        self.snd.wl1 = syn.seq_number;
     }
 
     fn set_peer_mss(&mut self, peer_mss: usize) {
         // RFC 9293 §3.7.1: the effective send MSS is the smaller of the
         // peer's MSS and what our MTU allows; options come out of it.
-        let mss = peer_mss.min(self.rmss).max(64);
-        let options = if self.timestamps { TIMESTAMP_OPTION_LEN } else { 0 };
-        self.smss = mss - options;
-        self.cc.set_smss(self.smss);
+        let mss = peer_mss.min(self.rcv.rmss).max(64);
+        let options = if self.ts.enabled { TIMESTAMP_OPTION_LEN } else { 0 };
+        self.snd.smss = mss - options;
+        self.loss.cc.set_smss(self.snd.smss);
     }
 
-    fn handle_synchronized(&mut self, now: Instant, repr: &TcpRepr, payload: Bytes) {
+    /// RFC 9293 §3.10.7.4, "Other states": a segment for SYN-RECEIVED or a
+    /// later state, through the RFC's steps in order. A step that drops
+    /// the segment, or finishes with it, breaks.
+    fn handle_synchronized(&mut self, now: Instant, repr: &TcpRepr, payload: Bytes) -> ControlFlow<()> {
         if self.is_predicted_data(repr) {
             self.take_predicted_data(now, repr, payload);
-            return;
+            return ControlFlow::Break(());
         }
-        let flags = repr.flags;
-        let seg_len = repr.segment_len();
+        self.check_repeated_syn(now, repr)?;
+        self.check_paws(now, repr)?;
+        self.check_sequence(now, repr)?;
+        self.check_rst(now, repr)?;
+        // Third: security. No compartments are implemented, so every
+        // segment passes.
+        self.check_syn(now, repr)?;
+        self.check_ack(now, repr)?;
+        // Sixth: URG. Not implemented: urgent data is delivered in line
+        // with the rest, the pointer ignored.
+        let accepts_data = matches!(self.state, TcpState::Established | TcpState::FinWait1 | TcpState::FinWait2);
+        self.process_text(now, repr, payload, accepts_data)?;
+        self.process_fin(now, repr, accepts_data);
+        ControlFlow::Continue(())
+    }
 
-        // A retransmitted SYN in SYN-RECEIVED: the peer lost our SYN-ACK,
-        // or (simultaneous open) this is its SYN-ACK.
-        if self.state == TcpState::SynReceived && flags.syn() && !flags.rst() && repr.seq_number == self.irs {
-            if flags.ack() && repr.ack_number == self.snd_max && self.snd_max == self.iss + 1 {
-                self.snd_una = repr.ack_number;
+    /// A retransmitted SYN in SYN-RECEIVED: the peer lost our SYN-ACK,
+    /// or (simultaneous open) this is its SYN-ACK.
+    fn check_repeated_syn(&mut self, now: Instant, repr: &TcpRepr) -> ControlFlow<()> {
+        let flags = repr.flags;
+        if self.state == TcpState::SynReceived && flags.syn() && !flags.rst() && repr.seq_number == self.rcv.irs {
+            if flags.ack() && repr.ack_number == self.snd.max && self.snd.max == self.snd.iss + 1 {
+                self.snd.una = repr.ack_number;
                 self.update_window(repr);
                 self.establish(now, repr);
                 self.ack_now = true;
             } else {
-                self.snd_nxt = self.iss;
+                self.snd.nxt = self.snd.iss;
             }
-            return;
+            return ControlFlow::Break(());
         }
+        ControlFlow::Continue(())
+    }
 
-        // PAWS (RFC 7323 §5.3) before the sequence check.
-        if self.timestamps && !flags.rst() {
+    /// PAWS (RFC 7323 §5.3), before the sequence check.
+    fn check_paws(&mut self, now: Instant, repr: &TcpRepr) -> ControlFlow<()> {
+        if self.ts.enabled && !repr.flags.rst() {
             if let Some(ts) = repr.options.timestamp {
-                let older = (ts.value.wrapping_sub(self.ts_recent) as i32) < 0;
-                if older && now.saturating_duration_since(self.ts_recent_at) < PAWS_IDLE_LIMIT {
+                let older = (ts.value.wrapping_sub(self.ts.recent) as i32) < 0;
+                if older && now.saturating_duration_since(self.ts.recent_at) < PAWS_IDLE_LIMIT {
                     self.ack_now = true;
-                    return;
+                    return ControlFlow::Break(());
                 }
             }
         }
+        ControlFlow::Continue(())
+    }
 
-        // First: the acceptability test (RFC 9293 §3.10.7.4, four cases).
+    /// First: the acceptability test (RFC 9293 §3.10.7.4, four cases);
+    /// then, for an acceptable segment, TS.Recent (RFC 7323 §4.3).
+    fn check_sequence(&mut self, now: Instant, repr: &TcpRepr) -> ControlFlow<()> {
+        let flags = repr.flags;
+        let seg_len = repr.segment_len();
         let rcv_wnd = self.receive_space();
         let seq = repr.seq_number;
         let acceptable = match (seg_len, rcv_wnd) {
-            (0, 0) => seq == self.rcv_nxt,
-            (0, _) => seq.in_range(self.rcv_nxt, self.rcv_nxt + rcv_wnd),
+            (0, 0) => seq == self.rcv.nxt,
+            (0, _) => seq.in_range(self.rcv.nxt, self.rcv.nxt + rcv_wnd),
             (_, 0) => false,
             (_, _) => {
-                seq.in_range(self.rcv_nxt, self.rcv_nxt + rcv_wnd)
-                    || (seq + (seg_len - 1)).in_range(self.rcv_nxt, self.rcv_nxt + rcv_wnd)
+                seq.in_range(self.rcv.nxt, self.rcv.nxt + rcv_wnd)
+                    || (seq + (seg_len - 1)).in_range(self.rcv.nxt, self.rcv.nxt + rcv_wnd)
             }
         };
         if !acceptable {
@@ -990,91 +1136,110 @@ impl TcpConnection {
             // past a window we advertised, and none is larger than the
             // receive buffer. The ACK still passes RFC 5961 §5.2's range
             // check in `process_ack`; the text is not taken.
-            let peer_edge = self.rcv_nxt + (self.config.recv_buffer + 1);
-            if flags.ack() && !flags.syn() && !flags.rst() && seq.in_range(self.rcv_nxt, peer_edge) {
+            let peer_edge = self.rcv.nxt + (self.config.recv_buffer + 1);
+            if flags.ack() && !flags.syn() && !flags.rst() && seq.in_range(self.rcv.nxt, peer_edge) {
                 self.last_recv = now;
                 if self.process_ack(now, repr) {
                     self.after_ack(now, flags);
                 }
             }
-            return;
+            return ControlFlow::Break(());
         }
         self.last_recv = now;
-        self.keepalive_probes = 0;
+        self.keepalive.probes = 0;
 
         // RFC 7323 §4.3: remember the timestamp of the segment that covers
         // the last ACK we sent.
-        if self.timestamps {
+        if self.ts.enabled {
             if let Some(ts) = repr.options.timestamp {
-                if seq <= self.last_ack_sent {
-                    self.ts_recent = ts.value;
-                    self.ts_recent_at = now;
+                if seq <= self.ts.last_ack_sent {
+                    self.ts.recent = ts.value;
+                    self.ts.recent_at = now;
                 }
             }
         }
+        ControlFlow::Continue(())
+    }
 
-        // Second: RST (RFC 5961 §3.2).
-        if flags.rst() {
-            if seq == self.rcv_nxt {
-                let error = match self.state {
-                    TcpState::SynReceived if self.passive => None,
-                    TcpState::SynReceived => Some(ConnectionError::Refused),
-                    TcpState::Closing | TcpState::LastAck | TcpState::TimeWait => None,
-                    _ => Some(ConnectionError::Reset),
-                };
-                self.enter_closed(error);
-            } else {
-                self.send_challenge_ack(now);
-            }
-            return;
+    /// Second: RST (RFC 9293 §3.10.7.4, with RFC 5961 §3.2's exact match).
+    fn check_rst(&mut self, now: Instant, repr: &TcpRepr) -> ControlFlow<()> {
+        if !repr.flags.rst() {
+            return ControlFlow::Continue(());
         }
-
-        // Fourth: SYN in a synchronized state (RFC 5961 §4.2).
-        if flags.syn() {
+        if repr.seq_number == self.rcv.nxt {
+            let error = match self.state {
+                TcpState::SynReceived if self.passive => None,
+                TcpState::SynReceived => Some(ConnectionError::Refused),
+                TcpState::Closing | TcpState::LastAck | TcpState::TimeWait => None,
+                _ => Some(ConnectionError::Reset),
+            };
+            self.enter_closed(error);
+        } else {
             self.send_challenge_ack(now);
-            return;
         }
+        ControlFlow::Break(())
+    }
 
-        // Fifth: ACK.
-        if !flags.ack() {
-            return;
+    /// Fourth: a SYN in a synchronized state gets a challenge ACK (RFC
+    /// 5961 §4.2).
+    fn check_syn(&mut self, now: Instant, repr: &TcpRepr) -> ControlFlow<()> {
+        if repr.flags.syn() {
+            self.send_challenge_ack(now);
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Fifth: ACK (RFC 9293 §3.10.7.4): SYN-RECEIVED's ACK of our SYN, then
+    /// [`Self::process_ack`] and the state changes it makes.
+    fn check_ack(&mut self, now: Instant, repr: &TcpRepr) -> ControlFlow<()> {
+        if !repr.flags.ack() {
+            return ControlFlow::Break(());
         }
         if self.state == TcpState::SynReceived {
-            if self.snd_una < repr.ack_number && repr.ack_number <= self.snd_max {
-                self.snd_una = repr.ack_number;
+            if self.snd.una < repr.ack_number && repr.ack_number <= self.snd.max {
+                self.snd.una = repr.ack_number;
                 self.update_window(repr);
                 self.establish(now, repr);
             } else {
                 self.pending_rst = Some(self.rst_reply(repr));
-                return;
+                return ControlFlow::Break(());
             }
         }
-        if !self.process_ack(now, repr) || !self.after_ack(now, flags) {
-            return;
+        if !self.process_ack(now, repr) || !self.after_ack(now, repr.flags) {
+            return ControlFlow::Break(());
         }
+        ControlFlow::Continue(())
+    }
 
-        // Seventh: segment text.
-        let accepts_data = matches!(self.state, TcpState::Established | TcpState::FinWait1 | TcpState::FinWait2);
+    /// Seventh: segment text (RFC 9293 §3.10.7.4), taken in the states
+    /// that receive (`accepts_data`, decided before this step).
+    fn process_text(&mut self, now: Instant, repr: &TcpRepr, payload: Bytes, accepts_data: bool) -> ControlFlow<()> {
         if repr.payload_len > 0 {
             if !accepts_data {
-                return;
+                return ControlFlow::Break(());
             }
             if self.user_closed {
                 // RFC 2525 §2.17: nobody will read this.
-                self.pending_rst = Some(self.rst_repr(self.snd_nxt));
+                self.pending_rst = Some(self.rst_repr(self.snd.nxt));
                 self.enter_closed(None);
-                return;
+                return ControlFlow::Break(());
             }
-            self.take_data(now, seq, payload);
+            self.take_data(now, repr.seq_number, payload);
         }
+        ControlFlow::Continue(())
+    }
 
-        // Eighth: FIN.
-        if flags.fin() && accepts_data {
-            let fin_seq = seq + repr.payload_len;
-            if fin_seq == self.rcv_nxt {
+    /// Eighth: FIN (RFC 9293 §3.10.7.4); one that arrives ahead of missing
+    /// data waits for it. `accepts_data` is the seventh step's, from
+    /// before the text was taken.
+    fn process_fin(&mut self, now: Instant, repr: &TcpRepr, accepts_data: bool) {
+        if repr.flags.fin() && accepts_data {
+            let fin_seq = repr.seq_number + repr.payload_len;
+            if fin_seq == self.rcv.nxt {
                 self.take_fin(now);
-            } else if fin_seq > self.rcv_nxt {
-                self.ooo_fin = Some(fin_seq);
+            } else if fin_seq > self.rcv.nxt {
+                self.rcv.ooo_fin = Some(fin_seq);
                 self.ack_now = true;
             }
         }
@@ -1092,14 +1257,14 @@ impl TcpConnection {
     /// §5.3, passes), and no SACK blocks may come with it.
     fn is_predicted_data(&self, repr: &TcpRepr) -> bool {
         let ts_ok = match repr.options.timestamp {
-            Some(ts) => !self.timestamps || (ts.value.wrapping_sub(self.ts_recent) as i32) >= 0,
-            None => !self.timestamps,
+            Some(ts) => !self.ts.enabled || (ts.value.wrapping_sub(self.ts.recent) as i32) >= 0,
+            None => !self.ts.enabled,
         };
         self.state == TcpState::Established
             && repr.flags.0 & !TcpFlags::PSH.0 == TcpFlags::ACK.0
-            && repr.seq_number == self.rcv_nxt
-            && repr.ack_number == self.snd_una
-            && self.snd_una == self.snd_max
+            && repr.seq_number == self.rcv.nxt
+            && repr.ack_number == self.snd.una
+            && self.snd.una == self.snd.max
             && repr.payload_len > 0
             && repr.payload_len <= self.receive_space()
             && repr.options.sack_blocks.is_empty()
@@ -1117,20 +1282,20 @@ impl TcpConnection {
     fn take_predicted_data(&mut self, now: Instant, repr: &TcpRepr, payload: Bytes) {
         let seq = repr.seq_number;
         self.last_recv = now;
-        self.keepalive_probes = 0;
+        self.keepalive.probes = 0;
         if let Some(ts) = repr.options.timestamp {
-            if self.timestamps && seq <= self.last_ack_sent {
-                self.ts_recent = ts.value;
-                self.ts_recent_at = now;
+            if self.ts.enabled && seq <= self.ts.last_ack_sent {
+                self.ts.recent = ts.value;
+                self.ts.recent_at = now;
             }
         }
         self.last_progress = now;
-        if self.sack {
+        if self.loss.sack {
             // Nothing is outstanding, so this only drops stale marks.
-            self.scoreboard.update(self.snd_una, self.snd_max, &repr.options.sack_blocks);
+            self.loss.scoreboard.update(self.snd.una, self.snd.max, &repr.options.sack_blocks);
         }
         let ack = repr.ack_number;
-        if self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack) {
+        if self.snd.wl1 < seq || (self.snd.wl1 == seq && self.snd.wl2 <= ack) {
             self.update_window(repr);
         }
         self.take_data(now, seq, payload);
@@ -1165,12 +1330,12 @@ impl TcpConnection {
 
     fn establish(&mut self, now: Instant, repr: &TcpRepr) {
         self.state = TcpState::Established;
-        self.connect_deadline = None;
+        self.timers[Timer::Connect] = None;
         self.sample_rtt(now, repr);
-        if self.snd_una == self.snd_max {
-            self.rto_deadline = None;
+        if self.snd.una == self.snd.max {
+            self.timers[Timer::Retransmission] = None;
         }
-        if self.fin_queued {
+        if self.snd.fin_queued {
             self.state = TcpState::FinWait1;
         }
     }
@@ -1179,67 +1344,68 @@ impl TcpConnection {
     /// 5961 §5.2's range check. Returns false if the segment is dropped.
     fn process_ack(&mut self, now: Instant, repr: &TcpRepr) -> bool {
         let ack = repr.ack_number;
-        if self.persist_backoff > 0 && self.snd_max == self.snd_una && ack == self.snd_una + 1 && self.data_end() > ack
+        if self.persist.backoff > 0 && self.snd.max == self.snd.una && ack == self.snd.una + 1 && self.data_end() > ack
         {
             // The peer took our zero-window probe's byte.
-            self.snd_max = ack;
+            self.snd.max = ack;
         }
-        if ack > self.snd_max {
+        if ack > self.snd.max {
             // Acknowledges something not yet sent.
             self.ack_now = true;
             return false;
         }
-        let lowest = self.snd_una.sub_len(self.max_snd_wnd.min(1 << 30)); // SND.UNA − MAX.SND.WND
+        let lowest = self.snd.una.sub_len(self.snd.max_wnd.min(1 << 30)); // SND.UNA − MAX.SND.WND
         if ack < lowest {
             self.send_challenge_ack(now);
             return false;
         }
         self.last_progress = now;
-        if ack > self.snd_una {
-            let acked = ack - self.snd_una;
-            self.snd_una = ack;
-            if self.una_rexmit_at.is_some_and(|(seq, _)| seq < ack) {
-                self.una_rexmit_at = None; // acknowledged: done with it
+        if ack > self.snd.una {
+            let acked = ack - self.snd.una;
+            self.snd.una = ack;
+            if self.loss.una_rexmit_at.is_some_and(|(seq, _)| seq < ack) {
+                self.loss.una_rexmit_at = None; // acknowledged: done with it
             }
-            if self.snd_nxt < ack {
-                self.snd_nxt = ack;
+            if self.snd.nxt < ack {
+                self.snd.nxt = ack;
             }
-            let data_acked = (ack - self.send_start).min(self.send_buf.len());
-            self.send_buf.consume(data_acked);
-            self.send_start += data_acked;
+            let data_acked = (ack - self.snd.buf_start).min(self.snd.buf.len());
+            self.snd.buf.consume(data_acked);
+            self.snd.buf_start += data_acked;
             self.sample_rtt(now, repr);
             // RFC 6298 §5.2–5.3.
-            self.rto_deadline = if self.snd_una == self.snd_max { None } else { now.checked_add(self.rtt.rto()) };
-            if self.sack {
+            self.timers[Timer::Retransmission] =
+                if self.snd.una == self.snd.max { None } else { now.checked_add(self.loss.rtt.rto()) };
+            if self.loss.sack {
                 // RFC 6675 §5: every ACK updates the scoreboard.
-                self.scoreboard.update(self.snd_una, self.snd_max, &repr.options.sack_blocks);
+                self.loss.scoreboard.update(self.snd.una, self.snd.max, &repr.options.sack_blocks);
             }
-            let flight = self.snd_max - self.snd_una;
-            if self.cc.on_new_ack(now, ack, acked, flight, self.rtt.srtt()) == AckAction::RetransmitFirst {
-                self.retransmit_first = true;
+            let flight = self.snd.max - self.snd.una;
+            if self.loss.cc.on_new_ack(now, ack, acked, flight, self.loss.rtt.srtt()) == AckAction::RetransmitFirst {
+                self.loss.retransmit_first = true;
             }
-        } else if ack == self.snd_una && repr.payload_len == 0 && !repr.flags.fin() && self.snd_max > self.snd_una {
-            let newly_sacked = if self.sack {
-                self.scoreboard.update(self.snd_una, self.snd_max, &repr.options.sack_blocks)
+        } else if ack == self.snd.una && repr.payload_len == 0 && !repr.flags.fin() && self.snd.max > self.snd.una {
+            let newly_sacked = if self.loss.sack {
+                self.loss.scoreboard.update(self.snd.una, self.snd.max, &repr.options.sack_blocks)
             } else {
                 0
             };
             // A duplicate acknowledgment: RFC 5681 §2 wants the window
             // unchanged; RFC 6675 §2 also counts an ACK whose SACK blocks
             // report new data (a window update cannot hide a loss then).
-            let same_window = usize::from(repr.window_len) << self.snd_wscale == self.snd_wnd;
+            let same_window = usize::from(repr.window_len) << self.snd.wscale == self.snd.wnd;
             if same_window || newly_sacked > 0 {
                 self.on_dup_ack(now);
                 self.check_lost_retransmission(now);
             }
-        } else if self.sack && ack == self.snd_una {
-            self.scoreboard.update(self.snd_una, self.snd_max, &repr.options.sack_blocks);
-            if !self.scoreboard.ranges().is_empty() {
+        } else if self.loss.sack && ack == self.snd.una {
+            self.loss.scoreboard.update(self.snd.una, self.snd.max, &repr.options.sack_blocks);
+            if !self.loss.scoreboard.ranges().is_empty() {
                 self.check_lost_retransmission(now);
             }
         }
         // RFC 9293 §3.10.7.4: update the window from the newest segment.
-        if self.snd_wl1 < repr.seq_number || (self.snd_wl1 == repr.seq_number && self.snd_wl2 <= ack) {
+        if self.snd.wl1 < repr.seq_number || (self.snd.wl1 == repr.seq_number && self.snd.wl2 <= ack) {
             self.update_window(repr);
         }
         true
@@ -1249,16 +1415,17 @@ impl TcpConnection {
     /// (or when the scoreboard already deems SND.UNA's segment lost),
     /// retransmit it and enter recovery.
     fn on_dup_ack(&mut self, now: Instant) {
-        let flight = self.snd_max - self.snd_una;
+        let flight = self.snd.max - self.snd.una;
         // RFC 6675 §5 step 2: IsLost(HighACK + 1).
-        let first_lost = self.sack && self.scoreboard.is_lost(self.snd_una, self.smss);
-        if self.cc.on_dup_ack(now, flight, self.snd_max, self.sack, first_lost) == AckAction::RetransmitFirst {
-            self.retransmit_first = true;
-            self.rtt_sample = None;
+        let first_lost = self.loss.sack && self.loss.scoreboard.is_lost(self.snd.una, self.snd.smss);
+        if self.loss.cc.on_dup_ack(now, flight, self.snd.max, self.loss.sack, first_lost) == AckAction::RetransmitFirst
+        {
+            self.loss.retransmit_first = true;
+            self.loss.rtt_sample = None;
             self.stats.fast_recoveries += 1;
-            if self.sack {
+            if self.loss.sack {
                 self.stats.sack_recoveries += 1;
-                self.scoreboard.start_recovery();
+                self.loss.scoreboard.start_recovery();
             }
         }
     }
@@ -1285,35 +1452,35 @@ impl TcpConnection {
     /// for a retransmission lost in the same recovery. A false positive
     /// (a reordered ACK) costs one needless segment.
     fn check_lost_retransmission(&mut self, now: Instant) {
-        let Some((seq, sent_at)) = self.una_rexmit_at else { return };
-        let Some(srtt) = self.rtt.srtt() else { return };
-        if seq != self.snd_una || self.retransmit_first {
+        let Some((seq, sent_at)) = self.loss.una_rexmit_at else { return };
+        let Some(srtt) = self.loss.rtt.srtt() else { return };
+        if seq != self.snd.una || self.loss.retransmit_first {
             return;
         }
         if now.saturating_duration_since(sent_at) > srtt + srtt / 2 {
             self.stats.lost_retransmissions += 1;
-            self.retransmit_first = true;
-            self.rtt_sample = None;
+            self.loss.retransmit_first = true;
+            self.loss.rtt_sample = None;
         }
     }
 
     fn update_window(&mut self, repr: &TcpRepr) {
         // RFC 7323 §2.2: the window of a SYN is never scaled.
-        let shift = if repr.flags.syn() { 0 } else { self.snd_wscale };
-        self.snd_wnd = usize::from(repr.window_len) << shift;
-        self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
-        self.snd_wl1 = repr.seq_number;
-        self.snd_wl2 = repr.ack_number;
-        if self.snd_wnd > 0 {
-            self.persist_deadline = None;
-            self.persist_backoff = 0;
+        let shift = if repr.flags.syn() { 0 } else { self.snd.wscale };
+        self.snd.wnd = usize::from(repr.window_len) << shift;
+        self.snd.max_wnd = self.snd.max_wnd.max(self.snd.wnd);
+        self.snd.wl1 = repr.seq_number;
+        self.snd.wl2 = repr.ack_number;
+        if self.snd.wnd > 0 {
+            self.timers[Timer::Persist] = None;
+            self.persist.backoff = 0;
         }
     }
 
     fn sample_rtt(&mut self, now: Instant, repr: &TcpRepr) {
         // RFC 7323 §4.1: with timestamps, TSecr gives a sample per ACK of
         // new data, unambiguous even for retransmissions.
-        if self.timestamps {
+        if self.ts.enabled {
             if let Some(ts) = repr.options.timestamp {
                 let elapsed = self.ts_clock(now).wrapping_sub(ts.echo);
                 // Karn's rule (RFC 6298 §3) for timestamps: a receiver
@@ -1324,52 +1491,52 @@ impl TcpConnection {
                 // whole timeout. Under heavy loss such samples drove SRTT
                 // to seconds (issue 5); echoes from before the last
                 // timeout are ambiguous, so they are not used.
-                let stale = self.ts_at_timeout.is_some_and(|t| (ts.echo.wrapping_sub(t) as i32) < 0);
+                let stale = self.ts.at_timeout.is_some_and(|t| (ts.echo.wrapping_sub(t) as i32) < 0);
                 if ts.echo != 0 && elapsed < 1 << 30 && !stale {
-                    self.rtt.sample(Duration::from_millis(u64::from(elapsed)));
+                    self.loss.rtt.sample(Duration::from_millis(u64::from(elapsed)));
                     // Later echoes are later still: forget the mark before
                     // the 2^31 ms timestamp wrap could make them look old.
-                    self.ts_at_timeout = None;
+                    self.ts.at_timeout = None;
                 }
                 return;
             }
         }
         // Otherwise one timed segment at a time, never a retransmitted one
         // (Karn's rule, RFC 6298 §3).
-        if let Some((end, sent_at)) = self.rtt_sample {
+        if let Some((end, sent_at)) = self.loss.rtt_sample {
             if repr.ack_number >= end {
-                self.rtt.sample(now.saturating_duration_since(sent_at));
-                self.rtt_sample = None;
+                self.loss.rtt.sample(now.saturating_duration_since(sent_at));
+                self.loss.rtt_sample = None;
             }
         }
     }
 
     fn fin_acked(&self) -> bool {
-        self.fin_queued && self.snd_una == self.data_end() + 1
+        self.snd.fin_queued && self.snd.una == self.data_end() + 1
     }
 
     fn enter_time_wait(&mut self, now: Instant) {
         self.state = TcpState::TimeWait;
-        self.rto_deadline = None;
-        self.persist_deadline = None;
-        self.time_wait_deadline = now.checked_add(self.config.msl.saturating_mul(2));
+        self.timers[Timer::Retransmission] = None;
+        self.timers[Timer::Persist] = None;
+        self.timers[Timer::TimeWait] = now.checked_add(self.config.msl.saturating_mul(2));
     }
 
     /// Free space in the receive buffer: the receive window (RFC 9293
     /// §3.8.6.2.2; out-of-order data lies inside it).
     fn receive_space(&self) -> usize {
-        self.recv_buf.free()
+        self.rcv.buf.free()
     }
 
     fn take_data(&mut self, now: Instant, seq: SeqNumber, mut payload: Bytes) {
         let space = self.receive_space();
         // Trim what we already have and what lies beyond the window.
-        if seq < self.rcv_nxt {
-            let skip = (self.rcv_nxt - seq).min(payload.len());
+        if seq < self.rcv.nxt {
+            let skip = (self.rcv.nxt - seq).min(payload.len());
             payload = payload.slice(skip..);
         }
-        let start = seq.max(self.rcv_nxt);
-        let room = (self.rcv_nxt + space) - start;
+        let start = seq.max(self.rcv.nxt);
+        let room = (self.rcv.nxt + space) - start;
         if payload.len() > room {
             payload = payload.slice(..room);
         }
@@ -1377,29 +1544,29 @@ impl TcpConnection {
             self.ack_now = true;
             return;
         }
-        if start != self.rcv_nxt {
+        if start != self.rcv.nxt {
             // Out of order: hold it and send a duplicate ACK at once
             // (RFC 5681 §4.2).
-            self.ooo.insert(start, payload, now);
+            self.rcv.ooo.insert(start, payload, now);
             self.ack_now = true;
             return;
         }
-        let filled_gap = !self.ooo.is_empty();
+        let filled_gap = !self.rcv.ooo.is_empty();
         // Everything here lies inside the window we offered, so it fits;
         // counting what the buffer took keeps RCV.NXT true to the bytes
         // held even if that ever failed (the peer would resend the rest).
-        let mut taken = self.recv_buf.write(payload, Some(now));
-        self.rcv_nxt += taken;
-        while let Some((chunk, received)) = self.ooo.pop_ready(self.rcv_nxt) {
+        let mut taken = self.rcv.buf.write(payload, Some(now));
+        self.rcv.nxt += taken;
+        while let Some((chunk, received)) = self.rcv.ooo.pop_ready(self.rcv.nxt) {
             let len = chunk.len();
-            let n = self.recv_buf.write(chunk, received);
+            let n = self.rcv.buf.write(chunk, received);
             taken += n;
-            self.rcv_nxt += n;
+            self.rcv.nxt += n;
             if n < len {
                 break;
             }
         }
-        if self.ooo_fin == Some(self.rcv_nxt) {
+        if self.rcv.ooo_fin == Some(self.rcv.nxt) {
             self.take_fin(now);
         }
         // RFC 9293 §3.8.6.3 and RFC 5681 §4.2: ACK at least every second
@@ -1409,18 +1576,18 @@ impl TcpConnection {
         // bytes less than RMSS, so that is every third one in a bulk
         // transfer (counting segments of RMSS − 12 bytes instead costs
         // 45% more ACKs, ~7% more instructions per segment in tcp_bench).
-        self.rcv_unacked_bytes += taken;
-        if filled_gap || self.rcv_unacked_bytes >= 2 * self.rmss || self.config.delayed_ack.is_zero() {
+        self.rcv.unacked_bytes += taken;
+        if filled_gap || self.rcv.unacked_bytes >= 2 * self.rcv.rmss || self.config.delayed_ack.is_zero() {
             self.ack_now = true;
-        } else if self.delack_deadline.is_none() {
-            self.delack_deadline = now.checked_add(self.config.delayed_ack);
+        } else if self.timers[Timer::DelayedAck].is_none() {
+            self.timers[Timer::DelayedAck] = now.checked_add(self.config.delayed_ack);
         }
     }
 
     fn take_fin(&mut self, now: Instant) {
-        self.ooo_fin = None;
-        self.rcv_nxt += 1;
-        self.fin_received = true;
+        self.rcv.ooo_fin = None;
+        self.rcv.nxt += 1;
+        self.rcv.fin_received = true;
         self.ack_now = true;
         match self.state {
             TcpState::SynReceived | TcpState::Established => self.state = TcpState::CloseWait,
@@ -1434,12 +1601,12 @@ impl TcpConnection {
     /// RFC 5961 §7: at most `challenge_acks_per_second` challenge ACKs per
     /// second on this connection.
     fn send_challenge_ack(&mut self, now: Instant) {
-        if now.saturating_duration_since(self.challenge_window_start) >= Duration::from_secs(1) {
-            self.challenge_window_start = now;
-            self.challenge_count = 0;
+        if now.saturating_duration_since(self.challenge.window_start) >= Duration::from_secs(1) {
+            self.challenge.window_start = now;
+            self.challenge.count = 0;
         }
-        if self.challenge_count < self.config.challenge_acks_per_second {
-            self.challenge_count += 1;
+        if self.challenge.count < self.config.challenge_acks_per_second {
+            self.challenge.count += 1;
             self.ack_now = true;
         }
     }
@@ -1447,12 +1614,12 @@ impl TcpConnection {
     // ---- Transmission ---------------------------------------------------
 
     fn data_end(&self) -> SeqNumber {
-        self.send_start + self.send_buf.len()
+        self.snd.buf_start + self.snd.buf.len()
     }
 
     fn ts_clock(&self, now: Instant) -> u32 {
         // RFC 7323 §5.4: a 1 ms clock, offset per connection.
-        ((now.as_nanos() / 1_000_000) as u32).wrapping_add(self.ts_offset)
+        ((now.as_nanos() / 1_000_000) as u32).wrapping_add(self.ts.offset)
     }
 
     fn rst_repr(&self, seq: SeqNumber) -> TcpRepr {
@@ -1479,10 +1646,10 @@ impl TcpConnection {
         let space = self.receive_space();
         // Receiver SWS avoidance (RFC 9293 §3.8.6.2.2): do not advertise
         // a small increase; but never move the right edge left.
-        let threshold = (self.config.recv_buffer / 2).min(self.rmss);
-        let already = self.rcv_adv - self.rcv_nxt;
+        let threshold = (self.config.recv_buffer / 2).min(self.rcv.rmss);
+        let already = self.rcv.adv - self.rcv.nxt;
         let offered = if space.saturating_sub(already) >= threshold { space } else { already };
-        offered.min(usize::from(u16::MAX) << self.rcv_wscale)
+        offered.min(usize::from(u16::MAX) << self.rcv.wscale)
     }
 
     /// The next segment to send, if any; call it until it returns `None`
@@ -1494,7 +1661,7 @@ impl TcpConnection {
         }
         match self.state {
             TcpState::Closed => return None,
-            TcpState::SynSent | TcpState::SynReceived if self.snd_nxt == self.iss => {
+            TcpState::SynSent | TcpState::SynReceived if self.snd.nxt == self.snd.iss => {
                 return Some(self.transmit_syn(now));
             }
             _ => {}
@@ -1504,11 +1671,11 @@ impl TcpConnection {
                 return Some(self.transmit_data(now, seq, len, fin));
             }
         }
-        if self.keepalive_probe_now {
+        if self.keepalive.probe_now {
             // RFC 9293 §3.8.4: a segment with SEG.SEQ = SND.NXT − 1 makes
             // the peer answer with an ACK.
-            self.keepalive_probe_now = false;
-            let repr = self.ack_repr(now, self.snd_una.sub_len(1));
+            self.keepalive.probe_now = false;
+            let repr = self.ack_repr(now, self.snd.una.sub_len(1));
             return Some(TcpSegment::header_only(repr));
         }
         if self.ack_now && self.state != TcpState::SynSent {
@@ -1519,7 +1686,7 @@ impl TcpConnection {
             // would drop the ACK with its window (Linux does). SND.MAX is
             // the next new sequence number, what a pure ACK would carry had
             // nothing been rewound (4.4BSD's tcp_output does the same).
-            let repr = self.ack_repr(now, self.snd_max);
+            let repr = self.ack_repr(now, self.snd.max);
             return Some(TcpSegment::header_only(repr));
         }
         None
@@ -1527,18 +1694,18 @@ impl TcpConnection {
 
     fn transmit_syn(&mut self, now: Instant) -> TcpSegment<'static> {
         let syn_ack = self.state == TcpState::SynReceived;
-        let mut options = TcpOptions { max_seg_size: Some(self.rmss as u16), ..TcpOptions::default() };
+        let mut options = TcpOptions { max_seg_size: Some(self.rcv.rmss as u16), ..TcpOptions::default() };
         // RFC 7323 §2.2 and §3.2, RFC 2018 §2: a SYN-ACK offers only what
         // the SYN offered.
-        if self.config.window_scaling && (!syn_ack || self.peer_wscale.is_some()) {
-            options.window_scale = Some(self.rcv_wscale);
+        if self.config.window_scaling && (!syn_ack || self.peer_syn.window_scale.is_some()) {
+            options.window_scale = Some(self.rcv.wscale);
         }
-        if self.config.sack && (!syn_ack || self.peer_sack_permitted) {
+        if self.config.sack && (!syn_ack || self.peer_syn.sack_permitted) {
             options.sack_permitted = true;
         }
-        if self.config.timestamps && (!syn_ack || self.peer_timestamp.is_some()) {
+        if self.config.timestamps && (!syn_ack || self.peer_syn.timestamp.is_some()) {
             options.timestamp =
-                Some(TcpTimestamp { value: self.ts_clock(now), echo: if syn_ack { self.ts_recent } else { 0 } });
+                Some(TcpTimestamp { value: self.ts_clock(now), echo: if syn_ack { self.ts.recent } else { 0 } });
         }
         let mut flags = TcpFlags::SYN;
         if syn_ack {
@@ -1547,8 +1714,8 @@ impl TcpConnection {
         let repr = TcpRepr {
             src_port: self.local.port(),
             dst_port: self.remote.port(),
-            seq_number: self.iss,
-            ack_number: if syn_ack { self.rcv_nxt } else { SeqNumber(0) },
+            seq_number: self.snd.iss,
+            ack_number: if syn_ack { self.rcv.nxt } else { SeqNumber(0) },
             flags,
             // RFC 7323 §2.2: the window in a SYN is not scaled.
             window_len: self.receive_space().min(usize::from(u16::MAX)) as u16,
@@ -1558,7 +1725,7 @@ impl TcpConnection {
         if syn_ack {
             self.after_ack_sent(repr.ack_number, usize::from(repr.window_len));
         }
-        self.record_sent(now, self.iss, 1);
+        self.record_sent(now, self.snd.iss, 1);
         TcpSegment::header_only(repr)
     }
 
@@ -1568,76 +1735,76 @@ impl TcpConnection {
     /// segment end here, so this is checked before the window arithmetic.
     fn may_have_data_to_send(&self) -> bool {
         let data_end = self.data_end();
-        self.retransmit_first
-            || self.probe_now
-            || self.snd_nxt != data_end
-            || (self.fin_queued && self.snd_nxt <= data_end)
-            || self.cc.recovery().is_some()
+        self.loss.retransmit_first
+            || self.persist.probe_now
+            || self.snd.nxt != data_end
+            || (self.snd.fin_queued && self.snd.nxt <= data_end)
+            || self.loss.cc.recovery().is_some()
     }
 
     /// Chooses the next data (or FIN) segment: `(seq, payload length, FIN)`.
     fn next_data_segment(&mut self, now: Instant) -> Option<(SeqNumber, usize, bool)> {
         let data_end = self.data_end();
         // The FIN is still to be sent (again, after a go-back-N timeout).
-        let fin_pending = self.fin_queued && self.snd_nxt <= data_end;
-        if self.retransmit_first {
+        let fin_pending = self.snd.fin_queued && self.snd.nxt <= data_end;
+        if self.loss.retransmit_first {
             // Fast retransmit or a NewReno partial ACK: one segment at
             // SND.UNA, without moving SND.NXT.
-            self.retransmit_first = false;
-            let len = (data_end - self.snd_una).min(self.smss);
-            let fin = self.fin_queued && self.snd_una + len == data_end && self.snd_max > data_end;
+            self.loss.retransmit_first = false;
+            let len = (data_end - self.snd.una).min(self.snd.smss);
+            let fin = self.snd.fin_queued && self.snd.una + len == data_end && self.snd.max > data_end;
             if len > 0 || fin {
-                self.rtt_sample = None;
-                if self.cc.recovery().is_some_and(|r| r.sack) {
+                self.loss.rtt_sample = None;
+                if self.loss.cc.recovery().is_some_and(|r| r.sack) {
                     // RFC 6675 §5 step 4.3: HighRxt covers this segment.
-                    self.scoreboard.on_retransmit(self.snd_una + len + usize::from(fin), None);
+                    self.loss.scoreboard.on_retransmit(self.snd.una + len + usize::from(fin), None);
                 }
-                return Some((self.snd_una, len, fin));
+                return Some((self.snd.una, len, fin));
             }
         }
-        if let Some(recovery) = self.cc.recovery().filter(|r| r.sack) {
+        if let Some(recovery) = self.loss.cc.recovery().filter(|r| r.sack) {
             return self.next_recovery_segment(recovery.point);
         }
-        if self.sack && self.snd_nxt < self.snd_max {
+        if self.loss.sack && self.snd.nxt < self.snd.max {
             // Go-back-N after a timeout: skip what the peer SACKed since
             // (the scoreboard was cleared at the timeout, so this is fresh).
             // Ranges are disjoint and not adjacent: one jump suffices.
-            if let Some(end) = self.scoreboard.sacked_until(self.snd_nxt) {
-                self.snd_nxt = end.min(self.snd_max);
+            if let Some(end) = self.loss.scoreboard.sacked_until(self.snd.nxt) {
+                self.snd.nxt = end.min(self.snd.max);
             }
         }
-        let avail = data_end - self.snd_nxt;
-        let in_flight = (self.snd_nxt - self.snd_una).saturating_sub(self.scoreboard.sacked_below(self.snd_nxt));
-        let window = self.snd_wnd.min(self.cc.cwnd());
+        let avail = data_end - self.snd.nxt;
+        let in_flight = (self.snd.nxt - self.snd.una).saturating_sub(self.loss.scoreboard.sacked_below(self.snd.nxt));
+        let window = self.snd.wnd.min(self.loss.cc.cwnd());
         let usable = window.saturating_sub(in_flight);
-        let len = avail.min(usable).min(self.smss);
-        if self.probe_now {
-            self.probe_now = false;
-            if avail > 0 && self.snd_wnd == 0 && in_flight == 0 {
-                return Some((self.snd_nxt, 1, false));
+        let len = avail.min(usable).min(self.snd.smss);
+        if self.persist.probe_now {
+            self.persist.probe_now = false;
+            if avail > 0 && self.snd.wnd == 0 && in_flight == 0 {
+                return Some((self.snd.nxt, 1, false));
             }
         }
-        let retransmission = self.snd_nxt < self.snd_max;
+        let retransmission = self.snd.nxt < self.snd.max;
         let all_in = len == avail;
         let fin = fin_pending && all_in;
         if len == 0 && !fin {
-            if avail > 0 && self.snd_wnd == 0 && in_flight == 0 && self.persist_deadline.is_none() {
+            if avail > 0 && self.snd.wnd == 0 && in_flight == 0 && self.timers[Timer::Persist].is_none() {
                 // RFC 9293 §3.8.6.1: start probing the zero window.
-                let wait = self.rtt.rto().saturating_mul(1 << self.persist_backoff).min(self.config.max_rto);
-                self.persist_deadline = now.checked_add(wait);
+                let wait = self.loss.rtt.rto().saturating_mul(1 << self.persist.backoff).min(self.config.max_rto);
+                self.timers[Timer::Persist] = now.checked_add(wait);
             }
             return None;
         }
         // Sender SWS avoidance and Nagle (RFC 9293 §3.8.6.2.1, §3.7.4).
         let may_send = retransmission
             || fin
-            || len == self.smss
+            || len == self.snd.smss
             || (all_in && (self.nodelay || in_flight == 0))
-            || (self.max_snd_wnd > 0 && len >= self.max_snd_wnd / 2 && (self.nodelay || in_flight == 0));
+            || (self.snd.max_wnd > 0 && len >= self.snd.max_wnd / 2 && (self.nodelay || in_flight == 0));
         if !may_send {
             return None;
         }
-        Some((self.snd_nxt, len, fin))
+        Some((self.snd.nxt, len, fin))
     }
 
     /// RFC 6675 §5 step C: during SACK recovery, the next segment that
@@ -1645,40 +1812,40 @@ impl TcpConnection {
     /// `point` is the recovery point, which a rescue retransmission
     /// records as RescueRxt.
     fn next_recovery_segment(&mut self, point: SeqNumber) -> Option<(SeqNumber, usize, bool)> {
-        let pipe = self.scoreboard.pipe(self.snd_una, self.snd_max, self.smss);
-        if self.cc.cwnd() < pipe + self.smss {
+        let pipe = self.loss.scoreboard.pipe(self.snd.una, self.snd.max, self.snd.smss);
+        if self.loss.cc.cwnd() < pipe + self.snd.smss {
             return None;
         }
         let data_end = self.data_end();
         // New data is sent at HighData (SND.NXT is there during recovery),
         // as far as the peer's window allows.
-        let avail = data_end - self.snd_max;
-        let room = (self.snd_una + self.snd_wnd) - self.snd_max;
-        let new_len = avail.min(room).min(self.smss);
-        let new_fin = self.fin_queued && self.snd_max <= data_end && new_len == avail;
-        let new_data = self.snd_nxt == self.snd_max && (new_len > 0 || new_fin);
-        match self.scoreboard.next_segment(self.snd_una, self.snd_max, self.smss, new_data)? {
-            NextSegment::NewData => Some((self.snd_max, new_len, new_fin)),
+        let avail = data_end - self.snd.max;
+        let room = (self.snd.una + self.snd.wnd) - self.snd.max;
+        let new_len = avail.min(room).min(self.snd.smss);
+        let new_fin = self.snd.fin_queued && self.snd.max <= data_end && new_len == avail;
+        let new_data = self.snd.nxt == self.snd.max && (new_len > 0 || new_fin);
+        match self.loss.scoreboard.next_segment(self.snd.una, self.snd.max, self.snd.smss, new_data)? {
+            NextSegment::NewData => Some((self.snd.max, new_len, new_fin)),
             NextSegment::Retransmit { seq, max_len, rescue } => {
-                let len = max_len.min(self.smss).min(data_end - seq);
-                let fin = self.fin_queued && seq + len == data_end && self.snd_max > data_end;
+                let len = max_len.min(self.snd.smss).min(data_end - seq);
+                let fin = self.snd.fin_queued && seq + len == data_end && self.snd.max > data_end;
                 if len == 0 && !fin {
                     return None;
                 }
                 // RFC 6675 §5 step C.2.
-                self.scoreboard.on_retransmit(seq + len + usize::from(fin), rescue.then_some(point));
+                self.loss.scoreboard.on_retransmit(seq + len + usize::from(fin), rescue.then_some(point));
                 Some((seq, len, fin))
             }
         }
     }
 
     fn transmit_data(&mut self, now: Instant, seq: SeqNumber, len: usize, fin: bool) -> TcpSegment<'_> {
-        let offset = seq - self.send_start;
+        let offset = seq - self.snd.buf_start;
         // A zero-window probe (RFC 9293 §3.8.6.1): one byte past the
         // window, not booked as sent (no retransmission timer, no
         // congestion response); the persist timer repeats it with backoff,
         // and `process_ack` accepts its acknowledgment.
-        let probe = self.snd_wnd == 0 && seq == self.snd_una && self.snd_max == self.snd_una && len == 1 && !fin;
+        let probe = self.snd.wnd == 0 && seq == self.snd.una && self.snd.max == self.snd.una && len == 1 && !fin;
         let mut flags = TcpFlags::ACK;
         if fin {
             flags |= TcpFlags::FIN;
@@ -1691,52 +1858,52 @@ impl TcpConnection {
         repr.payload_len = len;
         let seg_len = len + usize::from(fin);
         if probe {
-            let wait = self.rtt.rto().saturating_mul(1 << self.persist_backoff).min(self.config.max_rto);
-            self.persist_deadline = now.checked_add(wait);
+            let wait = self.loss.rtt.rto().saturating_mul(1 << self.persist.backoff).min(self.config.max_rto);
+            self.timers[Timer::Persist] = now.checked_add(wait);
         } else {
             // A retransmission below SND.NXT (fast retransmit, a SACK hole)
             // leaves it; a segment that reaches past it moves it.
             let end = seq + seg_len;
-            if seq <= self.snd_nxt && end > self.snd_nxt {
-                self.snd_nxt = end;
+            if seq <= self.snd.nxt && end > self.snd.nxt {
+                self.snd.nxt = end;
             }
             self.stats.data_segments_sent += 1;
-            if seq < self.snd_max {
+            if seq < self.snd.max {
                 self.stats.retransmitted_segments += 1;
-                if seq == self.snd_una {
-                    self.una_rexmit_at = Some((seq, now));
+                if seq == self.snd.una {
+                    self.loss.una_rexmit_at = Some((seq, now));
                 }
             }
             self.record_sent(now, seq, seg_len);
         }
-        let payload = self.send_buf.slices(offset, len);
+        let payload = self.snd.buf.slices(offset, len);
         TcpSegment { repr, payload }
     }
 
     /// Books a transmission of `seg_len` sequence numbers at `seq`.
     fn record_sent(&mut self, now: Instant, seq: SeqNumber, seg_len: usize) {
         let end = seq + seg_len;
-        if seq == self.snd_nxt && seg_len > 0 && self.snd_nxt < end {
-            self.snd_nxt = end;
+        if seq == self.snd.nxt && seg_len > 0 && self.snd.nxt < end {
+            self.snd.nxt = end;
         }
-        if end > self.snd_max {
-            if self.snd_max == self.snd_una {
+        if end > self.snd.max {
+            if self.snd.max == self.snd.una {
                 self.last_progress = now;
             }
             // Time one new segment at a time (RFC 6298 §3; Karn's rule
             // keeps retransmissions out).
-            if seq >= self.snd_max && self.rtt_sample.is_none() && !self.timestamps {
-                self.rtt_sample = Some((end, now));
+            if seq >= self.snd.max && self.loss.rtt_sample.is_none() && !self.ts.enabled {
+                self.loss.rtt_sample = Some((end, now));
             }
-            self.snd_max = end;
+            self.snd.max = end;
         } else if seg_len > 0 {
             // A retransmission: Karn's rule (RFC 6298 §3) discards the
             // sample in progress, which it may cover.
-            self.rtt_sample = None;
+            self.loss.rtt_sample = None;
         }
         // RFC 6298 §5.1: start the timer if it is not running.
-        if seg_len > 0 && self.rto_deadline.is_none() {
-            self.rto_deadline = now.checked_add(self.rtt.rto());
+        if seg_len > 0 && self.timers[Timer::Retransmission].is_none() {
+            self.timers[Timer::Retransmission] = now.checked_add(self.loss.rtt.rto());
         }
     }
 
@@ -1745,13 +1912,13 @@ impl TcpConnection {
     #[inline(always)]
     fn ack_repr(&mut self, now: Instant, seq: SeqNumber) -> TcpRepr {
         let window = self.window_to_advertise();
-        let window_len = (window >> self.rcv_wscale).min(usize::from(u16::MAX)) as u16;
+        let window_len = (window >> self.rcv.wscale).min(usize::from(u16::MAX)) as u16;
         let mut options = TcpOptions::default();
-        if self.timestamps {
-            options.timestamp = Some(TcpTimestamp { value: self.ts_clock(now), echo: self.ts_recent });
+        if self.ts.enabled {
+            options.timestamp = Some(TcpTimestamp { value: self.ts_clock(now), echo: self.ts.recent });
         }
-        if self.sack && !self.ooo.is_empty() {
-            options.sack_blocks = self.ooo.sack_blocks();
+        if self.loss.sack && !self.rcv.ooo.is_empty() {
+            options.sack_blocks = self.rcv.ooo.sack_blocks();
         } else {
             options.sack_blocks = SackBlocks::EMPTY;
         }
@@ -1759,23 +1926,23 @@ impl TcpConnection {
             src_port: self.local.port(),
             dst_port: self.remote.port(),
             seq_number: seq,
-            ack_number: self.rcv_nxt,
+            ack_number: self.rcv.nxt,
             flags: TcpFlags::ACK,
             window_len,
             options,
             payload_len: 0,
         };
-        self.after_ack_sent(self.rcv_nxt, usize::from(window_len) << self.rcv_wscale);
+        self.after_ack_sent(self.rcv.nxt, usize::from(window_len) << self.rcv.wscale);
         repr
     }
 
     fn after_ack_sent(&mut self, ack: SeqNumber, window: usize) {
         self.ack_now = false;
-        self.delack_deadline = None;
-        self.rcv_unacked_bytes = 0;
-        self.last_ack_sent = ack;
+        self.timers[Timer::DelayedAck] = None;
+        self.rcv.unacked_bytes = 0;
+        self.ts.last_ack_sent = ack;
         let edge = ack + window;
-        self.rcv_adv = self.rcv_adv.max(edge);
+        self.rcv.adv = self.rcv.adv.max(edge);
     }
 }
 
@@ -2771,7 +2938,7 @@ mod tests {
         // The retransmissions arrive: one cumulative ACK ends recovery.
         h.send(ACK, 5001, una + 12 * 1460, b"");
         assert_eq!(h.conn.send_queued(), 0);
-        assert_eq!(h.conn.cc.recovery(), None);
+        assert_eq!(h.conn.loss.cc.recovery(), None);
         assert_eq!(h.conn.poll_deadline(), None);
     }
 
@@ -2801,7 +2968,7 @@ mod tests {
         ack.options.sack_blocks.push(SeqNumber(2461), SeqNumber(2000));
         ack.options.sack_blocks.push(SeqNumber(1), SeqNumber(1001));
         h.send_repr(&ack, b"");
-        assert!(h.conn.scoreboard.ranges().is_empty());
+        assert!(h.conn.loss.scoreboard.ranges().is_empty());
         h.expect_nothing();
     }
 
@@ -2811,15 +2978,15 @@ mod tests {
         // (RFC 2018 §8) and no new recovery starts before HighData at the
         // timeout is acknowledged.
         let (mut h, una, _) = lose_three_of_twelve(true);
-        assert!(!h.conn.scoreboard.ranges().is_empty());
+        assert!(!h.conn.loss.scoreboard.ranges().is_empty());
         let deadline = h.conn.poll_deadline().expect("the retransmission timer runs");
         h.at(deadline.as_nanos() / 1_000_000);
         let sent = h.sent();
         assert_eq!(sent[0].0.seq_number, SeqNumber(una + 1460), "go-back-N from SND.UNA");
         assert_eq!(h.conn.stats().timeouts, 1);
-        assert!(h.conn.scoreboard.ranges().is_empty());
+        assert!(h.conn.loss.scoreboard.ranges().is_empty());
         assert_eq!(h.conn.cwnd(), 1460);
-        assert_eq!(h.conn.cc.recovery(), None);
+        assert_eq!(h.conn.loss.cc.recovery(), None);
         // Fresh SACKs after the timeout are recorded and go-back-N skips
         // them, but duplicate ACKs start no recovery.
         for _ in 0..4 {
