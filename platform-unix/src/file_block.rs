@@ -27,7 +27,7 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use mirage_types::block::{BlockDevice, BlockError, BlockInfo, Operation};
+use mirage_types::block::{gather, scatter, BlockDevice, BlockError, BlockInfo, Operation};
 
 /// The smallest sector size [`FileBlock::open`] accepts.
 pub const MIN_SECTOR_SIZE: u32 = 512;
@@ -291,40 +291,6 @@ impl FileBlock {
     }
 }
 
-/// Copies `src` into the concatenation of `bufs`, starting `skip` bytes in.
-fn scatter(bufs: &mut [&mut [u8]], mut skip: usize, mut src: &[u8]) {
-    for buf in bufs.iter_mut() {
-        if src.is_empty() {
-            break;
-        }
-        if skip >= buf.len() {
-            skip -= buf.len();
-            continue;
-        }
-        let n = (buf.len() - skip).min(src.len());
-        buf[skip..skip + n].copy_from_slice(&src[..n]);
-        src = &src[n..];
-        skip = 0;
-    }
-}
-
-/// Fills `dst` from the concatenation of `bufs`, starting `skip` bytes in.
-fn gather(bufs: &[&[u8]], mut skip: usize, mut dst: &mut [u8]) {
-    for buf in bufs {
-        if dst.is_empty() {
-            break;
-        }
-        if skip >= buf.len() {
-            skip -= buf.len();
-            continue;
-        }
-        let n = (buf.len() - skip).min(dst.len());
-        dst[..n].copy_from_slice(&buf[skip..skip + n]);
-        dst = &mut dst[n..];
-        skip = 0;
-    }
-}
-
 impl BlockDevice for FileBlock {
     type Error = BlockError;
 
@@ -336,8 +302,7 @@ impl BlockDevice for FileBlock {
     /// [`BlockInfo::check`] refuses fail before any I/O. An `Io` error
     /// names the path and what the host said. Cancel-safe.
     async fn read_vectored(&self, start: u64, bufs: &mut [&mut [u8]]) -> Result<(), BlockError> {
-        let len = bufs.iter().map(|b| b.len()).sum();
-        self.info.check(Operation::Read, start, len)?;
+        self.info.check_request(Operation::Read, start, bufs)?;
         self.read_at(self.byte_offset(start), bufs).map_err(|e| self.io_error(Operation::Read, start, &e))
     }
 
@@ -347,8 +312,7 @@ impl BlockDevice for FileBlock {
     /// have been written. The write completes before the future first
     /// returns, so dropping the future never leaves it half done.
     async fn write_vectored(&self, start: u64, bufs: &[&[u8]]) -> Result<(), BlockError> {
-        let len = bufs.iter().map(|b| b.len()).sum();
-        self.info.check(Operation::Write, start, len)?;
+        self.info.check_request(Operation::Write, start, bufs)?;
         self.write_at(self.byte_offset(start), bufs).map_err(|e| self.io_error(Operation::Write, start, &e))
     }
 
@@ -548,19 +512,6 @@ impl std::fmt::Debug for AlignedBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scatter_and_gather_cross_buffer_boundaries() {
-        let mut a = [0u8; 3];
-        let mut b = [0u8; 5];
-        let mut bufs: [&mut [u8]; 2] = [&mut a, &mut b];
-        scatter(&mut bufs, 2, &[1, 2, 3, 4]);
-        assert_eq!(a, [0, 0, 1]);
-        assert_eq!(b, [2, 3, 4, 0, 0]);
-        let mut out = [0u8; 4];
-        gather(&[&a, &b], 2, &mut out);
-        assert_eq!(out, [1, 2, 3, 4]);
-    }
 
     #[test]
     fn aligned_buffer_is_aligned() {
