@@ -342,8 +342,13 @@ impl BlockDevice for FileBlock {
 mod positional {
     use super::*;
 
-    fn offset(at: u64) -> io::Result<libc::off_t> {
-        libc::off_t::try_from(at).map_err(|_| io::Error::other(format!("offset {at} does not fit in off_t")))
+    /// `at`, once known to fit in an `off_t` (the kernel would refuse a
+    /// larger one as negative).
+    fn offset(at: u64) -> io::Result<u64> {
+        match libc::off_t::try_from(at) {
+            Ok(_) => Ok(at),
+            Err(_) => Err(io::Error::other(format!("offset {at} does not fit in off_t"))),
+        }
     }
 
     /// Reads until every slice is full; `UnexpectedEof` if the file ends first.
@@ -351,24 +356,13 @@ mod positional {
         IoSliceMut::advance_slices(&mut bufs, 0);
         while !bufs.is_empty() {
             let count = bufs.len().min(IOV_MAX);
-            // SAFETY: `IoSliceMut` is ABI-compatible with `struct iovec` on
-            // unix (std's documented guarantee); the first `count` slices
-            // each describe memory exclusively borrowed for this call, and
-            // the fd is open for as long as `file` is borrowed.
-            let n = unsafe {
-                libc::preadv(file.as_raw_fd(), bufs.as_ptr().cast::<libc::iovec>(), count as libc::c_int, offset(at)?)
-            };
-            match n {
-                n if n < 0 => {
-                    let e = io::Error::last_os_error();
-                    if e.kind() != io::ErrorKind::Interrupted {
-                        return Err(e);
-                    }
-                }
-                0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("end of file at byte {at}"))),
-                // `n` is positive and at most the slices' total length.
-                n => {
-                    IoSliceMut::advance_slices(&mut bufs, n as usize);
+            match rustix::io::preadv(file, &mut bufs[..count], offset(at)?) {
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("end of file at byte {at}"))),
+                // `n` is at most the slices' total length.
+                Ok(n) => {
+                    IoSliceMut::advance_slices(&mut bufs, n);
                     at += n as u64;
                 }
             }
@@ -381,22 +375,14 @@ mod positional {
         IoSlice::advance_slices(&mut bufs, 0);
         while !bufs.is_empty() {
             let count = bufs.len().min(IOV_MAX);
-            // SAFETY: `IoSlice` is ABI-compatible with `struct iovec` on
-            // unix; the first `count` slices each describe memory borrowed
-            // for this call, and the fd is open while `file` is borrowed.
-            let n = unsafe {
-                libc::pwritev(file.as_raw_fd(), bufs.as_ptr().cast::<libc::iovec>(), count as libc::c_int, offset(at)?)
-            };
-            match n {
-                n if n < 0 => {
-                    let e = io::Error::last_os_error();
-                    if e.kind() != io::ErrorKind::Interrupted {
-                        return Err(e);
-                    }
+            match rustix::io::pwritev(file, &bufs[..count], offset(at)?) {
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+                Ok(0) => {
+                    return Err(io::Error::new(io::ErrorKind::WriteZero, format!("no progress writing at byte {at}")))
                 }
-                0 => return Err(io::Error::new(io::ErrorKind::WriteZero, format!("no progress writing at byte {at}"))),
-                n => {
-                    IoSlice::advance_slices(&mut bufs, n as usize);
+                Ok(n) => {
+                    IoSlice::advance_slices(&mut bufs, n);
                     at += n as u64;
                 }
             }
@@ -456,14 +442,7 @@ mod ioctl {
 
     /// The device's logical block size: the unit of `O_DIRECT` I/O.
     pub(super) fn logical_block_size(file: &File) -> io::Result<u32> {
-        let mut size: libc::c_int = 0;
-        // SAFETY: BLKSSZGET writes one int through the pointer, which points
-        // to a live, writable c_int; the fd is open while `file` is borrowed.
-        let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::BLKSSZGET, &mut size as *mut libc::c_int) };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        u32::try_from(size).map_err(|_| io::Error::other(format!("the device reports a logical block size of {size}")))
+        Ok(rustix::fs::ioctl_blksszget(file)?)
     }
 }
 
