@@ -6,10 +6,9 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use mirage_types::block::{BlockDevice, BlockError, BlockInfo, Error as _, ErrorKind, Operation};
+use mirage_types::block::{gather, scatter, BlockDevice, BlockError, BlockInfo, Error as _, ErrorKind, Operation};
 
 use crate::exclusive::{Exclusive, Guard};
-use crate::mem::total_len;
 
 /// The longest run of dirty sectors written back in one request, so that a
 /// flush of a large cache is not one huge request to the device below.
@@ -162,42 +161,6 @@ impl<B: BlockDevice> Cache<B> {
     }
 }
 
-/// Copies `src` into the concatenation of `bufs`, starting `offset` bytes
-/// into it.
-fn scatter(bufs: &mut [&mut [u8]], mut offset: usize, mut src: &[u8]) {
-    for buf in bufs.iter_mut() {
-        if src.is_empty() {
-            return;
-        }
-        if offset >= buf.len() {
-            offset -= buf.len();
-            continue;
-        }
-        let n = (buf.len() - offset).min(src.len());
-        buf[offset..offset + n].copy_from_slice(&src[..n]);
-        src = &src[n..];
-        offset = 0;
-    }
-}
-
-/// Copies from the concatenation of `bufs`, starting `offset` bytes into
-/// it, until `dst` is full.
-fn gather(bufs: &[&[u8]], mut offset: usize, mut dst: &mut [u8]) {
-    for buf in bufs {
-        if dst.is_empty() {
-            return;
-        }
-        if offset >= buf.len() {
-            offset -= buf.len();
-            continue;
-        }
-        let n = (buf.len() - offset).min(dst.len());
-        dst[..n].copy_from_slice(&buf[offset..offset + n]);
-        dst = &mut dst[n..];
-        offset = 0;
-    }
-}
-
 impl<B: BlockDevice> BlockDevice for Cache<B> {
     type Error = BlockError;
 
@@ -208,8 +171,7 @@ impl<B: BlockDevice> BlockDevice for Cache<B> {
     /// `Ok`: `bufs` hold the sectors, including every write made through
     /// the cache. Cancel-safe: sectors are cached only once read whole.
     async fn read_vectored(&self, start: u64, bufs: &mut [&mut [u8]]) -> Result<(), BlockError> {
-        let len = bufs.iter().fold(0usize, |n, b| n.saturating_add(b.len()));
-        let sectors = self.info.check(Operation::Read, start, len)?;
+        let sectors = self.info.check_request(Operation::Read, start, bufs)?.sectors;
         let sector_size = self.info.sector_size as usize;
         let mut state = self.state.lock().await;
         let mut s = 0;
@@ -252,7 +214,7 @@ impl<B: BlockDevice> BlockDevice for Cache<B> {
     /// after the next `flush`. On `Err` (a write-back to make room failed)
     /// or if dropped, any prefix of the sectors may be in the cache.
     async fn write_vectored(&self, start: u64, bufs: &[&[u8]]) -> Result<(), BlockError> {
-        let sectors = self.info.check(Operation::Write, start, total_len(bufs))?;
+        let sectors = self.info.check_request(Operation::Write, start, bufs)?.sectors;
         let sector_size = self.info.sector_size as usize;
         let mut state = self.state.lock().await;
         for s in 0..sectors {

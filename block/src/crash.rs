@@ -42,7 +42,7 @@ use mirage_types::block::{BlockDevice, BlockError, BlockInfo, ErrorKind, Operati
 use rand_core::{Rng, SeedableRng};
 use rand_xoshiro::SplitMix64;
 
-use crate::mem::{check_sector_size, total_len, MemBlock};
+use crate::mem::{check_sector_size, MemBlock};
 
 /// Which pending (unflushed) writes survive power loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -287,8 +287,7 @@ impl BlockDevice for CrashBlock {
     /// `Ok`: `bufs` hold every completed write. `Err` of kind
     /// [`ErrorKind::Io`] once power is lost. Cancel-safe.
     async fn read_vectored(&self, start: u64, bufs: &mut [&mut [u8]]) -> Result<(), BlockError> {
-        let len = bufs.iter().fold(0usize, |n, b| n.saturating_add(b.len()));
-        self.info.check(Operation::Read, start, len)?;
+        self.info.check_request(Operation::Read, start, bufs)?;
         let state = self.state.borrow();
         if let Some(e) = CrashBlock::failure(&state, Operation::Read, start) {
             return Err(e);
@@ -305,7 +304,7 @@ impl BlockDevice for CrashBlock {
     /// `Err` of kind [`ErrorKind::Io`] once power is lost (the interrupted
     /// request may have persisted any of its units). Cancel-safe.
     async fn write_vectored(&self, start: u64, bufs: &[&[u8]]) -> Result<(), BlockError> {
-        self.info.check(Operation::Write, start, total_len(bufs))?;
+        self.info.check_request(Operation::Write, start, bufs)?;
         let mut state = self.state.borrow_mut();
         if let Some(e) = CrashBlock::failure(&state, Operation::Write, start) {
             return Err(e);

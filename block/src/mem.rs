@@ -102,11 +102,6 @@ fn too_large(sector_size: u32, sector_count: u64) -> BlockError {
     }
 }
 
-/// Total length of a scatter-gather request.
-pub(crate) fn total_len<T: AsRef<[u8]>>(bufs: &[T]) -> usize {
-    bufs.iter().fold(0usize, |n, b| n.saturating_add(b.as_ref().len()))
-}
-
 impl BlockDevice for MemBlock {
     type Error = BlockError;
 
@@ -116,8 +111,7 @@ impl BlockDevice for MemBlock {
 
     /// Copies the sectors out. `Ok`: `bufs` hold the sectors. Cancel-safe.
     async fn read_vectored(&self, start: u64, bufs: &mut [&mut [u8]]) -> Result<(), BlockError> {
-        let len = bufs.iter().fold(0usize, |n, b| n.saturating_add(b.len()));
-        self.info.check(Operation::Read, start, len)?;
+        self.info.check_request(Operation::Read, start, bufs)?;
         let data = self.data.borrow();
         let mut at = self.byte_offset(start);
         for buf in bufs.iter_mut() {
@@ -130,7 +124,7 @@ impl BlockDevice for MemBlock {
     /// Copies the sectors in. `Ok`: visible and durable at once. On `Err`
     /// nothing was written. Cancel-safe.
     async fn write_vectored(&self, start: u64, bufs: &[&[u8]]) -> Result<(), BlockError> {
-        self.info.check(Operation::Write, start, total_len(bufs))?;
+        self.info.check_request(Operation::Write, start, bufs)?;
         let mut data = self.data.borrow_mut();
         let mut at = self.byte_offset(start);
         for buf in bufs {

@@ -4,8 +4,6 @@ use alloc::format;
 
 use mirage_types::block::{BlockDevice, BlockError, BlockInfo, ErrorKind, Operation};
 
-use crate::mem::total_len;
-
 /// Sectors `[start, start + len)` of the device `B`, seen as a device of
 /// `len` sectors numbered from 0.
 ///
@@ -69,8 +67,7 @@ impl<B: BlockDevice> BlockDevice for Partition<B> {
     /// Reads from the device below. `Ok` and `Err` mean what they mean
     /// there; requests outside the partition are refused first.
     async fn read_vectored(&self, start: u64, bufs: &mut [&mut [u8]]) -> Result<(), BlockError> {
-        let len = bufs.iter().fold(0usize, |n, b| n.saturating_add(b.len()));
-        self.info.check(Operation::Read, start, len)?;
+        self.info.check_request(Operation::Read, start, bufs)?;
         // `check` bounded `start` by the partition's length, which `new`
         // bounded by the device's size, so the sum cannot overflow.
         self.device.read_vectored(self.start + start, bufs).await.map_err(|e| BlockError::from_error(&e))
@@ -80,7 +77,7 @@ impl<B: BlockDevice> BlockDevice for Partition<B> {
     /// on `Err` any subset of the sectors may have been written. Requests
     /// outside the partition are refused first, without effect.
     async fn write_vectored(&self, start: u64, bufs: &[&[u8]]) -> Result<(), BlockError> {
-        self.info.check(Operation::Write, start, total_len(bufs))?;
+        self.info.check_request(Operation::Write, start, bufs)?;
         self.device.write_vectored(self.start + start, bufs).await.map_err(|e| BlockError::from_error(&e))
     }
 

@@ -2,8 +2,6 @@
 
 use mirage_types::block::{BlockDevice, BlockError, BlockInfo, Operation};
 
-use crate::mem::total_len;
-
 /// The device `B`, with every write refused.
 ///
 /// [`BlockInfo::read_write`] is false, and writes fail with
@@ -36,15 +34,14 @@ impl<B: BlockDevice> BlockDevice for ReadOnly<B> {
 
     /// Reads from the device below; cancel-safe as it is.
     async fn read_vectored(&self, start: u64, bufs: &mut [&mut [u8]]) -> Result<(), BlockError> {
-        let len = bufs.iter().fold(0usize, |n, b| n.saturating_add(b.len()));
-        self.info().check(Operation::Read, start, len)?;
+        self.info().check_request(Operation::Read, start, bufs)?;
         self.device.read_vectored(start, bufs).await.map_err(|e| BlockError::from_error(&e))
     }
 
     /// Always `Err`: [`BlockError::ReadOnly`] for a valid request, or the
     /// error [`BlockInfo::check`] gives for an invalid one. No effect.
     async fn write_vectored(&self, start: u64, bufs: &[&[u8]]) -> Result<(), BlockError> {
-        self.info().check(Operation::Write, start, total_len(bufs))?;
+        self.info().check_request(Operation::Write, start, bufs)?;
         Err(BlockError::ReadOnly { op: Operation::Write })
     }
 

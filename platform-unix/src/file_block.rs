@@ -27,7 +27,7 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use mirage_types::block::{BlockDevice, BlockError, BlockInfo, Operation};
+use mirage_types::block::{gather, scatter, BlockDevice, BlockError, BlockInfo, Operation};
 
 /// The smallest sector size [`FileBlock::open`] accepts.
 pub const MIN_SECTOR_SIZE: u32 = 512;
@@ -291,40 +291,6 @@ impl FileBlock {
     }
 }
 
-/// Copies `src` into the concatenation of `bufs`, starting `skip` bytes in.
-fn scatter(bufs: &mut [&mut [u8]], mut skip: usize, mut src: &[u8]) {
-    for buf in bufs.iter_mut() {
-        if src.is_empty() {
-            break;
-        }
-        if skip >= buf.len() {
-            skip -= buf.len();
-            continue;
-        }
-        let n = (buf.len() - skip).min(src.len());
-        buf[skip..skip + n].copy_from_slice(&src[..n]);
-        src = &src[n..];
-        skip = 0;
-    }
-}
-
-/// Fills `dst` from the concatenation of `bufs`, starting `skip` bytes in.
-fn gather(bufs: &[&[u8]], mut skip: usize, mut dst: &mut [u8]) {
-    for buf in bufs {
-        if dst.is_empty() {
-            break;
-        }
-        if skip >= buf.len() {
-            skip -= buf.len();
-            continue;
-        }
-        let n = (buf.len() - skip).min(dst.len());
-        dst[..n].copy_from_slice(&buf[skip..skip + n]);
-        dst = &mut dst[n..];
-        skip = 0;
-    }
-}
-
 impl BlockDevice for FileBlock {
     type Error = BlockError;
 
@@ -336,8 +302,7 @@ impl BlockDevice for FileBlock {
     /// [`BlockInfo::check`] refuses fail before any I/O. An `Io` error
     /// names the path and what the host said. Cancel-safe.
     async fn read_vectored(&self, start: u64, bufs: &mut [&mut [u8]]) -> Result<(), BlockError> {
-        let len = bufs.iter().map(|b| b.len()).sum();
-        self.info.check(Operation::Read, start, len)?;
+        self.info.check_request(Operation::Read, start, bufs)?;
         self.read_at(self.byte_offset(start), bufs).map_err(|e| self.io_error(Operation::Read, start, &e))
     }
 
@@ -347,8 +312,7 @@ impl BlockDevice for FileBlock {
     /// have been written. The write completes before the future first
     /// returns, so dropping the future never leaves it half done.
     async fn write_vectored(&self, start: u64, bufs: &[&[u8]]) -> Result<(), BlockError> {
-        let len = bufs.iter().map(|b| b.len()).sum();
-        self.info.check(Operation::Write, start, len)?;
+        self.info.check_request(Operation::Write, start, bufs)?;
         self.write_at(self.byte_offset(start), bufs).map_err(|e| self.io_error(Operation::Write, start, &e))
     }
 
@@ -378,8 +342,13 @@ impl BlockDevice for FileBlock {
 mod positional {
     use super::*;
 
-    fn offset(at: u64) -> io::Result<libc::off_t> {
-        libc::off_t::try_from(at).map_err(|_| io::Error::other(format!("offset {at} does not fit in off_t")))
+    /// `at`, once known to fit in an `off_t` (the kernel would refuse a
+    /// larger one as negative).
+    fn offset(at: u64) -> io::Result<u64> {
+        match libc::off_t::try_from(at) {
+            Ok(_) => Ok(at),
+            Err(_) => Err(io::Error::other(format!("offset {at} does not fit in off_t"))),
+        }
     }
 
     /// Reads until every slice is full; `UnexpectedEof` if the file ends first.
@@ -387,24 +356,13 @@ mod positional {
         IoSliceMut::advance_slices(&mut bufs, 0);
         while !bufs.is_empty() {
             let count = bufs.len().min(IOV_MAX);
-            // SAFETY: `IoSliceMut` is ABI-compatible with `struct iovec` on
-            // unix (std's documented guarantee); the first `count` slices
-            // each describe memory exclusively borrowed for this call, and
-            // the fd is open for as long as `file` is borrowed.
-            let n = unsafe {
-                libc::preadv(file.as_raw_fd(), bufs.as_ptr().cast::<libc::iovec>(), count as libc::c_int, offset(at)?)
-            };
-            match n {
-                n if n < 0 => {
-                    let e = io::Error::last_os_error();
-                    if e.kind() != io::ErrorKind::Interrupted {
-                        return Err(e);
-                    }
-                }
-                0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("end of file at byte {at}"))),
-                // `n` is positive and at most the slices' total length.
-                n => {
-                    IoSliceMut::advance_slices(&mut bufs, n as usize);
+            match rustix::io::preadv(file, &mut bufs[..count], offset(at)?) {
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("end of file at byte {at}"))),
+                // `n` is at most the slices' total length.
+                Ok(n) => {
+                    IoSliceMut::advance_slices(&mut bufs, n);
                     at += n as u64;
                 }
             }
@@ -417,22 +375,14 @@ mod positional {
         IoSlice::advance_slices(&mut bufs, 0);
         while !bufs.is_empty() {
             let count = bufs.len().min(IOV_MAX);
-            // SAFETY: `IoSlice` is ABI-compatible with `struct iovec` on
-            // unix; the first `count` slices each describe memory borrowed
-            // for this call, and the fd is open while `file` is borrowed.
-            let n = unsafe {
-                libc::pwritev(file.as_raw_fd(), bufs.as_ptr().cast::<libc::iovec>(), count as libc::c_int, offset(at)?)
-            };
-            match n {
-                n if n < 0 => {
-                    let e = io::Error::last_os_error();
-                    if e.kind() != io::ErrorKind::Interrupted {
-                        return Err(e);
-                    }
+            match rustix::io::pwritev(file, &bufs[..count], offset(at)?) {
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+                Ok(0) => {
+                    return Err(io::Error::new(io::ErrorKind::WriteZero, format!("no progress writing at byte {at}")))
                 }
-                0 => return Err(io::Error::new(io::ErrorKind::WriteZero, format!("no progress writing at byte {at}"))),
-                n => {
-                    IoSlice::advance_slices(&mut bufs, n as usize);
+                Ok(n) => {
+                    IoSlice::advance_slices(&mut bufs, n);
                     at += n as u64;
                 }
             }
@@ -492,14 +442,7 @@ mod ioctl {
 
     /// The device's logical block size: the unit of `O_DIRECT` I/O.
     pub(super) fn logical_block_size(file: &File) -> io::Result<u32> {
-        let mut size: libc::c_int = 0;
-        // SAFETY: BLKSSZGET writes one int through the pointer, which points
-        // to a live, writable c_int; the fd is open while `file` is borrowed.
-        let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::BLKSSZGET, &mut size as *mut libc::c_int) };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        u32::try_from(size).map_err(|_| io::Error::other(format!("the device reports a logical block size of {size}")))
+        Ok(rustix::fs::ioctl_blksszget(file)?)
     }
 }
 
@@ -548,19 +491,6 @@ impl std::fmt::Debug for AlignedBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scatter_and_gather_cross_buffer_boundaries() {
-        let mut a = [0u8; 3];
-        let mut b = [0u8; 5];
-        let mut bufs: [&mut [u8]; 2] = [&mut a, &mut b];
-        scatter(&mut bufs, 2, &[1, 2, 3, 4]);
-        assert_eq!(a, [0, 0, 1]);
-        assert_eq!(b, [2, 3, 4, 0, 0]);
-        let mut out = [0u8; 4];
-        gather(&[&a, &b], 2, &mut out);
-        assert_eq!(out, [1, 2, 3, 4]);
-    }
 
     #[test]
     fn aligned_buffer_is_aligned() {

@@ -577,7 +577,7 @@ mod sys {
     use std::fmt;
     use std::fs::File;
     use std::io;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::fd::AsRawFd;
 
     use tokio::io::unix::AsyncFd;
 
@@ -655,14 +655,10 @@ mod sys {
     pub(super) fn read_into(tun: &File, buffer: &mut bytes::BytesMut, max: usize) -> io::Result<usize> {
         let spare = buffer.spare_capacity_mut();
         let len = spare.len().min(max);
-        // SAFETY: read(2) writes at most `len` bytes at the pointer, which
-        // is valid for writes of `len` bytes (the buffer's spare capacity,
-        // exclusively borrowed for the call); the fd is open (borrowed from
-        // `tun`).
-        let n = unsafe { libc::read(tun.as_raw_fd(), spare.as_mut_ptr().cast(), len) };
-        let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
-        // SAFETY: the kernel initialized the first `n` bytes (`n <= len`)
-        // of the spare capacity, which follow the initialized ones.
+        let (frame, _) = rustix::io::read(tun, &mut spare[..len])?;
+        let n = frame.len();
+        // SAFETY: read(2) initialised the first `n` bytes of the spare
+        // capacity (`frame`, `n <= len`), which follow the initialised ones.
         unsafe { buffer.set_len(buffer.len() + n) };
         Ok(n)
     }
@@ -678,13 +674,8 @@ mod sys {
 
     /// The MTU of interface `name` in the caller's network namespace.
     pub(super) fn interface_mtu(name: &IfName) -> io::Result<usize> {
-        // SAFETY: plain socket(2) call; the result is checked below.
-        let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a new, valid descriptor that nothing else owns.
-        let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+        use rustix::net::{socket_with, AddressFamily, SocketFlags, SocketType};
+        let sock = socket_with(AddressFamily::INET, SocketType::DGRAM, SocketFlags::CLOEXEC, None)?;
         let mut req = ifreq(name);
         // SAFETY: SIOCGIFMTU reads the name from and writes the MTU into one
         // `struct ifreq`; `req` is valid and exclusively borrowed, `sock` is

@@ -52,7 +52,7 @@ use core::future::poll_fn;
 use core::task::{Poll, Waker};
 
 use mirage_kernel::interrupt::{InterruptError, InterruptLine};
-use mirage_types::block::{BlockDevice, BlockError, BlockInfo, Operation};
+use mirage_types::block::{gather, scatter, BlockDevice, BlockError, BlockInfo, Operation};
 use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk, SECTOR_SIZE};
 use virtio_drivers::transport::{DeviceType, SomeTransport};
 
@@ -379,44 +379,6 @@ fn io_error(op: Operation, sector: u64, message: &str) -> BlockError {
     BlockError::Io { op, sector, message: String::from(message) }
 }
 
-/// Copies `out.len()` bytes starting at byte `offset` of the concatenation
-/// of `bufs` into `out`.
-fn gather(bufs: &[&[u8]], mut offset: usize, out: &mut [u8]) {
-    let mut written = 0;
-    for buf in bufs {
-        if written == out.len() {
-            break;
-        }
-        if offset >= buf.len() {
-            offset -= buf.len();
-            continue;
-        }
-        let n = (buf.len() - offset).min(out.len() - written);
-        out[written..written + n].copy_from_slice(&buf[offset..offset + n]);
-        written += n;
-        offset = 0;
-    }
-}
-
-/// Copies `data` into the concatenation of `bufs`, starting at its byte
-/// `offset`.
-fn scatter(bufs: &mut [&mut [u8]], mut offset: usize, data: &[u8]) {
-    let mut read = 0;
-    for buf in bufs.iter_mut() {
-        if read == data.len() {
-            break;
-        }
-        if offset >= buf.len() {
-            offset -= buf.len();
-            continue;
-        }
-        let n = (buf.len() - offset).min(data.len() - read);
-        buf[offset..offset + n].copy_from_slice(&data[read..read + n]);
-        read += n;
-        offset = 0;
-    }
-}
-
 impl BlockDevice for VirtioBlock {
     type Error = BlockError;
 
@@ -429,8 +391,7 @@ impl BlockDevice for VirtioBlock {
     /// buffers may hold some of the data. Cancel-safe: a dropped read's
     /// requests complete into the driver's buffers and are freed.
     async fn read_vectored(&self, start: u64, bufs: &mut [&mut [u8]]) -> Result<(), BlockError> {
-        let len = bufs.iter().map(|b| b.len()).sum();
-        self.info.check(Operation::Read, start, len)?;
+        let len = self.info.check_request(Operation::Read, start, bufs)?.bytes;
         self.transfer(
             Operation::Read,
             start,
@@ -446,8 +407,7 @@ impl BlockDevice for VirtioBlock {
     /// `flush`). On `Err` or if dropped: any subset of the pieces may have
     /// been written, and `bufs` may be reused at once either way.
     async fn write_vectored(&self, start: u64, bufs: &[&[u8]]) -> Result<(), BlockError> {
-        let len = bufs.iter().map(|b| b.len()).sum();
-        self.info.check(Operation::Write, start, len)?;
+        let len = self.info.check_request(Operation::Write, start, bufs)?.bytes;
         self.transfer(
             Operation::Write,
             start,
@@ -509,54 +469,6 @@ impl Drop for FlushRegistration<'_> {
             state.flushes_waiting -= 1;
             for waker in state.room_waiters.drain(..) {
                 waker.wake();
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gather_and_scatter_cross_buffer_boundaries() {
-        let (a, b, c) = ([1u8, 2, 3], [4u8], [5u8, 6, 7, 8]);
-        let bufs: [&[u8]; 3] = [&a, &b, &c];
-        let mut out = [0u8; 4];
-        gather(&bufs, 2, &mut out);
-        assert_eq!(out, [3, 4, 5, 6]);
-        let mut out = [0xa5u8; 2];
-        gather(&bufs, 7, &mut out);
-        assert_eq!(out, [8, 0xa5], "only what is there is copied");
-
-        let (mut x, mut y, mut z) = ([0u8; 3], [0u8; 1], [0u8; 4]);
-        {
-            let mut bufs: [&mut [u8]; 3] = [&mut x, &mut y, &mut z];
-            scatter(&mut bufs, 2, &[9, 10, 11]);
-            scatter(&mut bufs, 7, &[12, 13]);
-        }
-        assert_eq!((x, y, z), ([0, 0, 9], [10], [11, 0, 0, 12]));
-    }
-
-    #[test]
-    fn gather_then_scatter_round_trips_at_every_offset() {
-        let source: Vec<u8> = (0..64u8).collect();
-        let (s1, rest) = source.split_at(5);
-        let (s2, s3) = rest.split_at(40);
-        let bufs: [&[u8]; 3] = [s1, s2, s3];
-        for offset in 0..64 {
-            for len in 0..=(64 - offset) {
-                let mut piece = vec![0u8; len];
-                gather(&bufs, offset, &mut piece);
-                assert_eq!(piece, source[offset..offset + len]);
-                let mut back = [0u8; 64];
-                {
-                    let (b1, rest) = back.split_at_mut(7);
-                    let (b2, b3) = rest.split_at_mut(30);
-                    let mut outs: [&mut [u8]; 3] = [b1, b2, b3];
-                    scatter(&mut outs, offset, &piece);
-                }
-                assert_eq!(back[offset..offset + len], source[offset..offset + len]);
             }
         }
     }

@@ -4,6 +4,14 @@
 //! `memory.h`, `hvm/hvm_op.h`, `hvm/params.h`, `event_channel.h`,
 //! `grant_table.h`, `vcpu.h`). Pure data; the layout tests below pin every
 //! field offset the hypervisor reads or writes.
+//!
+//! The structures in memory shared with another domain (grant entries,
+//! the console page, ring entries) derive zerocopy's traits: `FromBytes`
+//! says any bytes the other end writes are a valid value, and `IntoBytes`
+//! proves at compile time that the structure has no implicit padding, so
+//! its explicit `pad` fields are the header's.
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// `__HYPERVISOR_memory_op`.
 pub const HYPERCALL_MEMORY_OP: usize = 12;
@@ -120,7 +128,7 @@ pub const GNTCOPY_SOURCE_GREF: u16 = 1;
 
 /// `struct grant_entry_v1`: one entry of the grant table's frames.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct GrantEntryV1 {
     /// `GTF_*`; written last by the granter, so Xen sees a whole entry.
     pub flags: u16,
@@ -269,7 +277,7 @@ pub struct GnttabQuerySize {
 /// modulo the ring's size (a power of two). The guest produces `out` and
 /// the backend (xenconsoled) consumes it; `in` the other way round.
 #[repr(C)]
-#[derive(Debug)]
+#[derive(Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct XenconsInterface {
     /// Input from the backend.
     pub input: [u8; XENCONS_IN_SIZE],
@@ -458,6 +466,8 @@ mod tests {
 /// free-running `u32` counters; an index's slot is the index modulo the
 /// ring size.
 pub mod blkif {
+    use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
     /// `BLKIF_OP_READ`.
     pub const OP_READ: u8 = 0;
     /// `BLKIF_OP_WRITE`.
@@ -522,7 +532,7 @@ pub mod blkif {
 
     /// `struct blkif_request_segment`: one page of a request's data.
     #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
     pub struct Segment {
         /// The grant reference of the page.
         pub gref: u32,
@@ -534,9 +544,11 @@ pub mod blkif {
         pub pad: u16,
     }
 
-    /// `struct blkif_request` (x86_64: `id` is 8-aligned).
+    /// `struct blkif_request` (x86_64: `id` is 8-aligned, so 4 bytes of
+    /// implicit padding precede it, as in the header). Not `IntoBytes`
+    /// for that reason: it is written field by field, never as a whole.
     #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, Immutable, KnownLayout)]
     pub struct Request {
         /// One of the `OP_*` values.
         pub operation: u8,
@@ -552,9 +564,11 @@ pub mod blkif {
         pub seg: [Segment; MAX_SEGMENTS],
     }
 
-    /// `struct blkif_response`.
+    /// `struct blkif_response`. It has implicit padding (after `operation`
+    /// and at the end), as in the header, so it is not `IntoBytes`: it is
+    /// written field by field, never as a whole.
     #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, Immutable, KnownLayout)]
     pub struct Response {
         /// The request's `id`.
         pub id: u64,
@@ -600,6 +614,8 @@ pub mod blkif {
 /// The shared ring of `io/ring.h` and the network rings of `io/netif.h`
 /// (x86_64): the layouts netfront and netback share.
 pub mod netif {
+    use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
     /// `struct *_sring`: `req_prod` (u32), the producer index of requests.
     pub const SRING_REQ_PROD: usize = 0;
     /// `req_event` (u32): the backend wants a notification when
@@ -647,7 +663,7 @@ pub mod netif {
 
     /// `struct netif_tx_request`: a frame (or a piece of one) to send.
     #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
     pub struct TxRequest {
         /// The grant of the page holding the data.
         pub gref: u32,
@@ -663,7 +679,7 @@ pub mod netif {
 
     /// `struct netif_tx_response`.
     #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
     pub struct TxResponse {
         /// The request's id.
         pub id: u16,
@@ -673,7 +689,7 @@ pub mod netif {
 
     /// `struct netif_rx_request`: a page the backend may copy a frame into.
     #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
     pub struct RxRequest {
         /// Echoed in the response.
         pub id: u16,
@@ -685,7 +701,7 @@ pub mod netif {
 
     /// `struct netif_rx_response`.
     #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
     pub struct RxResponse {
         /// The request's id.
         pub id: u16,

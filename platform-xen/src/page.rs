@@ -11,6 +11,8 @@ use alloc::alloc::{alloc_zeroed, dealloc};
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
 use crate::abi::PAGE_SIZE;
 use crate::hypercall::XenError;
 
@@ -81,17 +83,23 @@ impl SharedPage {
         unsafe { self.ptr.as_ptr().add(offset).cast::<T>() }
     }
 
-    /// Reads the value of type `T` (an integer) at `offset`, which must be
-    /// aligned for it.
-    pub fn read<T: Copy>(&self, offset: usize) -> T {
-        // SAFETY: `at` checked bounds and alignment; the page is live memory
-        // another domain writes concurrently, hence volatile.
+    /// Reads the value of type `T` (an integer, or a structure of them) at
+    /// `offset`, which must be aligned for it. `FromBytes` because the
+    /// other domain may have written any bytes there: a `bool`, an enum or
+    /// a reference read from the page could be invalid.
+    pub fn read<T: FromBytes>(&self, offset: usize) -> T {
+        // SAFETY: `at` checked bounds and alignment, and every bit pattern
+        // is a valid `T` (`FromBytes`); the page is live memory another
+        // domain writes concurrently, hence volatile.
         unsafe { self.at::<T>(offset).read_volatile() }
     }
 
-    /// Writes `value` (an integer) at `offset`, aligned for it.
-    pub fn write<T: Copy>(&self, offset: usize, value: T) {
-        // SAFETY: as in `read`.
+    /// Writes `value` (an integer, or a structure of them without padding)
+    /// at `offset`, aligned for it. `IntoBytes` because the other domain
+    /// reads every byte written, so none may be uninitialised.
+    pub fn write<T: IntoBytes + Immutable>(&self, offset: usize, value: T) {
+        // SAFETY: `at` checked bounds and alignment; `T` has no padding
+        // (`IntoBytes`), so the page receives only initialised bytes.
         unsafe { self.at::<T>(offset).write_volatile(value) }
     }
 

@@ -5,6 +5,7 @@
 use core::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
 
 use mirage_kernel::arch::cpu;
+use zerocopy::FromBytes;
 
 use crate::abi::shared_info::*;
 use crate::abi::{system_time, PAGE_SIZE, XENMAPSPACE_SHARED_INFO};
@@ -32,11 +33,12 @@ pub fn map() -> Result<u64, XenError> {
 }
 
 /// Reads the u32 or u64 at `offset` of the mapped page.
-fn read<T: Copy>(page: u64, offset: usize) -> T {
+fn read<T: FromBytes>(page: u64, offset: usize) -> T {
     debug_assert!(offset + core::mem::size_of::<T>() <= PAGE_SIZE);
     // SAFETY: `page` is the mapped shared info page (set by `map` only after
     // Xen mapped it), every offset used is within it and aligned for `T`
-    // (the header's layout), and Xen writes it concurrently, hence volatile.
+    // (the header's layout), every bit pattern is a valid `T` (`FromBytes`),
+    // and Xen writes it concurrently, hence volatile.
     unsafe { core::ptr::read_volatile((page as *const u8).add(offset).cast::<T>()) }
 }
 

@@ -22,9 +22,11 @@
 //!
 //! Implement [`BlockDevice::read_vectored`], [`BlockDevice::write_vectored`],
 //! [`BlockDevice::flush`] and [`BlockDevice::info`]; validate each request
-//! with [`BlockInfo::check`] first. Several requests may be in flight at
-//! once (from different tasks); they may complete in any order, and a flush
-//! covers every write that completed before the flush began.
+//! with [`BlockInfo::check_request`] (or [`BlockInfo::check`]) first.
+//! [`scatter`] and [`gather`] copy between a request's buffers and one
+//! contiguous buffer. Several requests may be in flight at once (from
+//! different tasks); they may complete in any order, and a flush covers
+//! every write that completed before the flush began.
 //!
 //! # For users
 //!
@@ -189,6 +191,69 @@ impl BlockInfo {
             _ => Err(BlockError::OutOfRange { op, start, sectors, capacity: self.sector_count }),
         }
     }
+
+    /// [`BlockInfo::check`] for a request whose data is `bufs`, taken
+    /// together (scatter-gather): what every `read_vectored` and
+    /// `write_vectored` does first.
+    pub fn check_request<B: AsRef<[u8]>>(
+        &self,
+        op: Operation,
+        start: u64,
+        bufs: &[B],
+    ) -> Result<RequestSize, BlockError> {
+        // Saturating: a sum that overflows is misaligned or out of range,
+        // never wrapped into a small valid length.
+        let bytes = bufs.iter().fold(0usize, |n, b| n.saturating_add(b.as_ref().len()));
+        let sectors = self.check(op, start, bytes)?;
+        Ok(RequestSize { sectors, bytes })
+    }
+}
+
+/// The size of a request [`BlockInfo::check_request`] accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestSize {
+    /// Sectors covered.
+    pub sectors: u64,
+    /// Total length of the buffers: `sectors` times the sector size.
+    pub bytes: usize,
+}
+
+/// Copies `src` into the concatenation of `bufs`, starting `offset` bytes
+/// into it; what does not fit is left out. The read side of a
+/// scatter-gather request served from one contiguous buffer.
+pub fn scatter(bufs: &mut [&mut [u8]], mut offset: usize, mut src: &[u8]) {
+    for buf in bufs.iter_mut() {
+        if src.is_empty() {
+            return;
+        }
+        if offset >= buf.len() {
+            offset -= buf.len();
+            continue;
+        }
+        let n = (buf.len() - offset).min(src.len());
+        buf[offset..offset + n].copy_from_slice(&src[..n]);
+        src = &src[n..];
+        offset = 0;
+    }
+}
+
+/// Fills `dst` from the concatenation of `bufs`, starting `offset` bytes
+/// into it; past the end of `bufs`, `dst` is left as it was. The write
+/// side of a scatter-gather request sent from one contiguous buffer.
+pub fn gather(bufs: &[&[u8]], mut offset: usize, mut dst: &mut [u8]) {
+    for buf in bufs {
+        if dst.is_empty() {
+            return;
+        }
+        if offset >= buf.len() {
+            offset -= buf.len();
+            continue;
+        }
+        let n = (buf.len() - offset).min(dst.len());
+        dst[..n].copy_from_slice(&buf[offset..offset + n]);
+        dst = &mut dst[n..];
+        offset = 0;
+    }
 }
 
 /// A block device.
@@ -322,6 +387,65 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::ReadOnly);
         assert_eq!(e.to_string(), "write refused: the device is read-only");
         assert_eq!(ro.check(Operation::Read, 0, 512), Ok(1));
+    }
+
+    #[test]
+    fn check_request_sums_the_buffers() {
+        let (a, b) = ([0u8; 512], [0u8; 1024]);
+        assert_eq!(
+            RW.check_request(Operation::Write, 10, &[&a[..], &b[..]]),
+            Ok(RequestSize { sectors: 3, bytes: 1536 })
+        );
+        assert_eq!(RW.check_request::<&[u8]>(Operation::Read, 1024, &[]), Ok(RequestSize { sectors: 0, bytes: 0 }));
+        let e = RW.check_request(Operation::Read, 0, &[&a[..100], &b[..]]).unwrap_err();
+        assert_eq!(e.to_string(), "read of 1124 bytes is not a whole number of 512-byte sectors");
+        let e = RW.check_request(Operation::Read, 1023, &[&a[..], &a[..]]).unwrap_err();
+        assert_eq!(e.to_string(), "read of 2 sectors at sector 1023 goes past the end of a 1024-sector device");
+        let ro = BlockInfo { read_write: false, ..RW };
+        assert_eq!(ro.check_request(Operation::Write, 0, &[&a[..]]).unwrap_err().kind(), ErrorKind::ReadOnly);
+    }
+
+    #[test]
+    fn gather_and_scatter_cross_buffer_boundaries() {
+        let (a, b, c) = ([1u8, 2, 3], [4u8], [5u8, 6, 7, 8]);
+        let bufs: [&[u8]; 3] = [&a, &b, &c];
+        let mut out = [0u8; 4];
+        gather(&bufs, 2, &mut out);
+        assert_eq!(out, [3, 4, 5, 6]);
+        let mut out = [0xa5u8; 2];
+        gather(&bufs, 7, &mut out);
+        assert_eq!(out, [8, 0xa5], "only what is there is copied");
+
+        let (mut x, mut y, mut z) = ([0u8; 3], [0u8; 1], [0u8; 4]);
+        {
+            let mut bufs: [&mut [u8]; 3] = [&mut x, &mut y, &mut z];
+            scatter(&mut bufs, 2, &[9, 10, 11]);
+            scatter(&mut bufs, 7, &[12, 13]);
+        }
+        assert_eq!((x, y, z), ([0, 0, 9], [10], [11, 0, 0, 12]), "what does not fit is left out");
+    }
+
+    #[test]
+    fn gather_then_scatter_round_trips_at_every_offset() {
+        let source: alloc::vec::Vec<u8> = (0..64u8).collect();
+        let (s1, rest) = source.split_at(5);
+        let (s2, s3) = rest.split_at(40);
+        let bufs: [&[u8]; 4] = [s1, &[], s2, s3];
+        for offset in 0..64 {
+            for len in 0..=(64 - offset) {
+                let mut piece = alloc::vec![0u8; len];
+                gather(&bufs, offset, &mut piece);
+                assert_eq!(piece, source[offset..offset + len]);
+                let mut back = [0u8; 64];
+                {
+                    let (b1, rest) = back.split_at_mut(7);
+                    let (b2, b3) = rest.split_at_mut(30);
+                    let mut outs: [&mut [u8]; 3] = [b1, b2, b3];
+                    scatter(&mut outs, offset, &piece);
+                }
+                assert_eq!(back[offset..offset + len], source[offset..offset + len]);
+            }
+        }
     }
 
     #[test]

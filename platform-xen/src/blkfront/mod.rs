@@ -649,8 +649,7 @@ impl BlockDevice for BlockFront {
     /// buffers may hold some of the data. Cancel-safe: a dropped read's
     /// requests complete into pool pages, which are then reused.
     async fn read_vectored(&self, start: u64, bufs: &mut [&mut [u8]]) -> Result<(), BlockError> {
-        let len = bufs.iter().map(|b| b.len()).sum();
-        self.info.check(Operation::Read, start, len)?;
+        let len = self.info.check_request(Operation::Read, start, bufs)?.bytes;
         self.transfer(Operation::Read, start, len, Data::Read(bufs)).await
     }
 
@@ -661,8 +660,7 @@ impl BlockDevice for BlockFront {
     /// read-only device refuses with [`BlockError::ReadOnly`] before
     /// anything is sent.
     async fn write_vectored(&self, start: u64, bufs: &[&[u8]]) -> Result<(), BlockError> {
-        let len = bufs.iter().map(|b| b.len()).sum();
-        self.info.check(Operation::Write, start, len)?;
+        let len = self.info.check_request(Operation::Write, start, bufs)?.bytes;
         self.transfer(Operation::Write, start, len, Data::Write(bufs)).await
     }
 
