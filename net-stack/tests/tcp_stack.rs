@@ -628,7 +628,7 @@ fn a_syn_flood_from_spoofed_addresses_stays_bounded_and_service_goes_on() {
 /// budget. The client knows B's MAC address already (as a second address
 /// of a host we talk to would), so it never asks for it, and B's answer
 /// to it would wait in that race; it is asked instead at the MAC address
-/// its SYN came from (src/arp.rs, "Asking the sender").
+/// its SYN came from (the `arp` module docs, "Asking the sender").
 #[test]
 fn a_client_that_knows_us_is_served_during_a_flood_that_spends_the_arp_budget() {
     let n = net(11, faults(0.0), patient(), TcpLimits::default(), TcpLimits::default());

@@ -1130,7 +1130,7 @@ impl TcpConnection {
             // accepts (Linux takes them: its right edge is inclusive). If
             // the segment at RCV.NXT was lost, every ACK it sends until it
             // retransmits would be dropped; when its retransmission timer
-            // has backed off, that stalls both directions (issue 5).
+            // has backed off, that stalls both directions.
             // So the ACK of a segment from past RCV.NXT (never an old one)
             // is taken, whatever the window: the peer's SEG.SEQ is never
             // past a window we advertised, and none is larger than the
@@ -1438,7 +1438,7 @@ impl TcpConnection {
     /// new recovery until everything sent before it is acknowledged, so a
     /// lost retransmission waits for the next, backed-off, timeout. Under
     /// heavy loss that is most retransmissions at SND.UNA, and nearly all
-    /// of the transfer time (issue 5). RFC 8985 (RACK) §6.2 instead deems
+    /// of the transfer time. RFC 8985 (RACK) §6.2 instead deems
     /// a retransmission lost once a round trip and a reordering allowance
     /// have passed since it was sent while later data was delivered. The
     /// same test, for the one segment that holds SND.UNA back: it was
@@ -1489,7 +1489,7 @@ impl TcpConnection {
                 // lost, the ACK our go-back-N retransmission draws echoes
                 // the original's timestamp, and the "sample" holds the
                 // whole timeout. Under heavy loss such samples drove SRTT
-                // to seconds (issue 5); echoes from before the last
+                // to seconds; echoes from before the last
                 // timeout are ambiguous, so they are not used.
                 let stale = self.ts.at_timeout.is_some_and(|t| (ts.echo.wrapping_sub(t) as i32) < 0);
                 if ts.echo != 0 && elapsed < 1 << 30 && !stale {
@@ -2335,7 +2335,7 @@ mod tests {
     #[test]
     fn an_ack_at_the_right_edge_of_an_open_window_is_taken() {
         // RFC 9293 §3.10.7.4's allowance for valid ACKs, beyond a zero
-        // window (issue 5): the peer filled our window but the segment at
+        // window: the peer filled our window but the segment at
         // RCV.NXT was lost, so its SND.NXT is our right edge and its pure
         // ACKs carry SEG.SEQ = RCV.NXT + RCV.WND, which the acceptability
         // test refuses. Their ACK must still count, or our data is never
@@ -2363,7 +2363,7 @@ mod tests {
         // After a go-back-N timeout SND.NXT is back at SND.UNA; the peer
         // may hold everything up to SND.MAX, and its acceptability test
         // (RFC 9293 §3.10.7.4: RCV.NXT =< SEG.SEQ) would drop an ACK with
-        // a lower SEG.SEQ, and the acknowledgment in it (issue 5).
+        // a lower SEG.SEQ, and the acknowledgment in it.
         let mut h = Harness::established(TcpConfig { delayed_ack: Duration::ZERO, ..config() });
         assert_eq!(h.conn.send(&[7u8; 2920]).unwrap(), 2920);
         let sent = h.sent();
