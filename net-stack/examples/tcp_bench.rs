@@ -221,12 +221,11 @@ const ROUNDS: usize = 9;
 const WRITE: usize = 64 * 1024;
 /// Send and receive buffer size of every socket unless `--buffer` says otherwise.
 const BUFFER: usize = 256 * 1024;
+/// The test data a sender repeats (a debug build checks every byte
+/// received against it).
+const CHUNK: usize = 64 * 1024;
 const IP_A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const IP_B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
-
-fn pattern() -> Vec<u8> {
-    (0..64 * 1024).map(|i: usize| (i * 7 + (i >> 11)) as u8).collect()
-}
 
 /// What the application offers next: at most `write` bytes of the
 /// pattern, continuing where the last accepted byte left off (so the
@@ -344,7 +343,7 @@ fn ours(total: usize, write: usize, buffer: usize, reverse: bool, writes: Writes
     let (a, b) = handshake(start, buffer);
     let (mut tx, mut rx) = if reverse { (b, a) } else { (a, b) };
     assert!(tx.sack_enabled(), "SACK negotiated");
-    let data = pattern();
+    let data = mirage_testkit::pattern(1, CHUNK);
     // The same bytes as a `Bytes` the application owns, for `send_bytes`.
     let source = Bytes::from(data.clone());
     let mut buf = vec![0u8; 64 * 1024];
@@ -494,7 +493,7 @@ mod peer {
             }
         }
         assert_eq!(a.socket().state(), tcp::State::Established, "smoltcp handshake");
-        let data = pattern();
+        let data = mirage_testkit::pattern(1, CHUNK);
         let mut buf = vec![0u8; 64 * 1024];
         let (mut written, mut received, mut segments, mut steady_segments) = (0usize, 0usize, 0u64, 0u64);
         let (mut acks, mut idle_passes) = (0u64, 0u64);

@@ -106,8 +106,9 @@
 //!
 //! # Cargo features
 //!
-//! - `test-utils`: exports the in-memory virtual switch and virtual time
-//!   (`switch`) that other crates' tests use, and the raw UDP reflector
+//! - `test-utils`: exports the in-memory virtual switch (`switch`, with the
+//!   virtual time of `mirage-testkit` it runs on re-exported) that other
+//!   crates' tests use, and the raw UDP reflector
 //!   (`reflector`) the benchmarks compare the stack with. Off by default.
 
 #![no_std]

@@ -25,6 +25,7 @@ use mirage_net_stack::ipv4::Ipv4Config;
 use mirage_net_stack::stack::{NetStack, StackBuilder};
 use mirage_net_stack::switch::{LinkFaults, Simulation, SwitchPort, VirtualClock, VirtualPlatform, VirtualSwitch};
 use mirage_net_stack::tcp::TcpConfig;
+use mirage_testkit::pattern;
 use mirage_types::flow::{Flow, Shutdown};
 use mirage_types::ip::Ipv4Cidr;
 use mirage_types::net::{MacAddress, NetworkDevice};
@@ -213,20 +214,6 @@ fn net(seed: u64, faults: LinkFaults) -> Net {
     });
     let smol = SmolHost::new(p_smol, clock.clone(), seed + 2);
     Net { sim, clock, ours, smol }
-}
-
-/// Deterministic pseudo-random bytes (xorshift), so a misplaced or
-/// corrupted byte shows.
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Loss as given, with the reordering, duplication and corruption of the

@@ -20,6 +20,7 @@ use mirage_net_stack::switch::{LinkFaults, Simulation, SwitchPort, VirtualClock,
 use mirage_net_stack::tcp::{TcpConfig, TcpLimits};
 use mirage_net_stack::wire::{ArpOperation, ArpPacket, ArpRepr, TcpPacket, TcpRepr};
 use mirage_net_stack::wire::{EthernetPacket, EthernetRepr, Ipv4Packet, Ipv4Repr, SeqNumber, TcpFlags, TcpOptions};
+use mirage_testkit::pattern;
 use mirage_types::ethernet::EtherType;
 use mirage_types::flow::{Flow, Shutdown};
 use mirage_types::ip::{IpProtocol, Ipv4Cidr};
@@ -92,20 +93,6 @@ fn net(seed: u64, faults: LinkFaults, tcp: TcpConfig, limits_a: TcpLimits, limit
         });
     }
     Net { sim, clock, a, b, raw }
-}
-
-/// Deterministic pseudo-random bytes (xorshift), so a misplaced or
-/// corrupted byte shows.
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Echoes one flow until end of stream, then closes it.

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use mirage_platform_unix::socket_stack::SocketStack;
+use mirage_testkit::pattern;
 use mirage_types::flow::{self, Flow, Shutdown};
 use mirage_types::icmp::{self, Icmp};
 use mirage_types::stack::Stack;
@@ -31,11 +32,6 @@ fn run<F: std::future::Future<Output = ()>>(test: F) {
     LocalSet::new().block_on(&rt, async {
         timeout(LIMIT, test).await.expect("test took longer than its time limit");
     });
-}
-
-/// Deterministic test data, different for every connection.
-fn pattern(conn: usize, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i.wrapping_mul(31) ^ (conn * 7 + 1)) as u8).collect()
 }
 
 async fn echo_until_eof<F: Flow>(mut flow: F) -> u64 {
@@ -80,7 +76,8 @@ fn tcp_echo_of_mebibytes_over_concurrent_connections() {
             let mut flow = SocketStack::new().tcp().connect(addr).await.expect("connect");
             assert_eq!(flow.remote_addr(), addr);
             flow.set_nodelay(true).expect("nodelay");
-            let data = pattern(conn, BYTES);
+            // Odd seeds: different data for every connection.
+            let data = pattern(2 * conn as u64 + 1, BYTES);
             let mut back = vec![0u8; CHUNK];
             // Alternate writing a chunk and reading its echo: the flow is
             // one owned value, and this never lets either buffer fill.
@@ -352,7 +349,7 @@ async fn ping_loopback() -> Result<(), icmp::IcmpError> {
     let icmp = *SocketStack::new().icmp();
     for dst in [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)] {
         for seq in [1u16, 2, 0xfffe] {
-            let payload = pattern(seq as usize, 56);
+            let payload = pattern(u64::from(seq), 56);
             let reply = icmp.ping(dst, seq, &payload, Duration::from_secs(5)).await?;
             assert_eq!(reply.seq, seq);
             assert_eq!(reply.from, dst);

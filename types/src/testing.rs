@@ -1,6 +1,10 @@
 //! Minimal in-memory devices for this crate's own tests. Other crates use
 //! the real ones (`mirage-block`'s `MemBlock`, `mirage-net-stack`'s
 //! virtual switch) behind their `test-utils` features.
+//!
+//! They cannot come from `mirage-testkit` or those crates: a unit test of
+//! this crate is built against its own copy of the traits, which a
+//! dependency's devices do not implement.
 
 use alloc::collections::VecDeque;
 use alloc::vec;

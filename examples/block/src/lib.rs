@@ -245,16 +245,15 @@ pub async fn check<P: Platform, B: BlockDevice>(platform: P, device: B) -> Resul
 mod tests {
     extern crate std;
 
-    use alloc::string::String;
     use alloc::vec::Vec;
     use core::cell::{Cell, RefCell};
     use core::future::Future;
     use core::pin::pin;
     use core::task::{Context, Poll, Waker};
+    use core::time::Duration;
 
     use mirage::block::{BlockError, BlockInfo};
-    use mirage::random::Random;
-    use mirage::time::{Instant, MonotonicClock, PosixTime, Sleep, WallClock};
+    use mirage_testkit::FakePlatform;
 
     use super::*;
 
@@ -266,46 +265,10 @@ mod tests {
         }
     }
 
-    /// A platform whose clock advances 1 ms per reading and whose "random"
-    /// numbers count up, so runs differ in seed.
-    #[derive(Clone, Default)]
-    struct FakePlatform {
-        ticks: std::rc::Rc<Cell<u64>>,
-    }
-
-    impl MonotonicClock for FakePlatform {
-        fn now(&self) -> Instant {
-            self.ticks.set(self.ticks.get() + 1);
-            Instant::from_millis(self.ticks.get())
-        }
-    }
-    impl Sleep for FakePlatform {
-        async fn sleep_until(&self, _: Instant) {}
-    }
-    impl WallClock for FakePlatform {
-        fn wall_time(&self) -> PosixTime {
-            PosixTime::EPOCH
-        }
-    }
-    impl Random for FakePlatform {
-        fn fill(&self, buf: &mut [u8]) -> Result<(), RandomError> {
-            self.ticks.set(self.ticks.get() + 1);
-            for (b, v) in buf.iter_mut().zip(self.ticks.get().to_le_bytes().iter().cycle()) {
-                *b = *v ^ 0x5a;
-            }
-            Ok(())
-        }
-    }
-    impl Platform for FakePlatform {
-        fn spawn(&self, _: impl Future<Output = ()> + 'static) {
-            unreachable!("the block test spawns nothing")
-        }
-        fn args(&self) -> &[String] {
-            &[]
-        }
-        fn exit(&self, status: u8) -> ! {
-            panic!("the block test does not exit (status {status})")
-        }
+    /// A platform whose clock advances 1 ms per reading, so the timings of
+    /// the report are not zero although nothing sleeps.
+    fn platform() -> FakePlatform {
+        FakePlatform::new().advancing_per_reading(Duration::from_millis(1))
     }
 
     /// What a [`FaultyDisk`] does wrong.
@@ -388,7 +351,7 @@ mod tests {
     fn a_sound_device_passes_in_several_chunks() {
         // 300 sectors of 4 KiB: more than one 1 MiB chunk.
         let disk = FaultyDisk::new(4096, 300, Fault::None);
-        let report = run(check(FakePlatform::default(), &disk)).expect("sound device");
+        let report = run(check(platform(), &disk)).expect("sound device");
         assert_eq!(report.sectors, 300);
         assert_eq!(report.bytes, 300 * 4096);
         assert_eq!(disk.flushes.get(), 1);
@@ -413,7 +376,7 @@ mod tests {
     #[test]
     fn a_lost_write_is_named() {
         let disk = FaultyDisk::new(512, 64, Fault::LoseWrite(37));
-        let e = run(check(FakePlatform::default(), &disk)).expect_err("lost write");
+        let e = run(check(platform(), &disk)).expect_err("lost write");
         assert!(matches!(e, BlockTestError::Mismatch { sector: 37, found: Found::NotThisRun }), "{e}");
         assert_eq!(
             alloc::format!("{e}"),
@@ -424,14 +387,14 @@ mod tests {
     #[test]
     fn a_misdirected_write_is_named() {
         let disk = FaultyDisk::new(512, 64, Fault::Swap(5, 9));
-        let e = run(check(FakePlatform::default(), &disk)).expect_err("misdirected writes");
+        let e = run(check(platform(), &disk)).expect_err("misdirected writes");
         assert!(matches!(e, BlockTestError::Mismatch { sector: 5, found: Found::OtherSector(9) }), "{e}");
     }
 
     #[test]
     fn a_corrupt_byte_is_located() {
         let disk = FaultyDisk::new(512, 64, Fault::FlipOnRead(63, 300));
-        let e = run(check(FakePlatform::default(), &disk)).expect_err("corruption");
+        let e = run(check(platform(), &disk)).expect_err("corruption");
         assert!(matches!(e, BlockTestError::Mismatch { sector: 63, found: Found::CorruptAt(300) }), "{e}");
     }
 
@@ -439,7 +402,7 @@ mod tests {
     fn a_read_only_device_is_refused_untouched() {
         let mut disk = FaultyDisk::new(512, 8, Fault::None);
         disk.info.read_write = false;
-        let e = run(check(FakePlatform::default(), &disk)).expect_err("read-only");
+        let e = run(check(platform(), &disk)).expect_err("read-only");
         assert!(matches!(e, BlockTestError::ReadOnly));
         assert!(alloc::format!("{e}").contains("read-only"));
         assert!(disk.data.borrow().iter().all(|&b| b == 0xee));
@@ -448,7 +411,7 @@ mod tests {
     #[test]
     fn an_empty_device_passes_trivially() {
         let disk = FaultyDisk::new(512, 0, Fault::None);
-        let report = run(check(FakePlatform::default(), &disk)).expect("empty device");
+        let report = run(check(platform(), &disk)).expect("empty device");
         assert_eq!((report.sectors, report.bytes), (0, 0));
     }
 }

@@ -257,108 +257,40 @@ mod tests {
     use alloc::string::ToString;
     use alloc::vec::Vec;
     use futures::executor::block_on;
-    use mirage::flow::{FlowError, Shutdown};
-    use mirage::time::{Instant, MonotonicClock};
+    use mirage_testkit::{FakePlatform, ScriptedFlow};
 
-    /// Timers fire at once (`expire`) or never.
-    struct TestClock {
-        expire: bool,
+    /// A clock whose timers never fire: no timeout interferes.
+    fn patient_clock() -> FakePlatform {
+        FakePlatform::new().with_timers_that_never_fire()
     }
 
-    impl MonotonicClock for TestClock {
-        fn now(&self) -> Instant {
-            Instant::ZERO
-        }
-    }
-
-    impl Sleep for TestClock {
-        async fn sleep_until(&self, _deadline: Instant) {
-            if !self.expire {
-                futures::future::pending::<()>().await;
-            }
-        }
-    }
-
-    /// Reads `input` at most `max_read` bytes at a time, then end of stream
-    /// (or nothing for ever if `hang`); accepts at most `max_write` bytes
-    /// per write.
-    struct ScriptFlow {
-        input: Vec<u8>,
-        at: usize,
-        max_read: usize,
-        max_write: usize,
-        hang: bool,
-        output: Vec<u8>,
-        closed: bool,
-        largest_read: usize,
-    }
-
-    impl ScriptFlow {
-        fn new(input: Vec<u8>) -> ScriptFlow {
-            ScriptFlow {
-                input,
-                at: 0,
-                max_read: usize::MAX,
-                max_write: usize::MAX,
-                hang: false,
-                output: Vec::new(),
-                closed: false,
-                largest_read: 0,
-            }
-        }
-    }
-
-    impl Flow for ScriptFlow {
-        type Error = FlowError;
-        async fn read(&mut self, buf: &mut [u8]) -> Result<usize, FlowError> {
-            if self.at == self.input.len() && self.hang {
-                futures::future::pending::<()>().await;
-            }
-            self.largest_read = self.largest_read.max(buf.len());
-            let n = buf.len().min(self.max_read).min(self.input.len() - self.at);
-            buf[..n].copy_from_slice(&self.input[self.at..self.at + n]);
-            self.at += n;
-            Ok(n)
-        }
-        async fn write(&mut self, buf: &[u8]) -> Result<usize, FlowError> {
-            let n = buf.len().min(self.max_write);
-            self.output.extend_from_slice(&buf[..n]);
-            Ok(n)
-        }
-        async fn shutdown(&mut self, _how: Shutdown) -> Result<(), FlowError> {
-            Ok(())
-        }
-        async fn close(&mut self) -> Result<(), FlowError> {
-            self.closed = true;
-            Ok(())
-        }
+    /// A clock whose timers fire at once: every wait times out.
+    fn impatient_clock() -> FakePlatform {
+        FakePlatform::new()
     }
 
     #[test]
     fn echoes_everything_then_closes() {
         let input: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 256) as u8).collect();
-        let mut flow = ScriptFlow::new(input.clone());
-        flow.max_read = 3000;
-        flow.max_write = 1000;
-        let total = block_on(echo(&TestClock { expire: false }, &mut flow, Duration::from_secs(1))).unwrap();
+        let mut flow = ScriptedFlow::new(input.clone()).reading_at_most(3000).writing_at_most(1000);
+        let total = block_on(echo(&patient_clock(), &mut flow, Duration::from_secs(1))).unwrap();
         assert_eq!(total, input.len() as u64);
-        assert!(flow.output == input);
-        assert!(flow.closed);
-        assert!(flow.largest_read <= BUFFER_SIZE);
+        assert!(*flow.written().borrow() == input);
+        assert!(flow.closed().get());
+        assert!(flow.largest_read() <= BUFFER_SIZE);
     }
 
     #[test]
     fn an_empty_connection_is_closed() {
-        let mut flow = ScriptFlow::new(Vec::new());
-        assert_eq!(block_on(echo(&TestClock { expire: false }, &mut flow, Duration::from_secs(1))).unwrap(), 0);
-        assert!(flow.closed && flow.output.is_empty());
+        let mut flow = ScriptedFlow::new(Vec::new());
+        assert_eq!(block_on(echo(&patient_clock(), &mut flow, Duration::from_secs(1))).unwrap(), 0);
+        assert!(flow.closed().get() && flow.written().borrow().is_empty());
     }
 
     #[test]
     fn a_silent_peer_times_out() {
-        let mut flow = ScriptFlow::new(Vec::new());
-        flow.hang = true;
-        let result = block_on(echo(&TestClock { expire: true }, &mut flow, Duration::from_secs(1)));
+        let mut flow = ScriptedFlow::new(Vec::new()).hanging_at_end();
+        let result = block_on(echo(&impatient_clock(), &mut flow, Duration::from_secs(1)));
         assert!(matches!(result, Err(Failure::Timeout)), "{result:?}");
     }
 

@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use mirage_testkit::pattern;
+
 /// A running `echo`, killed when dropped.
 struct Server {
     child: Child,
@@ -42,19 +44,6 @@ impl Drop for Server {
     }
 }
 
-/// Distinct bytes per connection, so a mix-up between connections shows.
-fn pattern(seed: u32, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
 #[test]
 fn concurrent_connections_get_megabytes_back_exactly() {
     let server = Server::start();
@@ -63,7 +52,9 @@ fn concurrent_connections_get_megabytes_back_exactly() {
         .map(|i| {
             let port = server.port;
             thread::spawn(move || {
-                let data = pattern(i + 1, len);
+                // Odd seeds: distinct bytes per connection, so a mix-up
+                // between connections shows.
+                let data = pattern(2 * i + 1, len);
                 let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
                 stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
                 stream.set_write_timeout(Some(Duration::from_secs(30))).unwrap();

@@ -934,13 +934,13 @@ mod tests {
     use core::cell::Cell;
 
     use bytes::Bytes;
-    use futures::executor::{block_on, LocalPool, LocalSpawner};
+    use futures::executor::{block_on, LocalPool};
     use futures::task::LocalSpawnExt;
     use mirage::flow::FlowError;
     use mirage::kv::{Digest, KvError};
-    use mirage::random::{Random, RandomError};
     use mirage::tcp::{Keepalive, TcpError};
     use mirage::time::{MonotonicClock, PosixTime};
+    use mirage_testkit::FakePlatform;
 
     /// Timers fire at once (`expire`), never, or, on a manual clock
     /// (`manual`), once its time has reached their deadline; flows advance
@@ -1538,45 +1538,6 @@ mod tests {
         assert_eq!((log.last_warning, log.unreported), (Some(at(25)), 1));
     }
 
-    /// A platform on a `LocalPool`; never exits.
-    #[derive(Clone)]
-    struct TestPlatform {
-        spawner: LocalSpawner,
-        clock: TestClock,
-    }
-
-    impl MonotonicClock for TestPlatform {
-        fn now(&self) -> Instant {
-            self.clock.now()
-        }
-    }
-    impl Sleep for TestPlatform {
-        async fn sleep_until(&self, deadline: Instant) {
-            self.clock.sleep_until(deadline).await
-        }
-    }
-    impl WallClock for TestPlatform {
-        fn wall_time(&self) -> PosixTime {
-            self.clock.wall_time()
-        }
-    }
-    impl Random for TestPlatform {
-        fn fill(&self, _buf: &mut [u8]) -> Result<(), RandomError> {
-            Err(RandomError::Unavailable("the test platform has no entropy".into()))
-        }
-    }
-    impl Platform for TestPlatform {
-        fn spawn(&self, task: impl Future<Output = ()> + 'static) {
-            self.spawner.spawn_local(task).expect("the pool outlives the test");
-        }
-        fn args(&self) -> &[String] {
-            &[]
-        }
-        fn exit(&self, status: u8) -> ! {
-            panic!("the server exited with {status}")
-        }
-    }
-
     /// Hands out queued flows, yielding before each so that the connection
     /// tasks spawned run in between; waits for ever when empty.
     #[derive(Default)]
@@ -1655,7 +1616,14 @@ mod tests {
     /// runs everything until nothing can go on.
     fn serve_flows(config: Config, flows: Vec<ScriptFlow>) -> Vec<Outcome> {
         let mut pool = LocalPool::new();
-        let platform = TestPlatform { spawner: pool.spawner(), clock: TestClock::default() };
+        // The clock of `TestClock::default()`: it stands still and no timer fires.
+        let spawner = pool.spawner();
+        let platform = FakePlatform::new()
+            .starting_at(Instant::from_millis(1_000))
+            .with_timers_that_never_fire()
+            .with_wall_time(PosixTime::new(784_111_777, 0).unwrap())
+            .without_randomness()
+            .spawning_with(move |task| spawner.spawn_local(task).expect("the pool outlives the test"));
         let listener = QueueListener::default();
         let watched: Vec<_> = flows
             .into_iter()

@@ -15,6 +15,7 @@ use mirage_net_stack::ipv4::Ipv4Config;
 use mirage_net_stack::stack::{NetStack, StackBuilder};
 use mirage_platform_unix::tap::TapNetwork;
 use mirage_platform_unix::UnixPlatform;
+use mirage_testkit::pattern;
 use mirage_types::flow::Flow;
 use mirage_types::ip::Ipv4Cidr;
 use mirage_types::net::NetworkDevice;
@@ -28,19 +29,6 @@ use mirage_test_env::require;
 pub const ECHO_PORT: u16 = 7;
 /// The TCP port of the HTTP responder on our stack.
 pub const HTTP_PORT: u16 = 8080;
-
-/// `len` deterministic pseudo-random bytes (xorshift) from `seed`.
-pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 async fn echo<F: Flow>(mut flow: F) {
     let mut buf = vec![0u8; 64 * 1024];

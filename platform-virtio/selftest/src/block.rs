@@ -47,23 +47,22 @@ const OPERATION_LIMIT: Duration = Duration::from_secs(30);
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 const DRAIN_POLLS: u32 = 500;
 
-/// Byte `i` of `sector` in the pattern of `generation`.
-fn byte(generation: u8, sector: u64, i: usize) -> u8 {
-    generation ^ (sector as u8) ^ ((sector >> 8) as u8).wrapping_mul(7) ^ (i as u8).wrapping_mul(31)
-}
-
-/// The pattern of `generation` for `sectors` sectors from `start`.
-fn pattern(generation: u8, start: u64, sectors: u64) -> Vec<u8> {
-    let mut data = vec![0u8; sectors as usize * SECTOR];
-    for (i, b) in data.iter_mut().enumerate() {
-        *b = byte(generation, start + (i / SECTOR) as u64, i % SECTOR);
+/// The pattern of `generation` for `sectors` sectors from `start`: each
+/// sector is the test kit's pattern of its own seed, so a sector read from
+/// the wrong place or from an older generation shows.
+fn sector_pattern(generation: u8, start: u64, sectors: u64) -> Vec<u8> {
+    let mut data = Vec::with_capacity(sectors as usize * SECTOR);
+    for sector in start..start + sectors {
+        // Odd, one per generation and sector (`pattern` ignores bit 0).
+        let seed = (u64::from(generation) << 48) | (sector << 1) | 1;
+        data.extend_from_slice(&mirage_testkit::pattern(seed, SECTOR));
     }
     data
 }
 
 /// Fails unless `data`, read from `start`, is the pattern of `generation`.
 fn check(what: &str, generation: u8, start: u64, data: &[u8]) -> Result<(), AppError> {
-    let expected = pattern(generation, start, (data.len() / SECTOR) as u64);
+    let expected = sector_pattern(generation, start, (data.len() / SECTOR) as u64);
     match data.iter().zip(&expected).position(|(a, b)| a != b) {
         None => Ok(()),
         Some(at) => Err(format!("{what}: wrong byte {at} in the read at sector {start}").into()),
@@ -96,7 +95,7 @@ pub(crate) async fn run(platform: &VirtioPlatform, disk: &VirtioBlock) -> Result
         )
         .into());
     }
-    bounded(platform, "writing the pattern", disk.write(0, &pattern(1, 0, SECTORS))).await?;
+    bounded(platform, "writing the pattern", disk.write(0, &sector_pattern(1, 0, SECTORS))).await?;
     bounded(platform, "flush", disk.flush()).await?;
 
     // Many reads at once, joined in one task.
@@ -134,7 +133,7 @@ pub(crate) async fn run(platform: &VirtioPlatform, disk: &VirtioBlock) -> Result
     let canaries: Vec<Vec<u8>> = (0..CANCELLED).map(|_| vec![0x5a; CANCEL_STRIDE as usize * SECTOR]).collect();
     // Overwrite the dropped reads' first sectors while they may still run.
     let rewritten = CANCELLED * CANCEL_STRIDE;
-    bounded(platform, "writing over the dropped reads", disk.write(0, &pattern(2, 0, rewritten))).await?;
+    bounded(platform, "writing over the dropped reads", disk.write(0, &sector_pattern(2, 0, rewritten))).await?;
     for _ in 0..DRAIN_POLLS {
         if disk.requests_in_flight() == 0 {
             break;

@@ -43,16 +43,17 @@ fn region_start(i: u64, sectors: u64) -> u64 {
 }
 
 /// The contents of `count` sectors of `size` bytes from `start`: each
-/// sector's number, the seed, then bytes that depend on both.
-fn pattern(seed: u64, start: u64, count: u64, size: usize) -> Vec<u8> {
+/// sector's number, the seed, then the test kit's pattern of a stream that
+/// depends on both.
+fn sector_pattern(seed: u64, start: u64, count: u64, size: usize) -> Vec<u8> {
     let mut data = vec![0u8; count as usize * size];
     for (offset, sector) in data.chunks_mut(size).enumerate() {
         let number = start + offset as u64;
         sector[..8].copy_from_slice(&number.to_le_bytes());
         sector[8..16].copy_from_slice(&seed.to_le_bytes());
-        for (i, b) in sector.iter_mut().enumerate().skip(16) {
-            *b = (seed as u8) ^ (number as u8) ^ ((number >> 8) as u8).wrapping_mul(7) ^ (i as u8).wrapping_mul(31);
-        }
+        // Odd, one per sector of a run (`pattern` ignores bit 0).
+        let stream = (seed.rotate_left(32) ^ (number << 1)) | 1;
+        sector[16..].copy_from_slice(&mirage_testkit::pattern(stream, size - 16));
     }
     data
 }
@@ -90,7 +91,7 @@ async fn concurrent_reads(platform: &XenPlatform, disk: &BlockFront) -> Result<(
     for i in 0..READS {
         let start = region_start(i, sectors);
         let what = format!("writing sectors {start}..{}", start + REGION_SECTORS);
-        bounded(platform, &what, LIMIT, disk.write(start, &pattern(seed, start, REGION_SECTORS, size))).await?;
+        bounded(platform, &what, LIMIT, disk.write(start, &sector_pattern(seed, start, REGION_SECTORS, size))).await?;
     }
     bounded(platform, "flush", LIMIT, disk.flush()).await?;
 
@@ -102,7 +103,7 @@ async fn concurrent_reads(platform: &XenPlatform, disk: &BlockFront) -> Result<(
     let joined = async { Ok::<_, AppError>(future::join_all(reads).await) };
     for result in bounded(platform, "concurrent reads", LIMIT, joined).await? {
         let (start, buf) = result?;
-        let expected = pattern(seed, start, REGION_SECTORS, size);
+        let expected = sector_pattern(seed, start, REGION_SECTORS, size);
         if let Some(at) = buf.iter().zip(&expected).position(|(a, b)| a != b) {
             let (sector, offset) = (start + (at / size) as u64, at % size);
             return Err(format!("concurrent read at sector {start}: wrong byte {offset} of sector {sector}").into());

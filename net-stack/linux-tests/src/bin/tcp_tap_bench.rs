@@ -274,11 +274,6 @@ fn main() -> ExitCode {
 // ---------------------------------------------------------------------------
 // The Linux peers, run inside a namespace with plain std sockets
 
-/// The bytes every sender repeats.
-fn pattern() -> Vec<u8> {
-    (0..CHUNK).map(|i| (i * 7 + (i >> 11)) as u8).collect()
-}
-
 /// `peer-KIND ARGS…`: one Linux endpoint; each bounded by [`TRANSFER_LIMIT`].
 ///
 /// - `peer-sink`, `peer-source BYTES`, `peer-echo`: listen on [`PORT`],
@@ -375,7 +370,7 @@ fn sink(mut stream: TcpStream, deadline: Instant) -> Result<Measured, String> {
 /// Sends `bytes` of the pattern, closes its sending half and waits for
 /// the other side's end of stream.
 fn source(mut stream: TcpStream, bytes: u64, deadline: Instant) -> Result<(), String> {
-    let data = pattern();
+    let data = mirage_testkit::pattern(1, CHUNK);
     let mut sent = 0u64;
     while sent < bytes && Instant::now() < deadline {
         let n = (bytes - sent).min(CHUNK as u64) as usize;
@@ -674,7 +669,7 @@ async fn ours_test(
     };
     match test {
         Test::Send => {
-            let data = pattern();
+            let data = mirage_testkit::pattern(1, CHUNK);
             let cpu = CpuClock::start();
             let mut sent = 0u64;
             while sent < bytes && !interrupted() {
@@ -852,7 +847,7 @@ mod smol {
         }
 
         pub(super) fn send(&mut self, bytes: u64) -> Result<(), String> {
-            let data = pattern();
+            let data = mirage_testkit::pattern(1, CHUNK);
             let mut sent = 0u64;
             while sent < bytes {
                 let n = (bytes - sent).min(CHUNK as u64) as usize;
