@@ -23,8 +23,8 @@
 //!   (one console each); `dom0_script` runs a busybox script in dom0
 //!   beside the first run (e.g. `nc` to the guest), printed between its
 //!   own markers, and runs it again if its shell dies of a signal such as
-//!   SIGSEGV (at most three runs; busybox in this dom0 sometimes does under
-//!   TCG). The log carries `harness: at SECONDS ...` lines (dom0 uptime)
+//!   SIGSEGV (at most three runs: a defence, since a static busybox in this
+//!   dom0 did now and then under TCG). The log carries `harness: at SECONDS ...` lines (dom0 uptime)
 //!   for `xl create`, the unpause and the guest's first console output.
 //!
 //! Every run has a timeout; one that times out is retried once (the
@@ -80,7 +80,13 @@ const PACKAGES: &[&str] = &[
     "libxentoollog1",
     "libyajl2",
     "xenstore-utils",
-    "busybox-static",
+    // The dynamic build: busybox-static's processes died of SIGSEGV now
+    // and then under TCG as they started (glibc's static TLS set-up read
+    // its thread's locale pointer as null), in 7 of 20 runs of www's Xen
+    // test. The dynamic build crashed once in 20 (a forked child, which
+    // the scripts tolerate); why a fresh process sometimes sees a bad
+    // page under TCG is not known.
+    "busybox",
     "libc6",
     "libgcc-s1",
     "liblzma5",
@@ -318,9 +324,19 @@ impl Files {
     }
 
     fn is_complete(&self) -> bool {
-        self.xen.is_file() && self.vmlinuz.is_file() && self.rootfs.join("init").is_file()
+        let recipe = fs::read_to_string(self.rootfs.join(ROOTFS_RECIPE_FILE)).unwrap_or_default();
+        self.xen.is_file()
+            && self.vmlinuz.is_file()
+            && self.rootfs.join("init").is_file()
+            && recipe.trim() == ROOTFS_RECIPE.to_string()
     }
 }
+
+/// The version of what [`build_rootfs`] puts in dom0's root file system;
+/// a harness prepared with another is prepared again.
+const ROOTFS_RECIPE: u32 = 2;
+/// Where the root file system records its recipe.
+const ROOTFS_RECIPE_FILE: &str = ".recipe";
 
 /// [`Harness::prepare`] in `dir`.
 fn prepare(dir: &Path) -> Result<(), TaskError> {
@@ -333,6 +349,8 @@ fn prepare(dir: &Path) -> Result<(), TaskError> {
     }
     let debs = dir.join("debs");
     let unpacked = dir.join("unpacked");
+    // Packages of an older recipe would be unpacked too.
+    let _ = fs::remove_dir_all(&debs);
     fs::create_dir_all(&debs).map_err(|e| format!("cannot create {}: {e}", debs.display()))?;
     let kernel = linux_package()?;
     println!("==> downloading {} Debian packages and {kernel} into {}", PACKAGES.len(), debs.display());
@@ -467,7 +485,9 @@ fn build_rootfs(unpacked: &Path, rootfs: &Path) -> Result<(), TaskError> {
     }
     write_executable(&rootfs.join("etc/xen/scripts/block-attach"), BLOCK_SCRIPT)?;
     write_executable(&rootfs.join("etc/xen/scripts/vif-attach"), VIF_SCRIPT)?;
-    write_executable(&rootfs.join("init"), &init_script(1, 0))
+    write_executable(&rootfs.join("init"), &init_script(1, 0))?;
+    fs::write(rootfs.join(ROOTFS_RECIPE_FILE), format!("{ROOTFS_RECIPE}\n"))
+        .map_err(|e| format!("cannot write the root file system's recipe: {e}"))
 }
 
 /// The block hotplug script: Xen's needs udev and bash; blkback only needs
@@ -516,8 +536,8 @@ xen-init-dom0 >/dev/null
 xenconsoled --log=guest --log-dir=/var/log/xen/console --pid-file=/run/xenconsoled.pid
 {disks}
 now() {{ cut -d' ' -f1 /proc/uptime; }}
-# Whole seconds of uptime; 0 if the read fails (busybox applets in this
-# dom0 now and then die of a segfault under TCG), which never ends a wait.
+# Whole seconds of uptime; 0 if the read fails (a command that dies under
+# TCG), which never ends a wait.
 secs() {{ t=$(cut -d. -f1 /proc/uptime 2>/dev/null); echo "${{t:-0}}"; }}
 echo "harness: toolstack up"
 run=1
@@ -588,9 +608,9 @@ poweroff -f
 
 /// The shell loop that runs the dom0 script `script` with its output in
 /// `output`, then appends its exit status there. A run whose shell dies of
-/// SIGILL, SIGABRT, SIGBUS, SIGFPE or SIGSEGV (busybox in the harness's
-/// dom0 now and then does under TCG, as the script starts) is started
-/// again, at most three runs in all, so the scripts must be safe to
+/// SIGILL, SIGABRT, SIGBUS, SIGFPE or SIGSEGV (a static busybox in the
+/// harness's dom0 did now and then under TCG, as the script started) is
+/// started again, at most three runs in all, so the scripts must be safe to
 /// repeat. Free of single quotes: it goes inside `sh -c '...'`.
 fn script_runner(script: &str, output: &str, seconds: u32) -> String {
     format!(
@@ -970,8 +990,8 @@ fn boot_domu(dir: &Path, guest: &Guest, options: &DomuOptions) -> Result<String,
     let timeout = DOMU_TIMEOUT + Duration::from_secs(u64::from(GUEST_SECONDS + 15) * u64::from(options.runs - 1));
     let mut outcome = run_with_retry(|| qemu_command(&harness.xen, DOMU_XEN_ARGS, &modules), timeout, &log)?;
     // The runner records the script's exit status unless its own shell
-    // died (busybox segfaults now and then under TCG): then nothing ran,
-    // and the whole boot is repeated once.
+    // died (as a static busybox did now and then under TCG): then nothing
+    // ran, and the whole boot is repeated once.
     let script_ended = |log: &str| dom0_script_output(log).is_some_and(|o| o.contains("dom0 script exit status"));
     if options.dom0_script.is_some() && !script_ended(&outcome.log) {
         eprintln!("xen harness: the dom0 script's runner died without a status; booting once more");
