@@ -37,9 +37,9 @@
 //! TCP payload waiting to be read), keeps alive exactly one frame's buffer
 //! (and its reference count, tens of bytes), and the pool keeps at most
 //! [`RX_POOL_BUFFERS`] buffers for reuse (380 KiB for MTU 1500). Frames
-//! used to be cut from shared blocks of 32 maximum-sized frames: one byte
-//! of one frame kept for long kept its whole 48 KiB block alive, and a
-//! peer could make us hold tens of kilobytes of memory per byte it sent.
+//! are not cut from larger shared blocks: one byte of a frame kept for
+//! long would keep its whole block alive, and a peer could make us hold
+//! tens of kilobytes of memory per byte it sent.
 //! Transmitting fills one scratch buffer owned by the device, so the
 //! steady state allocates nothing. The kernel's queue towards us is bounded
 //! by the interface's `txqueuelen` (500 frames by default); frames beyond
