@@ -21,15 +21,7 @@ const OURS: &str = "10.88.0.2";
 
 /// `len` bytes no run of which repeats soon (so a misplaced segment shows).
 fn content(len: usize) -> Vec<u8> {
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    mirage_testkit::pattern(0x2545_f491_4f6c_dd1d, len)
 }
 
 /// Sends a short line until echo echoes it, for at most 20 s; panics

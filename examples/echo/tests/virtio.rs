@@ -24,15 +24,7 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// 256 KiB of xorshift bytes, with no line structure for `nc` to care about.
 fn payload() -> Vec<u8> {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    (0..256 << 10)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    mirage_testkit::pattern(0x2545_f491_4f6c_dd1d, 256 << 10)
 }
 
 #[test]

@@ -31,15 +31,7 @@ impl Drop for TempDir {
 
 /// `len` bytes no run of which repeats soon (so a misplaced segment shows).
 fn content(len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    mirage_testkit::pattern(0x9e37_79b9_7f4a_7c15, len)
 }
 
 /// Makes `dir/site.tar` holding `index.html` and `big.bin` (`big`).

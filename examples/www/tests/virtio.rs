@@ -65,15 +65,7 @@ fn curl(ns: &Netns, url: &str, out: &Path) -> Result<String, String> {
 /// 10 MiB that no simple bug reproduces (xorshift; a shifted or repeated
 /// chunk reads differently).
 fn big_file() -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    (0..10 << 20)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    mirage_testkit::pattern(0x9e37_79b9_7f4a_7c15, 10 << 20)
 }
 
 fn htdocs(file: &str) -> Vec<u8> {
