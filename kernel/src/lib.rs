@@ -6,7 +6,8 @@
 //! | [`entry!`] | declares the kernel binary's `main(BootInfo) -> !` |
 //! | [`BootInfo`] | what the VMM said at boot: command line, memory map, heap, TSC frequency |
 //! | [`run`] | parses the command line, installs the logger, runs an application, powers off |
-//! | [`KernelPlatform`] | `mirage_types::platform::Platform`: TSC clock, PIT timer, RDRAND, executor, power-off |
+//! | [`KernelPlatform`] | `mirage_types::platform::Platform`: TSC clock, PIT timer, a DRBG over RDSEED and RDRAND, executor, power-off |
+//! | [`entropy`] | RDSEED and RDRAND as entropy sources, and the DRBG over them |
 //! | [`SerialConsole`] | `mirage_types::console::Console` on COM1 |
 //! | [`KernelClock`] | the clocks as a `Send + Sync` value, for a logger |
 //! | [`executor`] | the single-threaded event loop with its timer queue |
@@ -64,6 +65,7 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 pub mod arch;
+pub mod entropy;
 pub mod executor;
 #[cfg(panic = "abort")]
 mod image;

@@ -9,6 +9,7 @@ use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use core::task::{Poll, Waker};
 
 use mirage_console::{LogFilter, Logger};
+use mirage_rng::Drbg;
 use mirage_types::console::Console;
 use mirage_types::devices::{CommandLine, UsageError};
 use mirage_types::flow::FlowError;
@@ -226,19 +227,20 @@ impl Console for SerialConsole {
 }
 
 /// The platform handle of kernel applications: the TSC clock, the PIT
-/// timer, RDRAND, the executor, the command line's application arguments
+/// timer, a DRBG over RDSEED and RDRAND, the executor, the application's arguments
 /// and power-off. Cheap to clone; clones share one event loop.
 #[derive(Clone)]
 pub struct KernelPlatform {
     executor: Executor,
     args: Rc<[String]>,
+    random: Rc<Drbg<KernelClock>>,
 }
 
 impl KernelPlatform {
     /// A platform spawning on `executor` with `args` as the application's
-    /// arguments.
+    /// arguments, its randomness from the CPU's sources.
     pub fn new(executor: Executor, args: impl Into<Rc<[String]>>) -> KernelPlatform {
-        KernelPlatform { executor, args: args.into() }
+        KernelPlatform { executor, args: args.into(), random: Rc::new(crate::entropy::cpu_drbg()) }
     }
 }
 
@@ -262,28 +264,12 @@ impl Sleep for KernelPlatform {
     }
 }
 
-/// RDRAND retries per word: Intel's guidance is that ten failures in a row
-/// mean the generator is broken.
-pub const RDRAND_RETRIES: u32 = 10;
-
 impl Random for KernelPlatform {
-    /// Bytes from RDRAND (the CPU's DRBG, reseeded from its entropy
-    /// source). `Unavailable` if the CPU lacks RDRAND (QEMU's default
-    /// `qemu64` model does: use `-cpu max` or a host CPU model) or it failed
-    /// [`RDRAND_RETRIES`] times in a row.
+    /// Bytes from the kernel's DRBG ([`crate::entropy::cpu_drbg`]: ChaCha20
+    /// seeded and reseeded from RDSEED and RDRAND). Fails only at the first
+    /// fill, with `Unavailable`, if the CPU has neither.
     fn fill(&self, buf: &mut [u8]) -> Result<(), RandomError> {
-        if !cpu::has_rdrand() {
-            return Err(RandomError::Unavailable(String::from(
-                "the CPU has no RDRAND (CPUID.01H:ECX[30] clear; with QEMU use -cpu max)",
-            )));
-        }
-        for chunk in buf.chunks_mut(8) {
-            let word = (0..RDRAND_RETRIES).find_map(|_| cpu::rdrand()).ok_or_else(|| {
-                RandomError::Unavailable(alloc::format!("RDRAND returned no data {RDRAND_RETRIES} times in a row"))
-            })?;
-            chunk.copy_from_slice(&word.to_le_bytes()[..chunk.len()]);
-        }
-        Ok(())
+        self.random.fill(buf)
     }
 }
 

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use mirage_rng::{Drbg, DrbgConfig};
 use mirage_types::platform::Platform;
 use mirage_types::random::{Random, RandomError};
 use mirage_types::time::{Instant, MonotonicClock, PosixTime, Sleep, WallClock};
@@ -96,6 +97,7 @@ impl Random for HostClock {
 
 struct PlatformState {
     args: Vec<String>,
+    random: Drbg<HostClock>,
 }
 
 /// The platform handle of a mirage-rs application running as a Linux
@@ -116,7 +118,9 @@ impl UnixPlatform {
     /// A platform handle whose application arguments are `args` (without a
     /// program name).
     pub fn new(args: Vec<String>) -> UnixPlatform {
-        UnixPlatform { clock: HostClock, state: Rc::new(PlatformState { args }) }
+        let mut random = Drbg::new(HostClock, DrbgConfig::default());
+        random.add_source("getrandom", HostClock);
+        UnixPlatform { clock: HostClock, state: Rc::new(PlatformState { args, random }) }
     }
 
     /// A `Send + Sync` clock that reads the same monotonic time as this
@@ -151,8 +155,12 @@ impl Sleep for UnixPlatform {
 }
 
 impl Random for UnixPlatform {
+    /// From a ChaCha20 DRBG (`mirage_rng`) seeded and reseeded from the
+    /// host's getrandom(2), as on the unikernel platforms (which seed
+    /// theirs from their devices): one system call per reseed, not per
+    /// fill. Fails only at the first fill, if getrandom fails.
     fn fill(&self, buf: &mut [u8]) -> Result<(), RandomError> {
-        self.clock.fill(buf)
+        self.state.random.fill(buf)
     }
 }
 

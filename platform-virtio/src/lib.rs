@@ -4,11 +4,11 @@
 //! | item | what it is |
 //! |---|---|
 //! | [`run`], [`run_with`] | the entry point: command-line flags, device discovery, the application on the kernel's event loop |
-//! | [`VirtioPlatform`] | `mirage_types::platform::Platform`: the kernel's clocks and executor, virtio-rng entropy |
+//! | [`VirtioPlatform`] | `mirage_types::platform::Platform`: the kernel's clocks and executor, a DRBG seeded from virtio-rng, RDSEED and RDRAND |
 //! | [`VirtioDevices`] | `mirage_types::devices::Devices`: virtio-blk devices, our stack on virtio-net, the serial console |
 //! | [`VirtioBlock`] | virtio-blk as `mirage_types::block::BlockDevice`, requests in flight together |
 //! | [`VirtioNet`] | virtio-net as `mirage_types::net::NetworkDevice`, driver-owned recycled buffers, frames in flight |
-//! | [`rng`] | virtio-rng as the entropy source, RDRAND without it |
+//! | [`rng`] | virtio-rng as an entropy source of the DRBG |
 //! | [`flags`] | what `--block NAME[=virtio:N]` and `--net NAME[=virtio:N]` name |
 //! | [`discovery`] | finds virtio devices: virtio-mmio slots on QEMU microvm, PCI bus 0 on q35, each with its interrupt line |
 //! | [`hal`] | [`hal::KernelHal`], virtio-drivers' `Hal`: DMA from the heap, physical = virtual |

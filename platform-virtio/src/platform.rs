@@ -13,8 +13,9 @@ use core::net::Ipv4Addr;
 
 use mirage_block::devices::{log_store, tar_store};
 use mirage_block::{LogKv, TarKv};
-use mirage_kernel::{usage_exit, BootInfo, KernelPlatform, SerialConsole};
+use mirage_kernel::{usage_exit, BootInfo, KernelClock, KernelPlatform, SerialConsole};
 use mirage_net_stack::stack::NetStack;
+use mirage_rng::{Drbg, DrbgConfig};
 use mirage_types::devices::{CommandLine, DeviceError, DeviceErrorKind, Devices, UsageError};
 use mirage_types::ip::Ipv4Cidr;
 use mirage_types::platform::{App, AppError, Platform};
@@ -29,17 +30,17 @@ use crate::net::VirtioNet;
 use crate::rng::Entropy;
 
 /// The platform handle of virtio unikernels: `mirage-kernel`'s clocks,
-/// timers, executor and power-off, with virtio-rng as the entropy source.
-/// Cheap to clone; clones share one event loop.
+/// timers, executor and power-off, with a DRBG seeded from virtio-rng,
+/// RDSEED and RDRAND. Cheap to clone; clones share one event loop.
 #[derive(Clone)]
 pub struct VirtioPlatform {
     kernel: KernelPlatform,
-    entropy: Rc<Entropy>,
+    random: Rc<Drbg<KernelClock>>,
 }
 
 impl fmt::Debug for VirtioPlatform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VirtioPlatform").field("entropy", &self.entropy).finish()
+        f.debug_struct("VirtioPlatform").field("random", &self.random).finish()
     }
 }
 
@@ -70,9 +71,11 @@ impl Sleep for VirtioPlatform {
 }
 
 impl Random for VirtioPlatform {
-    /// See [`Entropy`]: virtio-rng, or RDRAND without it.
+    /// From the platform's DRBG (`mirage_rng`), seeded and reseeded from
+    /// virtio-rng (if the machine has one), RDSEED and RDRAND. Fails only at
+    /// the first fill, with `Unavailable`, if none of them answers.
     fn fill(&self, buf: &mut [u8]) -> Result<(), RandomError> {
-        self.entropy.fill(buf)
+        self.random.fill(buf)
     }
 }
 
@@ -239,7 +242,7 @@ pub fn run(boot: BootInfo, app_name: &'static str, app: impl App + 'static) -> !
 /// ([`CommandLine`]; a usage error or a device that does not exist powers
 /// off with status 2 after printing why and the usage on the serial port),
 /// installs the logger on the serial port, discovers the virtio devices,
-/// sets up virtio-rng as the entropy source, and awaits
+/// seeds the platform's DRBG from virtio-rng and the CPU, and awaits
 /// `start(platform, devices)`.
 ///
 /// Powers off with 0 when `start` returns `Ok`, and with
@@ -275,14 +278,15 @@ where
         let named_nets = assign(app_name, &net_specs, &mut nets, "--net", "virtio-net");
         let unnamed = if net_specs.is_empty() { nets.into_iter().flatten().collect() } else { Vec::new() };
         let rng = if rngs.is_empty() { None } else { Some(rngs.remove(0)) };
-        let (entropy, warning) = Entropy::new(rng, kernel.clone());
-        if let Some(warning) = warning {
-            log::warn!("{warning}");
+        let mut random = Drbg::new(KernelClock, DrbgConfig::default());
+        match rng.map(Entropy::new) {
+            Some(Ok(device)) => random.add_source("virtio-rng", device),
+            Some(Err(why)) => log::warn!("{why}; randomness comes from the CPU's sources only"),
+            None => log::debug!("no virtio-rng device: randomness comes from the CPU's sources only"),
         }
-        if !entropy.has_device() {
-            log::debug!("no virtio-rng device: randomness comes from RDRAND");
-        }
-        let platform = VirtioPlatform { kernel, entropy: Rc::new(entropy) };
+        mirage_kernel::entropy::add_cpu_sources(&mut random);
+        log::debug!("entropy sources: {}", mirage_kernel::entropy::describe(&random));
+        let platform = VirtioPlatform { kernel, random: Rc::new(random) };
         let devices = VirtioDevices {
             platform: platform.clone(),
             blocks: RefCell::new(named_blocks.into_iter().map(|(name, device)| (name, Some(device))).collect()),

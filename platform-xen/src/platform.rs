@@ -114,7 +114,7 @@ fn report() {
 
 /// The platform handle of applications on Xen: the kernel's monotonic
 /// clock (at Xen's TSC rate; see the module's clocks section), executor
-/// and RDRAND ([`KernelPlatform`]), Xen's wall clock, and exit
+/// and DRBG over RDSEED and RDRAND ([`KernelPlatform`]), Xen's wall clock, and exit
 /// through `SCHEDOP_shutdown`. Cheap to clone; clones share one event loop.
 #[derive(Clone)]
 pub struct XenPlatform {
@@ -148,8 +148,8 @@ impl Sleep for XenPlatform {
 }
 
 impl Random for XenPlatform {
-    /// RDRAND, as [`KernelPlatform`] (Xen passes it through when the CPU
-    /// has it).
+    /// From the kernel's DRBG, seeded and reseeded from RDSEED and RDRAND
+    /// (Xen passes them through when the CPU has them).
     fn fill(&self, buf: &mut [u8]) -> Result<(), RandomError> {
         self.kernel.fill(buf)
     }

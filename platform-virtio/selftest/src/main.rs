@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | `-- panic` | the kernel's panic handler | status 101 after `kernel panic: panic requested on the command line at platform-virtio/selftest/src/main.rs:LINE:COLUMN` |
 //! | `-- breakpoint` | the CPU exception path (`int3`) | status 102 after `kernel exception: breakpoint (vector 3), ...` |
+//! | `-- random` | the platform's DRBG: 32 bytes of `Random` | status 0 after `selftest: random HEX`; 1 with the error logged when no entropy source answers |
 //! | `--block disk[=virtio:N] -- block` | the virtio-blk driver: reads in flight together return the right data; reads dropped mid-flight neither write freed memory nor disturb later requests | status 0 after two `selftest:` info lines; 1 with the failure logged |
 //!
 //! Anything else after `--` (or nothing) is a usage error (status 2). The
@@ -35,6 +36,7 @@ use mirage_platform_virtio::{VirtioDevices, VirtioPlatform};
 use mirage_types::console::Console;
 use mirage_types::devices::{Devices, UsageError, USAGE_STATUS};
 use mirage_types::platform::{AppError, Platform};
+use mirage_types::random::Random;
 
 mod block;
 
@@ -65,9 +67,16 @@ async fn selftest(platform: VirtioPlatform, devices: VirtioDevices) -> Result<()
             let disk = devices.block("disk").await?;
             block::run(&platform, &disk).await
         }
+        [test] if test == "random" => {
+            let mut bytes = [0u8; 32];
+            platform.fill(&mut bytes)?;
+            let hex: alloc::string::String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            log::info!("selftest: random {hex}");
+            Ok(())
+        }
         args => {
             let message = format!(
-                "say which test to run after `--`: panic, breakpoint or block (with --block disk); got {args:?}"
+                "say which test to run after `--`: panic, breakpoint, random or block (with --block disk); got {args:?}"
             );
             let text = format!("{NAME}: {}\n", UsageError::Bad(message));
             devices.console().write_diagnostic(text.as_bytes());

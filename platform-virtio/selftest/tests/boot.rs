@@ -1,5 +1,6 @@
 //! Boots the virtio-selftest image under QEMU (TCG) and checks the
 //! platform's own paths: the kernel's panic and CPU exception reports, the
+//! DRBG (different bytes on two boots, a clear failure without a source), the
 //! virtio-blk driver under concurrent and cancelled reads on both
 //! transports (virtio-mmio on microvm, virtio-pci on q35), and how the
 //! platform refuses a block device that is not there.
@@ -44,6 +45,43 @@ fn boot(machine: Machine, disk: Option<&Path>, append: &str) -> (Option<i32>, St
     }
     let exit = qemu.run(BOOT_TIMEOUT);
     (exit.code, exit.output)
+}
+
+/// The hex string of `selftest: random HEX` in `output`.
+fn random_line(output: &str) -> Option<&str> {
+    output.lines().find_map(|l| l.split("selftest: random ").nth(1)).map(str::trim)
+}
+
+#[test]
+fn two_boots_draw_different_random_bytes() {
+    require!(missing_qemu());
+    let draws: Vec<String> = (0..2)
+        .map(|_| {
+            let (status, output) = boot(Machine::Microvm, None, "-- random");
+            assert_eq!(status, Some(exit_code(0)), "output:\n{output}");
+            let hex = random_line(&output).unwrap_or_else(|| panic!("no random line:\n{output}"));
+            assert_eq!(hex.len(), 64, "{hex}");
+            hex.to_string()
+        })
+        .collect();
+    assert_ne!(draws[0], draws[1], "two boots drew the same bytes");
+    assert!(draws.iter().all(|d| d.chars().any(|c| c != '0')), "{draws:?}");
+}
+
+#[test]
+fn without_any_entropy_source_the_first_draw_fails_and_says_why() {
+    // QEMU's default CPU model has neither RDSEED nor RDRAND, and this
+    // boot has no virtio-rng device.
+    require!(missing_qemu());
+    let exit = Qemu::new(&kernel_image!(virtio), Machine::Microvm).append("-- random").run(BOOT_TIMEOUT);
+    let output = exit.output;
+    assert_eq!(exit.code, Some(exit_code(1)), "output:\n{output}");
+    assert!(random_line(&output).is_none(), "{output}");
+    assert!(output.contains("none of the DRBG's sources answered"), "{output}");
+    assert!(
+        output.contains("RDSEED: the CPU has no RDSEED") && output.contains("RDRAND: the CPU has no RDRAND"),
+        "{output}"
+    );
 }
 
 #[test]
