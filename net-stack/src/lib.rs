@@ -10,8 +10,8 @@
 //! takes `now` and packets, and yields packets and deadlines), with an
 //! async driver beside it:
 //!
-//! - [`wire`]: zero-copy views of Ethernet II, ARP, IPv4, ICMPv4, UDP, TCP
-//!   and DHCP packets with `parse`/`emit` of their decoded headers, and the
+//! - [`wire`]: zero-copy views of Ethernet II, ARP, IPv4, IPv6 (not used by
+//!   the layers yet), ICMPv4, UDP, TCP and DHCP packets with `parse`/`emit` of their decoded headers, and the
 //!   Internet checksum. Parsing never panics on any input.
 //! - [`ethernet`]: the Ethernet layer over a network device (our MAC
 //!   address, broadcast and joined multicast groups).
