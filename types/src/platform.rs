@@ -4,7 +4,8 @@
 //! Devices (block, network, console) are not reached through this handle:
 //! the platform's entry point connects the devices the application asks for
 //! and passes them to it as separate arguments, so code given a platform
-//! cannot open devices it was not given (BRIEF.md §3).
+//! cannot open devices it was not given (decision 0009, the device
+//! contract).
 //!
 //! # For implementors
 //!
