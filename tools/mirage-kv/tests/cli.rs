@@ -3,31 +3,14 @@
 //! GNU tar reads the tar image as well: without it that test skips, or
 //! fails under CI (`mirage_test_env`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
 use mirage_test_env::{missing_program, skip};
 
-struct TempDir(PathBuf);
+mod common;
 
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("mirage-kv-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn kv(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mirage-kv")).args(args).output().unwrap()
-}
+use common::{kv, TempDir};
 
 fn ok(args: &[&str]) -> Vec<u8> {
     let out = kv(args);
@@ -57,7 +40,7 @@ fn populate(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn build_then_read_back_both_formats() {
-    let tmp = TempDir::new("build");
+    let tmp = TempDir::new("cli-build");
     let src = tmp.0.join("src");
     let files = populate(&src);
     for format in ["logkv", "tar"] {
@@ -84,7 +67,7 @@ fn build_then_read_back_both_formats() {
 
 #[test]
 fn format_put_cat_rm_and_fsck() {
-    let tmp = TempDir::new("put");
+    let tmp = TempDir::new("cli-put");
     let image = tmp.0.join("store.img");
     ok(&["format", s(&image), "--size", "1M"]);
     assert_eq!(std::fs::metadata(&image).unwrap().len(), 1 << 20);
@@ -99,7 +82,7 @@ fn format_put_cat_rm_and_fsck() {
 
 #[test]
 fn failures_exit_non_zero_with_a_message() {
-    let tmp = TempDir::new("errors");
+    let tmp = TempDir::new("cli-errors");
     let image = tmp.0.join("store.img");
     ok(&["format", s(&image), "--size", "64K"]);
     for (args, needle) in [

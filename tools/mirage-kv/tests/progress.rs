@@ -7,30 +7,13 @@
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-struct TempDir(PathBuf);
+mod common;
 
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("mirage-kv-progress-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn kv(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mirage-kv")).args(args).output().unwrap()
-}
+use common::{kv, TempDir};
 
 fn ok(args: &[&str]) -> Output {
     let out = kv(args);
@@ -53,7 +36,7 @@ const LARGE: u64 = 8 << 30;
 
 #[test]
 fn fsck_of_a_large_sparse_logkv_image_reports_progress_and_skips_the_holes() {
-    let tmp = TempDir::new("logkv");
+    let tmp = TempDir::new("progress-logkv");
     let image = tmp.0.join("big.img");
     ok(&["format", s(&image), "--size", "8G"]);
     let value = tmp.0.join("value");
@@ -125,7 +108,7 @@ fn tar_header(name: &str, size: u64) -> [u8; 512] {
 
 #[test]
 fn fsck_of_a_large_sparse_tar_reports_the_hashing_of_its_files() {
-    let tmp = TempDir::new("tar");
+    let tmp = TempDir::new("progress-tar");
     let image = tmp.0.join("big.tar");
     // A small file, then one of 16 MiB that is a hole on the host (the
     // debug build hashes about 16 MB/s), the end-of-archive blocks, and a
@@ -166,7 +149,7 @@ fn fsck_of_a_large_sparse_tar_reports_the_hashing_of_its_files() {
 
 #[test]
 fn fsck_reports_a_superblock_slot_that_mount_skipped() {
-    let tmp = TempDir::new("slot");
+    let tmp = TempDir::new("progress-slot");
     let image = tmp.0.join("store.img");
     ok(&["format", s(&image), "--size", "32K"]);
     let value = tmp.0.join("value");
