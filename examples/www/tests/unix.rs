@@ -2,94 +2,21 @@
 //! to it with a small client written here and with curl.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mirage_test_env::{missing_program, require};
 
 /// Every socket operation of these tests gives up after this long.
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A running `www`, killed when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-}
+mod support;
 
-impl Server {
-    fn start() -> Server {
-        Server::start_with(&[])
-    }
-
-    fn start_with(extra: &[&str]) -> Server {
-        // The kernel picks a free port; the server binds it right after
-        // (SO_REUSEADDR), a race only another process could lose us.
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let port_arg = port.to_string();
-        let mut args = vec!["-l", "warn", "--", "--port", &port_arg];
-        args.extend_from_slice(extra);
-        let child = Command::new(env!("CARGO_BIN_EXE_www"))
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start www");
-        let mut server = Server { child, port };
-        server.wait_until_listening();
-        server
-    }
-
-    fn wait_until_listening(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let mut stderr = String::new();
-                let _ = self.child.stderr.take().unwrap().read_to_string(&mut stderr);
-                panic!("www exited with {status} before listening:\n{stderr}");
-            }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        panic!("www did not listen on port {} within 20 s", self.port);
-    }
-
-    fn connect(&self) -> TcpStream {
-        let stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to www");
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// Peak resident memory of the server process, in KiB.
-    fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/PID/status");
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-
-    /// Fails the test if the server died.
-    fn assert_running(&mut self) {
-        assert!(self.child.try_wait().unwrap().is_none(), "www exited");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::Server;
 
 #[derive(Debug)]
 struct Response {
@@ -129,7 +56,7 @@ fn read_response(reader: &mut impl BufRead, head_only: bool) -> Response {
 
 /// Sends `raw` on a new connection and reads one response.
 fn exchange(server: &Server, raw: &[u8]) -> Response {
-    let mut stream = server.connect();
+    let mut stream = server.connect(IO_TIMEOUT);
     stream.write_all(raw).unwrap();
     read_response(&mut BufReader::new(stream), raw.starts_with(b"HEAD"))
 }
@@ -164,8 +91,8 @@ fn site_files() -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn every_file_is_served_byte_exact_on_one_connection() {
-    let server = Server::start();
-    let stream = server.connect();
+    let server = Server::start(&[], &[]);
+    let stream = server.connect(IO_TIMEOUT);
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
     for (path, contents) in site_files() {
@@ -195,7 +122,7 @@ fn every_file_is_served_byte_exact_on_one_connection() {
 #[test]
 fn curl_fetches_every_file_byte_exact() {
     require!(missing_program("curl", "curl"));
-    let server = Server::start();
+    let server = Server::start(&[], &[]);
     for (path, contents) in site_files() {
         let out = Command::new("curl")
             .args(["--silent", "--show-error", "--fail", "--max-time", "20", &server.url(&path)])
@@ -214,8 +141,8 @@ fn curl_fetches_every_file_byte_exact() {
 
 #[test]
 fn a_hundred_requests_on_one_keep_alive_connection() {
-    let server = Server::start();
-    let stream = server.connect();
+    let server = Server::start(&[], &[]);
+    let stream = server.connect(IO_TIMEOUT);
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
     let expected = std::fs::read(htdocs().join("hello.txt")).unwrap();
@@ -229,7 +156,7 @@ fn a_hundred_requests_on_one_keep_alive_connection() {
 
 #[test]
 fn missing_files_are_404_and_malformed_requests_400() {
-    let server = Server::start();
+    let server = Server::start(&[], &[]);
     assert_eq!(get(&server, "/missing.html").status, 404);
     assert_eq!(get(&server, "/docs/missing/").status, 404);
     let r = exchange(&server, b"GET / HTTP/1.1\r\n\r\n");
@@ -242,7 +169,7 @@ fn missing_files_are_404_and_malformed_requests_400() {
 
 #[test]
 fn traversal_attempts_never_leave_the_store() {
-    let server = Server::start();
+    let server = Server::start(&[], &[]);
     for target in [
         "/../Cargo.toml",
         "/../../Cargo.toml",
@@ -269,7 +196,7 @@ fn refuse_request_line(server: &Server, len: usize) {
     let mut request = b"GET /".to_vec();
     request.resize(len, b'a');
     request.extend_from_slice(b" HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    let stream = server.connect();
+    let stream = server.connect(IO_TIMEOUT);
     let mut writer = stream.try_clone().unwrap();
     // The server answers after 8 KiB and stops reading: write from another
     // thread so that the answer is read while the rest is refused.
@@ -283,7 +210,7 @@ fn refuse_request_line(server: &Server, len: usize) {
 
 #[test]
 fn a_huge_request_line_is_refused_with_bounded_memory() {
-    let mut server = Server::start();
+    let mut server = Server::start(&[], &[]);
     // A first refusal (16 KiB) runs the refusing and lingering code once,
     // so that the pages of program code it loads are not counted below:
     // the figure is then what the size of the request costs.
@@ -299,10 +226,10 @@ fn a_huge_request_line_is_refused_with_bounded_memory() {
 
 #[test]
 fn two_hundred_concurrent_connections_are_all_served() {
-    let server = Server::start();
+    let server = Server::start(&[], &[]);
     let expected = std::fs::read(htdocs().join("style.css")).unwrap();
     // All connected before any is answered, so they are open at once.
-    let streams: Vec<TcpStream> = (0..200).map(|_| server.connect()).collect();
+    let streams: Vec<TcpStream> = (0..200).map(|_| server.connect(IO_TIMEOUT)).collect();
     for mut stream in &streams {
         stream.write_all(b"GET /style.css HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     }

@@ -1,5 +1,5 @@
-//! What the loopback tests of the reliability fixes share
-//! (`unix_strict.rs`, `unix_linger.rs`, `unix_slots.rs`): the built `www`
+//! What the loopback tests share (`unix.rs`, `unix_strict.rs`,
+//! `unix_linger.rs`, `unix_slots.rs`): the built `www`
 //! on a free loopback port, killed when dropped, and raw TCP exchanges
 //! whose every wait is bounded.
 
@@ -68,6 +68,18 @@ impl Server {
         stream.set_read_timeout(Some(timeout)).unwrap();
         stream.set_write_timeout(Some(timeout)).unwrap();
         stream
+    }
+
+    /// The URL of `path` on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Peak resident memory of the server process, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/PID/status");
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
     /// Fails the test if the server died.
